@@ -1,0 +1,142 @@
+"""The `relay` command: init, serve, check-config, dns, invite."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import trio
+
+from relay import config as config_mod
+from relay.config import Config, ConfigError
+from relay.log import Logger
+from relay.tls import TLSError, ensure_certificate
+
+EXIT_CONFIG = 2
+EMBEDDED_DATA_DIR = Path("relay-data")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        return args.command(args)
+    except ConfigError as e:
+        print(f"relay: config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except TLSError as e:
+        print(f"relay: TLS error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relay", description="A chatmail relay for Delta Chat.")
+    sub = parser.add_subparsers()
+
+    p = sub.add_parser("init", help="write a config file and a data directory")
+    p.add_argument("--domain", required=True, help="DNS name, or an IPv4 address for LAN mode")
+    p.add_argument("--data-dir", required=True, type=Path)
+    p.add_argument(
+        "--config", type=Path, help="where to write the config (default DATA_DIR/relay.toml)"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite an existing config file")
+    p.set_defaults(command=cmd_init)
+
+    p = sub.add_parser("serve", help="run the relay (no --config: a local test relay on 127.0.0.1)")
+    p.add_argument("--config", type=Path)
+    p.set_defaults(command=cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate a config file and exit")
+    p.add_argument("config", type=Path)
+    p.set_defaults(command=cmd_check_config)
+
+    for name, func, text in (
+        ("dns", cmd_dns, "print the DNS records to set for this relay"),
+        ("invite", cmd_invite, "print the onboarding link and a terminal QR code"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--config", type=Path)
+        p.set_defaults(command=func)
+    return parser
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = args.config or args.data_dir / "relay.toml"
+    if path.exists() and not args.force:
+        print(f"relay: {path} exists; use --force to overwrite", file=sys.stderr)
+        return EXIT_CONFIG
+    data_dir = args.data_dir.resolve()
+    config = config_mod.from_dict({"mail_domain": args.domain, "data_dir": str(data_dir)})
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ensure_certificate(config)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(config_mod.to_toml(config), encoding="utf-8")
+    print(f"wrote {path}; data in {data_dir}")
+    print(f"run: relay serve --config {path}")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = config_mod.load(args.config)
+    print(f"{args.config}: ok (mail_domain {config.mail_domain}, data in {config.data_dir})")
+    return 0
+
+
+def load_or_embedded(path: Path | None) -> Config:
+    if path is not None:
+        return config_mod.load(path)
+    return Config.embedded_default(EMBEDDED_DATA_DIR.resolve())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from relay.server import serve
+
+    config = load_or_embedded(args.config)
+    log = Logger(no_log=config.privacy.no_log)
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            listening = await nursery.start(
+                lambda task_status: serve(
+                    config, log=log, handle_signals=True, task_status=task_status
+                )
+            )
+            if args.config is None:
+                _print_embedded_banner(config, listening.ports)
+
+    trio.run(run)
+    return 0
+
+
+def _print_embedded_banner(config: Config, ports: dict[str, int]) -> None:
+    from relay.onboarding import dclogin_url, new_credentials
+
+    addr, password = new_credentials(config)
+    lines = [
+        f"chatmail relay for {config.address_domain}, data in {config.data_dir}",
+        *(f"  {service:<12} {config.mail_domain}:{port}" for service, port in ports.items()),
+        "",
+        "Onboard in Delta Chat: scan or paste this link (a fresh account, created at first login):",
+        f"  {dclogin_url(config, addr, password)}",
+        f"or open http://{config.mail_domain}:{ports.get('http', 0)}/ for the invite page.",
+        "Stop with Ctrl-C.",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def cmd_dns(args: argparse.Namespace) -> int:
+    from relay.web.commands import dns_records
+
+    print(dns_records(load_or_embedded(args.config)), end="")
+    return 0
+
+
+def cmd_invite(args: argparse.Namespace) -> int:
+    from relay.web.commands import invite_text
+
+    print(invite_text(load_or_embedded(args.config)), end="")
+    return 0

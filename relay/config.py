@@ -1,0 +1,315 @@
+"""The relay's one configuration file: TOML, validated completely at start.
+
+Every key has the official chatmail relay's default (chatmail.ini). A problem is reported as a
+`ConfigError` naming the key, so `relay serve` can stop with exit code 2 and a useful message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
+SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+HOSTNAME_LABEL_RE = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+TLS_MODES = ("self-signed", "files", "acme")
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Listen:
+    address: list[str] = field(default_factory=lambda: ["0.0.0.0"])
+    smtp: int = 25
+    submissions: int = 465
+    submission: int = 587
+    imaps: int = 993
+    imap: int = 143
+    https: int = 443
+    http: int = 80
+
+    def services(self) -> dict[str, int]:
+        """Listener name -> port, for the enabled listeners only."""
+        ports = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del ports["address"]
+        return {name: port for name, port in ports.items() if port}
+
+
+@dataclass(frozen=True)
+class TLS:
+    mode: str = "self-signed"
+    cert: str = ""
+    key: str = ""
+    acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
+    acme_email: str = ""
+
+
+@dataclass(frozen=True)
+class Accounts:
+    jit: bool = True
+    registration_open: bool = True
+    username_min_length: int = 9
+    username_max_length: int = 9
+    password_min_length: int = 9
+    min_free_disk_space: int = 64 << 20  # refuse new accounts when the data disk is this full
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_size: int = 31457280
+    max_user_send_per_minute: int = 60
+    max_user_send_burst_size: int = 10
+    max_mailbox_size: int = 500 << 20
+    max_recipients: int = 1000  # also served as METADATA maxsmtprecipients
+    max_connections_per_ip: int = 200
+
+
+@dataclass(frozen=True)
+class Retention:
+    delete_mails_after: int = 20
+    delete_large_after: int = 7
+    delete_inactive_users_after: int = 90
+
+
+@dataclass(frozen=True)
+class Privacy:
+    no_log: bool = False
+    privacy_mail: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    mail_domain: str
+    data_dir: Path
+    listen: Listen = field(default_factory=Listen)
+    tls: TLS = field(default_factory=TLS)
+    accounts: Accounts = field(default_factory=Accounts)
+    limits: Limits = field(default_factory=Limits)
+    retention: Retention = field(default_factory=Retention)
+    privacy: Privacy = field(default_factory=Privacy)
+    source: Path | None = None  # the file this was read from, for reloads
+
+    @property
+    def is_lan(self) -> bool:
+        """LAN mode: the domain is an IPv4 address and addresses look like user@[10.0.0.2]."""
+        return _is_ipv4(self.mail_domain)
+
+    @property
+    def address_domain(self) -> str:
+        return f"[{self.mail_domain}]" if self.is_lan else self.mail_domain
+
+    @property
+    def cert_path(self) -> Path:
+        return (
+            Path(self.tls.cert) if self.tls.mode == "files" else self.data_dir / "tls" / "cert.pem"
+        )
+
+    @property
+    def key_path(self) -> Path:
+        return Path(self.tls.key) if self.tls.mode == "files" else self.data_dir / "tls" / "key.pem"
+
+    def is_local_address(self, addr: str) -> bool:
+        return addr.rpartition("@")[2].lower() == self.address_domain.lower()
+
+    @classmethod
+    def embedded_default(cls, data_dir: Path, *, address: str = "127.0.0.1") -> Config:
+        """LAN mode on loopback with unprivileged ports: what `relay serve` runs in a checkout."""
+        ports = Listen(
+            address=[address],
+            smtp=2525,
+            submissions=4650,
+            submission=5870,
+            imaps=9930,
+            imap=1430,
+            https=8443,
+            http=8080,
+        )
+        return cls(mail_domain=address, data_dir=Path(data_dir), listen=ports)
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a config file; raises ConfigError naming the first bad key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    config = from_dict(raw, base_dir=path.parent)
+    return dataclasses.replace(config, source=path.resolve())
+
+
+def from_dict(raw: dict[str, Any], *, base_dir: Path = Path(".")) -> Config:
+    raw = dict(raw)
+    sections = {}
+    for f in dataclasses.fields(Config):
+        if f.name in ("mail_domain", "data_dir", "source"):
+            continue
+        value = raw.pop(f.name, {})
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{f.name}]: must be a table, got {_show(value)}")
+        sections[f.name] = _build_section(f.name, f.default_factory(), value)
+    if "mail_domain" not in raw:
+        raise ConfigError("mail_domain: missing (a DNS name, or an IPv4 address for LAN mode)")
+    mail_domain = _check_domain(raw.pop("mail_domain"))
+    data_dir = raw.pop("data_dir", None)
+    if not isinstance(data_dir, str) or not data_dir:
+        raise ConfigError(f"data_dir: must be a non-empty path string, got {_show(data_dir)}")
+    if raw:
+        raise ConfigError(f"{sorted(raw)[0]}: unknown key")
+    config = Config(mail_domain=mail_domain, data_dir=(base_dir / data_dir).resolve(), **sections)
+    _check_semantics(config)
+    return config
+
+
+def _build_section(name: str, default: Any, values: dict[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(default)}
+    parsed = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{name}.{key}: unknown key")
+        parsed[key] = _coerce(f"{name}.{key}", getattr(default, key), value)
+    return dataclasses.replace(default, **parsed)
+
+
+def _coerce(key: str, default: Any, value: Any) -> Any:
+    """Check a value against the type of its default (sizes may be given as "500M")."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: must be true or false, got {_show(value)}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, str) and key.endswith(("_size", "_space")):
+            return _parse_size(key, value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: must be an integer, got {_show(value)}")
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value}")
+        return value
+    if isinstance(default, list):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: must be a non-empty list of strings, got {_show(value)}")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: must be a string, got {_show(value)}")
+    return value
+
+
+def _parse_size(key: str, text: str) -> int:
+    m = SIZE_RE.match(text)
+    if not m:
+        raise ConfigError(f"{key}: not a size like 500M or 2G: {text!r}")
+    return int(m.group(1)) * SIZE_UNITS[m.group(2).upper()]
+
+
+def _check_domain(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"mail_domain: must be a non-empty string, got {_show(value)}")
+    domain = value.strip().lower().strip("[]")
+    if _is_ipv4(domain):
+        return domain
+    labels = domain.split(".")
+    if len(domain) > 253 or not all(HOSTNAME_LABEL_RE.match(label) for label in labels):
+        raise ConfigError(f"mail_domain: not a DNS name or IPv4 address: {value!r}")
+    return domain
+
+
+def _check_semantics(config: Config) -> None:
+    listen = config.listen
+    for name, port in listen.services().items():
+        if not 0 < port < 65536:
+            raise ConfigError(f"listen.{name}: port must be 0 (off) or 1..65535, got {port}")
+    seen: dict[int, str] = {}
+    for name, port in listen.services().items():
+        if port in seen:
+            raise ConfigError(f"listen.{name}: port {port} is already used by listen.{seen[port]}")
+        seen[port] = name
+    for addr in listen.address:
+        try:
+            ipaddress.ip_address(addr)
+        except ValueError:
+            raise ConfigError(f"listen.address: not an IP address: {addr!r}") from None
+    if config.tls.mode not in TLS_MODES:
+        raise ConfigError(
+            f"tls.mode: must be one of {', '.join(TLS_MODES)}, got {config.tls.mode!r}"
+        )
+    if config.tls.mode == "files" and not (config.tls.cert and config.tls.key):
+        raise ConfigError('tls.cert: mode = "files" needs both tls.cert and tls.key')
+    if config.tls.mode == "acme" and config.is_lan:
+        raise ConfigError("tls.mode: acme needs a DNS name as mail_domain, not an IP address")
+    acc = config.accounts
+    if acc.username_min_length < 1:
+        raise ConfigError("accounts.username_min_length: must be at least 1")
+    if acc.username_max_length < acc.username_min_length:
+        raise ConfigError(
+            "accounts.username_max_length: must be >= accounts.username_min_length "
+            f"({acc.username_max_length} < {acc.username_min_length})"
+        )
+    if acc.password_min_length < 8:
+        raise ConfigError("accounts.password_min_length: must be at least 8")
+    lim = config.limits
+    if lim.max_message_size < 1024:
+        raise ConfigError(f"limits.max_message_size: too small ({lim.max_message_size} bytes)")
+    if lim.max_mailbox_size < lim.max_message_size:
+        raise ConfigError("limits.max_mailbox_size: must be at least limits.max_message_size")
+    if lim.max_user_send_per_minute < 1:
+        raise ConfigError("limits.max_user_send_per_minute: must be at least 1")
+    if lim.max_user_send_burst_size < 1:
+        raise ConfigError("limits.max_user_send_burst_size: must be at least 1")
+    if lim.max_recipients < 1:
+        raise ConfigError("limits.max_recipients: must be at least 1")
+    ret = config.retention
+    for name in ("delete_mails_after", "delete_large_after", "delete_inactive_users_after"):
+        if getattr(ret, name) < 1:
+            raise ConfigError(f"retention.{name}: must be at least 1 day")
+    if ret.delete_large_after > ret.delete_mails_after:
+        raise ConfigError(
+            "retention.delete_large_after: must not exceed retention.delete_mails_after"
+        )
+
+
+def to_toml(config: Config) -> str:
+    """Serialise a config as the TOML `relay init` writes (every key, so operators see them)."""
+    lines = [
+        f"mail_domain = {_toml(config.mail_domain)}",
+        f"data_dir = {_toml(str(config.data_dir))}",
+    ]
+    for f in dataclasses.fields(config):
+        section = getattr(config, f.name)
+        if not dataclasses.is_dataclass(section):
+            continue
+        lines += ["", f"[{f.name}]"]
+        lines += [f"{k} = {_toml(v)}" for k, v in dataclasses.asdict(section).items()]
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _show(value: Any) -> str:
+    return f"{type(value).__name__} {value!r}"

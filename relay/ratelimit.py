@@ -1,0 +1,99 @@
+"""Rate limits shared by the protocols: GCRA for sending and requests, and login throttling."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+import trio
+
+MAX_TRACKED_KEYS = 100_000  # bounded memory: the least recently used keys are forgotten
+
+
+class GCRA:
+    """Generic cell rate algorithm: `per_minute` sustained, `burst` at once (like `governor`)."""
+
+    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic):
+        self.interval = 60.0 / per_minute
+        self.tolerance = self.interval * (burst - 1)
+        self.clock = clock
+        self._tat: OrderedDict[str, float] = OrderedDict()  # theoretical arrival time per key
+
+    def allow(self, key: str) -> bool:
+        now = self.clock()
+        tat = max(self._tat.get(key, now), now)
+        if tat - now > self.tolerance:
+            return False
+        self._remember(key, tat + self.interval)
+        return True
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until `allow(key)` would succeed."""
+        now = self.clock()
+        tat = self._tat.get(key, now)
+        return max(0.0, tat - self.tolerance - now)
+
+    def _remember(self, key: str, tat: float) -> None:
+        self._tat[key] = tat
+        self._tat.move_to_end(key)
+        while len(self._tat) > MAX_TRACKED_KEYS:
+            self._tat.popitem(last=False)
+
+
+class TooManyFailures(Exception):
+    """Raised instead of attempting a login while a key is locked out."""
+
+
+class AuthThrottle:
+    """Failed logins cost time: each failure per IP and per account delays the next attempt.
+
+    Failures are counted per key; after `free_failures` the next attempt waits
+    `base_delay * 2**(n - free_failures)` seconds (capped), and beyond `lockout_after`
+    attempts are refused outright until `window` seconds pass without failures.
+    """
+
+    def __init__(
+        self,
+        *,
+        free_failures: int = 3,
+        base_delay: float = 0.5,
+        max_delay: float = 8.0,
+        lockout_after: int = 20,
+        window: float = 600.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.free_failures = free_failures
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.lockout_after = lockout_after
+        self.window = window
+        self.clock = clock
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def _count(self, key: str) -> int:
+        count, last = self._failures.get(key, (0, 0.0))
+        if count and self.clock() - last > self.window:
+            del self._failures[key]
+            return 0
+        return count
+
+    async def before_attempt(self, ip: str, account: str | None = None) -> None:
+        worst = max(self._count(f"ip:{ip}"), self._count(f"acct:{account}") if account else 0)
+        if worst >= self.lockout_after:
+            raise TooManyFailures(ip)
+        if worst > self.free_failures:
+            exponent = worst - self.free_failures - 1
+            await trio.sleep(min(self.max_delay, self.base_delay * 2**exponent))
+
+    def record_failure(self, ip: str, account: str | None = None) -> None:
+        for key in (f"ip:{ip}", f"acct:{account}" if account else None):
+            if key is None:
+                continue
+            self._failures[key] = (self._count(key) + 1, self.clock())
+            self._failures.move_to_end(key)
+        while len(self._failures) > MAX_TRACKED_KEYS:
+            self._failures.popitem(last=False)
+
+    def record_success(self, ip: str, account: str | None = None) -> None:
+        self._failures.pop(f"acct:{account}", None)

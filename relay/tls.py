@@ -1,0 +1,113 @@
+"""TLS for every listener: self-signed certificates, PEM files, and live certificate swaps.
+
+One `TLSManager` holds the current server `ssl.SSLContext`. Listeners read `manager.context`
+for each new connection, so `reload()` or `install()` changes what new connections get while
+established ones keep their session.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from relay.config import Config
+
+# TLS 1.2 only with forward-secret AEAD suites; TLS 1.3 suites are all modern and preferred.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+
+
+class TLSError(Exception):
+    pass
+
+
+def make_self_signed(domain: str, *, days: int = 36500) -> tuple[bytes, bytes]:
+    """A P-256 certificate for `domain` (a DNS name or an IP address) and its key, as PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    try:
+        names: list[x509.GeneralName] = [x509.IPAddress(ipaddress.ip_address(domain))]
+    except ValueError:
+        names = [x509.DNSName(d) for d in (domain, f"www.{domain}", f"mta-sts.{domain}")]
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, domain)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def write_pair(cert_path: Path, key_path: Path, cert_pem: bytes, key_pem: bytes) -> None:
+    """Write a certificate and key atomically (key readable by the owner only)."""
+    for path, data, mode in ((key_path, key_pem, 0o600), (cert_path, cert_pem, 0o644)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+def ensure_certificate(config: Config) -> None:
+    """In self-signed mode, create the certificate once; other modes bring their own."""
+    if config.tls.mode != "self-signed":
+        return
+    if config.cert_path.exists() and config.key_path.exists():
+        return
+    write_pair(config.cert_path, config.key_path, *make_self_signed(config.mail_domain))
+
+
+def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(TLS12_CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    ctx.options |= ssl.OP_NO_RENEGOTIATION
+    try:
+        ctx.load_cert_chain(cert_path, key_path)
+    except (OSError, ssl.SSLError) as e:
+        raise TLSError(f"cannot load certificate {cert_path} / key {key_path}: {e}") from None
+    return ctx
+
+
+class TLSManager:
+    def __init__(self, config: Config):
+        self.config = config
+        ensure_certificate(config)
+        self.context = server_context(config.cert_path, config.key_path)
+
+    def reload(self, config: Config) -> None:
+        """Re-read certificate files (after SIGHUP); keeps the old context on error."""
+        ensure_certificate(config)
+        self.context = server_context(config.cert_path, config.key_path)
+        self.config = config
+
+    def install(self, cert_pem: bytes, key_pem: bytes) -> None:
+        """Store a new certificate (e.g. from ACME) and use it for new connections."""
+        write_pair(self.config.cert_path, self.config.key_path, cert_pem, key_pem)
+        self.context = server_context(self.config.cert_path, self.config.key_path)
+
+    def certificate(self) -> x509.Certificate:
+        return x509.load_pem_x509_certificate(self.config.cert_path.read_bytes())
