@@ -1,0 +1,192 @@
+"""Config validation: every mistake stops `relay` with exit code 2 and names the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from relay import config as config_mod
+from relay.config import Config
+
+GOOD = """\
+mail_domain = "chat.example.org"
+data_dir = "data"
+[listen]
+address = ["127.0.0.1"]
+smtp = 2525
+"""
+
+BAD_CONFIGS = [
+    # (config text, words the message must contain)
+    ('data_dir = "d"\n', "mail_domain: missing"),
+    ('mail_domain = "bad domain!"\ndata_dir = "d"\n', "mail_domain: not a DNS name"),
+    ('mail_domain = 42\ndata_dir = "d"\n', "mail_domain: must be a non-empty string"),
+    ('mail_domain = "a.org"\n', "data_dir: must be a non-empty path"),
+    ('mail_domain = "a.org"\ndata_dir = "d"\ncolour = "blue"\n', "colour: unknown key"),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[limits]\nmax_message_size = "big"\n',
+        "limits.max_message_size: not a size",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[limits]\nmax_mailbox_size = "500X"\n',
+        "limits.max_mailbox_size: not a size",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[listen]\nsmtp = 70000\n',
+        "listen.smtp: port must be",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[listen]\nimap = 25\n',
+        "listen.imap: port 25 is already used by listen.smtp",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[listen]\naddress = ["localhost"]\n',
+        "listen.address: not an IP address",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[tls]\nmode = "letsencrypt"\n',
+        "tls.mode: must be one of",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[tls]\nmode = "files"\n',
+        'tls.cert: mode = "files" needs',
+    ),
+    (
+        'mail_domain = "10.0.0.2"\ndata_dir = "d"\n[tls]\nmode = "acme"\n',
+        "tls.mode: acme needs a DNS name",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[accounts]\njit = "yes"\n',
+        "accounts.jit: must be true or false",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[accounts]\nusername_min_length = 12\n',
+        "accounts.username_max_length: must be >=",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[accounts]\npassword_min_length = 3\n',
+        "accounts.password_min_length: must be at least 8",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[retention]\ndelete_mails_after = 0\n',
+        "retention.delete_mails_after: must be at least 1 day",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[privacy]\nno_log = 1\n',
+        "privacy.no_log: must be true or false",
+    ),
+    ('mail_domain = "a.org"\ndata_dir = "d"\nlisten = 5\n', "[listen]: must be a table"),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[limits]\nmax_user_send_per_minute = -1\n',
+        "limits.max_user_send_per_minute: must not be negative",
+    ),
+    ("mail_domain = \n", "not valid TOML"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), BAD_CONFIGS)
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(text)
+    result = subprocess.run(
+        [sys.executable, "-m", "relay", "check-config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result
+    assert message in result.stderr
+    assert result.stderr.startswith("relay: config error:")
+
+
+def test_serve_refuses_bad_config_with_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text('mail_domain = "a.org"\ndata_dir = "d"\n[limits]\nmax_message_size = 10\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "relay", "serve", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "limits.max_message_size: too small" in result.stderr
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(config_mod.ConfigError, match="file not found"):
+        config_mod.load(tmp_path / "nope.toml")
+
+
+def test_defaults_follow_the_chatmail_relay(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(GOOD)
+    config = config_mod.load(path)
+    assert config.data_dir == (tmp_path / "data").resolve()
+    assert config.limits.max_message_size == 31457280
+    assert config.limits.max_mailbox_size == 500 * 1024 * 1024
+    assert (config.limits.max_user_send_per_minute, config.limits.max_user_send_burst_size) == (
+        60,
+        10,
+    )
+    assert (config.accounts.username_min_length, config.accounts.username_max_length) == (9, 9)
+    assert config.accounts.password_min_length == 9
+    assert (config.retention.delete_mails_after, config.retention.delete_large_after) == (20, 7)
+    assert config.retention.delete_inactive_users_after == 90
+    assert config.listen.services()["smtp"] == 2525 and config.listen.imaps == 993
+    assert config.address_domain == "chat.example.org" and not config.is_lan
+
+
+def test_lan_mode_addresses_use_ip_literals(tmp_path: Path) -> None:
+    config = config_mod.from_dict({"mail_domain": "192.168.1.20", "data_dir": str(tmp_path)})
+    assert config.is_lan
+    assert config.address_domain == "[192.168.1.20]"
+    assert config.is_local_address("abc@[192.168.1.20]")
+    assert not config.is_local_address("abc@192.168.1.20.example")
+
+
+def test_port_zero_disables_a_listener(tmp_path: Path) -> None:
+    config = config_mod.from_dict(
+        {"mail_domain": "a.org", "data_dir": "d", "listen": {"http": 0, "imap": 0}}
+    )
+    assert "http" not in config.listen.services() and "imap" not in config.listen.services()
+
+
+def test_init_writes_a_config_that_loads_back(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "relay",
+            "init",
+            "--domain",
+            "chat.example.org",
+            "--data-dir",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    config = config_mod.load(data / "relay.toml")
+    assert config.mail_domain == "chat.example.org"
+    assert config.cert_path.exists() and config.key_path.stat().st_mode & 0o077 == 0
+    again = subprocess.run(
+        [sys.executable, "-m", "relay", "init", "--domain", "x.org", "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_to_toml_round_trips(tmp_path: Path) -> None:
+    config = Config.embedded_default(tmp_path)
+    path = tmp_path / "relay.toml"
+    path.write_text(config_mod.to_toml(config))
+    loaded = config_mod.load(path)
+    assert loaded.listen == config.listen and loaded.limits == config.limits
