@@ -1,0 +1,160 @@
+"""`relay serve` as users run it: every port answers, signals, reload, the embedded default."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from relay.config import Privacy
+from relay.log import Logger
+from relay.tls import make_self_signed, write_pair
+from tests.conftest import client_context, make_config, start_relay_process, stop_relay_process
+
+BANNERS = {"smtp": b"220 ", "submission": b"220 ", "imap": b"* OK"}
+TLS_SERVICES = ("submissions", "imaps", "https")
+
+
+def read_banner(sock: socket.socket | ssl.SSLSocket) -> bytes:
+    sock.settimeout(5)
+    return sock.recv(4096)
+
+
+def test_every_configured_port_answers_within_3_seconds(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data")
+    started = time.monotonic()
+    relay = start_relay_process(config, tmp_path / "relay.toml")
+    try:
+        ready = time.monotonic() - started
+        assert ready < 3, f"took {ready:.2f} s"
+        for service, banner in BANNERS.items():
+            with socket.create_connection(("127.0.0.1", relay.port(service)), timeout=5) as s:
+                assert read_banner(s).startswith(banner), service
+        for service in TLS_SERVICES:
+            with (
+                socket.create_connection(("127.0.0.1", relay.port(service)), timeout=5) as raw,
+                client_context(config).wrap_socket(raw) as s,
+            ):
+                assert s.version() in ("TLSv1.2", "TLSv1.3"), service
+        with socket.create_connection(("127.0.0.1", relay.port("http")), timeout=5) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert read_banner(s).startswith(b"HTTP/1.1 ")
+    finally:
+        stop_relay_process(relay)
+
+
+def test_sigterm_stops_cleanly_within_5_seconds(tmp_path: Path) -> None:
+    relay = start_relay_process(make_config(tmp_path / "data"), tmp_path / "relay.toml")
+    idle = socket.create_connection(("127.0.0.1", relay.port("imap")), timeout=5)  # an open session
+    started = time.monotonic()
+    relay.process.send_signal(signal.SIGTERM)
+    assert relay.process.wait(timeout=5) == 0
+    assert time.monotonic() - started < 5
+    idle.close()
+
+
+def test_sighup_swaps_the_certificate_while_a_connection_stays_open(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data")
+    relay = start_relay_process(config, tmp_path / "relay.toml")
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        port = relay.port("imaps")
+        old = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5))
+        assert read_banner(old).startswith(b"* OK")
+        old_cert = old.getpeercert(binary_form=True)
+
+        write_pair(config.cert_path, config.key_path, *make_self_signed("127.0.0.1"))
+        relay.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while True:
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as new:
+                if new.getpeercert(binary_form=True) != old_cert:
+                    break
+            assert time.monotonic() < deadline, "the new certificate was never served"
+            time.sleep(0.05)
+
+        old.sendall(b"a1 NOOP\r\n")
+        assert b"a1 OK" in read_banner(old)  # the old session survived the swap
+        old.close()
+    finally:
+        stop_relay_process(relay)
+
+
+def test_embedded_default_prints_where_to_connect_and_how_to_onboard(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relay", "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        output = b""
+        deadline = time.monotonic() + 15
+        while b"Stop with Ctrl-C" not in output and time.monotonic() < deadline:
+            output += process.stdout.readline()
+        text = output.decode()
+        assert "dclogin:" in text and "ic=3" in text
+        assert "imaps" in text and "127.0.0.1:" in text
+        assert (tmp_path / "relay-data" / "tls" / "cert.pem").exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+
+
+def test_no_log_removes_addresses_and_ips() -> None:
+    out = io.StringIO()
+    log = Logger(no_log=True, stream=out)
+    log.info("login-failed", user=log.redact("abcdefghi@[127.0.0.1]"), ip=log.redact("10.1.2.3"))
+    log.info("forgotten-redact", detail="from alice@example.org at 192.168.0.7 and fe80::1")
+    text = out.getvalue()
+    for secret in (
+        "abcdefghi",
+        "127.0.0.1",
+        "10.1.2.3",
+        "alice@example.org",
+        "192.168.0.7",
+        "fe80::1",
+    ):
+        assert secret not in text
+    assert "login-failed" in text and "forgotten-redact" in text
+
+
+def test_no_log_relay_writes_no_ip_to_its_log(tmp_path: Path) -> None:
+    config = dataclasses.replace(make_config(tmp_path / "data"), privacy=Privacy(no_log=True))
+    relay = start_relay_process(config, tmp_path / "relay.toml", stderr=subprocess.PIPE)
+    try:
+        with socket.create_connection(("127.0.0.1", relay.port("imap")), timeout=5) as s:
+            read_banner(s)
+            s.sendall(b"a1 LOGIN someone@[127.0.0.1] password1234\r\n")
+            read_banner(s)
+    finally:
+        stop_relay_process(relay)
+    assert relay.process.stderr is not None
+    log = relay.process.stderr.read().decode()
+    assert "listening" in log
+    assert "127.0.0.1" not in log and "someone" not in log
+
+
+@pytest.mark.parametrize("service", TLS_SERVICES)
+def test_plain_text_on_a_tls_port_gets_no_service(tmp_path: Path, service: str) -> None:
+    relay = start_relay_process(make_config(tmp_path / "data"), tmp_path / "relay.toml")
+    try:
+        with socket.create_connection(("127.0.0.1", relay.port(service)), timeout=5) as s:
+            s.sendall(b"EHLO plain\r\n")
+            s.settimeout(5)
+            assert not s.recv(100).startswith((b"220", b"* OK", b"HTTP"))
+    finally:
+        stop_relay_process(relay)
