@@ -18,7 +18,7 @@ import pytest
 from relay.config import Privacy
 from relay.log import Logger
 from relay.tls import make_self_signed, write_pair
-from tests.conftest import client_context, make_config, start_relay_process, stop_relay_process
+from tests.helpers import client_context, make_config, start_relay_process, stop_relay_process
 
 BANNERS = {"smtp": b"220 ", "submission": b"220 ", "imap": b"* OK"}
 TLS_SERVICES = ("submissions", "imaps", "https")

@@ -1,0 +1,122 @@
+"""Helpers for tests that run a real relay on loopback: configs, ports, processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from relay import config as config_mod
+from relay.app import App
+from relay.config import Config, Listen
+
+SERVICES = ("smtp", "submissions", "submission", "imaps", "imap", "https", "http")
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports that were free a moment ago (bound together so they are distinct)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def make_config(data_dir: Path, host: str = "127.0.0.1", **sections: object) -> Config:
+    """A LAN-mode config on `host` with every listener on a free port; `sections` override."""
+    ports = dict(zip(SERVICES, free_ports(len(SERVICES), host), strict=True))
+    config = Config(mail_domain=host, data_dir=data_dir, listen=Listen(address=[host], **ports))
+    return dataclasses.replace(config, **sections)
+
+
+def client_context(config: Config) -> ssl.SSLContext:
+    """A client TLS context that trusts exactly this relay's certificate."""
+    ctx = ssl.create_default_context(cafile=str(config.cert_path))
+    ctx.check_hostname = False  # LAN mode: the SAN is an IP address
+    return ctx
+
+
+@dataclass
+class RelayServer:
+    config: Config
+    app: App
+
+    def port(self, service: str) -> int:
+        return getattr(self.config.listen, service)
+
+    @property
+    def host(self) -> str:
+        return self.config.listen.address[0]
+
+    @property
+    def domain(self) -> str:
+        return self.config.address_domain
+
+    def ssl_client_context(self) -> ssl.SSLContext:
+        return client_context(self.config)
+
+
+@dataclass
+class RelayProcess:
+    config: Config
+    config_path: Path
+    process: subprocess.Popen[bytes]
+
+    def port(self, service: str) -> int:
+        return getattr(self.config.listen, service)
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s") from None
+            time.sleep(0.05)
+
+
+def start_relay_process(config: Config, config_path: Path, **popen: object) -> RelayProcess:
+    """`relay serve --config F` as a child process, waited for until every port answers."""
+    config_path.write_text(config_mod.to_toml(config), encoding="utf-8")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "relay", "serve", "--config", str(config_path)], env=env, **popen
+    )
+    for port in config.listen.services().values():
+        wait_for_port(config.listen.address[0], port)
+    return RelayProcess(config=config, config_path=config_path, process=process)
+
+
+def stop_relay_process(relay: RelayProcess) -> None:
+    if relay.process.poll() is None:
+        relay.process.terminate()
+        try:
+            relay.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            relay.process.kill()
+            relay.process.wait()
+
+
+def require_tool(name: str) -> str:
+    """The path of a system tool, or skip the test saying which package provides it."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (the README's test command installs it)")
+    return path
