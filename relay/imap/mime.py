@@ -1,0 +1,307 @@
+"""MIME structure of stored messages for FETCH: ENVELOPE, BODYSTRUCTURE and BODY[section].
+
+Sections must return the stored bytes exactly, so entities are located by byte offsets here;
+the stdlib email package is used where it is right: parsing header values (Content-Type
+parameters, address lists, dates, encoded words), never for re-serialising content.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from email.message import Message
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses, parsedate_to_datetime
+
+from .fetchspec import Section
+from .searchkeys import MessageText
+
+_HEADER_PARSER = BytesHeaderParser(policy=compat32)
+_ENVELOPE_ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
+
+
+@dataclass
+class Entity:
+    """One MIME entity: a header block followed by a body, as offsets into the stored bytes."""
+
+    data: bytes
+    start: int  # where the header begins
+    body_start: int  # where the body begins (after the blank line)
+    end: int
+    info: Message = field(repr=False)  # parsed header (for types and parameters)
+    children: list[Entity] = field(default_factory=list)  # multipart parts
+    embedded: Entity | None = None  # the message inside a message/rfc822 part
+
+    @property
+    def header(self) -> bytes:
+        return self.data[self.start : self.body_start]
+
+    @property
+    def body(self) -> bytes:
+        return self.data[self.body_start : self.end]
+
+    @property
+    def whole(self) -> bytes:
+        return self.data[self.start : self.end]
+
+
+def split_header(data: bytes, start: int = 0, end: int | None = None) -> int:
+    """Offset of the body: just after the first empty line, or `end` if there is none."""
+    end = len(data) if end is None else end
+    pos = start
+    while pos < end:
+        nl = data.find(b"\n", pos, end)
+        if nl < 0:
+            return end
+        if data[pos:nl] in (b"", b"\r"):
+            return nl + 1
+        pos = nl + 1
+    return end
+
+
+def header_lines(header: bytes) -> list[tuple[str, bytes]]:
+    """(field name, raw field bytes incl. continuation lines and line end) for each field."""
+    fields: list[tuple[str, bytes]] = []
+    for line in header.splitlines(keepends=True):
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            name, raw = fields[-1]
+            fields[-1] = (name, raw + line)
+            continue
+        name = line.split(b":", 1)[0].strip().decode("ascii", "replace")
+        fields.append((name, line))
+    return fields
+
+
+def header_fields(header: bytes, names: tuple[str, ...], *, exclude: bool) -> bytes:
+    """HEADER.FIELDS / HEADER.FIELDS.NOT: the chosen fields, then the terminating empty line."""
+    wanted = {n.lower() for n in names}
+    picked = [raw for name, raw in header_lines(header) if (name.lower() in wanted) != exclude]
+    return b"".join(picked) + b"\r\n"
+
+
+def parse(data: bytes) -> Entity:
+    return _entity(data, 0, len(data), default_type="text/plain")
+
+
+def _entity(data: bytes, start: int, end: int, default_type: str) -> Entity:
+    body_start = split_header(data, start, end)
+    info = _HEADER_PARSER.parsebytes(data[start:body_start])
+    info.set_default_type(default_type)
+    entity = Entity(data, start, body_start, end, info)
+    maintype = info.get_content_maintype()
+    if maintype == "multipart":
+        boundary = info.get_param("boundary")
+        if isinstance(boundary, str) and boundary:
+            child_default = (
+                "message/rfc822" if info.get_content_subtype() == "digest" else "text/plain"
+            )
+            for part_start, part_end in _split_parts(data, body_start, end, boundary):
+                entity.children.append(_entity(data, part_start, part_end, child_default))
+    elif info.get_content_type() == "message/rfc822":
+        entity.embedded = _entity(data, body_start, end, "text/plain")
+    return entity
+
+
+def _split_parts(data: bytes, start: int, end: int, boundary: str) -> list[tuple[int, int]]:
+    """Byte ranges of the body parts; the line end before a delimiter belongs to the delimiter."""
+    delimiter = re.compile(
+        rb"(?:\A|\r?\n)--"
+        + re.escape(boundary.encode("utf-8", "replace"))
+        + rb"(--)?[ \t]*(\r?\n|\Z)"
+    )
+    parts: list[tuple[int, int]] = []
+    part_start: int | None = None
+    for match in delimiter.finditer(data[start:end]):
+        if part_start is not None:
+            parts.append((part_start, start + match.start()))
+        if match.group(1):
+            return parts
+        part_start = start + match.end()
+    if part_start is not None:  # unterminated multipart: the last part runs to the end
+        parts.append((part_start, end))
+    return parts
+
+
+# -- BODY[section] --------------------------------------------------------------------------
+
+
+def section_bytes(data: bytes, section: Section) -> bytes:
+    """The bytes RFC 3501 §6.4.5 assigns to a section; b"" for a part that does not exist."""
+    if not section.part and section.text in ("", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        # The common case (Delta Chat's prefetch and download) needs no MIME parse.
+        body_start = split_header(data)
+        return _text_of(data[:body_start], data[body_start:], section)
+    root = parse(data)
+    node = _navigate(root, section.part)
+    if node is None:
+        return b""
+    if not section.part:
+        return _text_of(node.header, node.body, section)
+    if section.text == "MIME":
+        return node.header
+    if section.text == "":
+        return node.body
+    inner = node.embedded
+    if inner is None:
+        return b""
+    return _text_of(inner.header, inner.body, section)
+
+
+def _text_of(header: bytes, body: bytes, section: Section) -> bytes:
+    if section.text == "":
+        return header + body
+    if section.text == "HEADER":
+        return header
+    if section.text == "TEXT":
+        return body
+    return header_fields(header, section.fields, exclude=section.text == "HEADER.FIELDS.NOT")
+
+
+def _navigate(root: Entity, path: tuple[int, ...]) -> Entity | None:
+    node = root
+    for depth, number in enumerate(path):
+        container = node.embedded if depth and node.embedded is not None else node
+        if container.children:
+            if number > len(container.children):
+                return None
+            node = container.children[number - 1]
+        elif number == 1:
+            node = container  # part 1 of a single-part message is its body
+        else:
+            return None
+    return node
+
+
+# -- ENVELOPE and BODYSTRUCTURE ---------------------------------------------------------------
+
+
+def envelope(entity: Entity) -> list:
+    info = entity.info
+
+    def raw(name: str) -> str | None:
+        value = info.get(name)
+        return None if value is None else _unfold(str(value))
+
+    addresses = {name: _addresses(info.get_all(name)) for name in _ENVELOPE_ADDRESS_FIELDS}
+    # RFC 3501: Sender and Reply-To default to From when absent.
+    for name in ("sender", "reply-to"):
+        if addresses[name] is None:
+            addresses[name] = addresses["from"]
+    return [
+        raw("date"),
+        raw("subject"),
+        *(addresses[name] for name in _ENVELOPE_ADDRESS_FIELDS),
+        raw("in-reply-to"),
+        raw("message-id"),
+    ]
+
+
+def _unfold(value: str) -> str:
+    return re.sub(r"\r?\n(?=[ \t])", "", value)
+
+
+def _addresses(values: list[str] | None) -> list | None:
+    if not values:
+        return None
+    result = []
+    for name, addr in getaddresses([_unfold(str(v)) for v in values]):
+        if not name and not addr:
+            continue
+        mailbox, _, host = addr.rpartition("@") if "@" in addr else (addr, "", "")
+        result.append([name or None, None, mailbox or None, host or None])
+    return result or None
+
+
+def bodystructure(entity: Entity, *, extended: bool) -> list:
+    info = entity.info
+    if entity.children:
+        parts: list = [bodystructure(c, extended=extended) for c in entity.children]
+        parts.append(info.get_content_subtype())
+        if extended:
+            parts += [_params(info), _disposition(info), _language(info), _location(info)]
+        return parts
+    body = entity.body
+    fields: list = [
+        info.get_content_maintype(),
+        info.get_content_subtype(),
+        _params(info),
+        _header(info, "content-id"),
+        _header(info, "content-description"),
+        (_header(info, "content-transfer-encoding") or "7BIT").upper(),
+        len(body),
+    ]
+    if entity.embedded is not None:
+        inner = entity.embedded
+        fields += [envelope(inner), bodystructure(inner, extended=extended), _lines(body)]
+    elif info.get_content_maintype() == "text":
+        fields.append(_lines(body))
+    if extended:
+        md5 = _header(info, "content-md5")
+        fields += [md5, _disposition(info), _language(info), _location(info)]
+    return fields
+
+
+def _header(info: Message, name: str) -> str | None:
+    value = info.get(name)
+    return None if value is None else _unfold(str(value)).strip()
+
+
+def _params(info: Message) -> list | None:
+    params = info.get_params()
+    if not params:
+        return None if info.get_content_maintype() != "text" else ["charset", "us-ascii"]
+    flat: list = []
+    for key, value in params[1:]:
+        flat += [key, value if isinstance(value, str) else str(value)]
+    if info.get_content_maintype() == "text" and "charset" not in (k.lower() for k, _ in params):
+        flat += ["charset", "us-ascii"]
+    return flat or None
+
+
+def _disposition(info: Message) -> list | None:
+    params = info.get_params(header="content-disposition")
+    if not params:
+        return None
+    flat: list = []
+    for key, value in params[1:]:
+        flat += [key, value if isinstance(value, str) else str(value)]
+    return [params[0][0], flat or None]
+
+
+def _language(info: Message) -> str | None:
+    return _header(info, "content-language")
+
+
+def _location(info: Message) -> str | None:
+    return _header(info, "content-location")
+
+
+def _lines(body: bytes) -> int:
+    return body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+
+
+# -- text for SEARCH --------------------------------------------------------------------------
+
+
+def message_text(data: bytes) -> MessageText:
+    body_start = split_header(data)
+    info = _HEADER_PARSER.parsebytes(data[:body_start])
+    headers = [(name, _decoded(str(value))) for name, value in info.items()]
+    sent = None
+    if info.get("date"):
+        try:
+            sent = parsedate_to_datetime(str(info["date"]))
+        except (TypeError, ValueError):
+            sent = None
+    return MessageText(headers, data[body_start:].decode("utf-8", "replace"), sent)
+
+
+def _decoded(value: str) -> str:
+    try:
+        return str(make_header(decode_header(_unfold(value))))
+    except (ValueError, LookupError):
+        return _unfold(value)
