@@ -1,0 +1,337 @@
+"""The local admin socket: newline-delimited JSON-RPC over a unix socket (mode 0600).
+
+hwctl (display, LEDs, button) and later admin tools talk to the relay only through this socket.
+Requests are one JSON object per line, `{"id": 1, "method": "status", "params": {}}`; answers carry
+the same id and either "result" or "error". After `subscribe`, the connection also receives
+notifications `{"method": "event", "params": {"type": "account_created", ...}}`.
+
+Methods: status, new_onboarding, subscribe, factory_reset.
+
+Factory reset survives a power cut at any moment: `factory_reset` only writes a flag file (durably)
+and asks for a restart; `apply_pending_factory_reset`, called at start before the store opens,
+deletes everything and removes the flag last, so an interrupted wipe simply runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from relay import onboarding
+from relay.app import App
+from relay.config import Config
+
+RESET_FLAG = ".factory-reset"
+MAX_LINE = 64 * 1024
+MAX_CONNECTIONS = 16
+EVENT_BUFFER = 64
+PENDING_ONBOARDINGS = 32  # LAN credentials handed out and not used yet, newest kept
+DISK_DEGRADED_PERCENT = 90
+TIMESYNC_DIR = Path("/run/systemd/timesync")
+
+
+class RestartRequested(Exception):
+    """Raised out of serve_admin after a factory reset was scheduled: the relay must restart.
+
+    The wipe happens at the next start (apply_pending_factory_reset), before the store opens.
+    """
+
+
+class RpcError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class EventHub:
+    """Fan-out of events to subscribers; a subscriber that does not keep up is dropped."""
+
+    def __init__(self) -> None:
+        self.subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
+
+    def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]:
+        send, receive = trio.open_memory_channel[dict[str, Any]](EVENT_BUFFER)
+        self.subscribers.add(send)
+        return receive
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for send in list(self.subscribers):
+            try:
+                send.send_nowait(event)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                self.subscribers.discard(send)
+                send.close()
+
+
+class ObservedStore:
+    """Wraps the store to notice the logins that created an account (LoginResult.created).
+
+    Installed as app.store by serve_admin, so every service's login goes through it; everything
+    else is passed through untouched.
+    """
+
+    def __init__(self, store: Any, on_created) -> None:
+        self._store = store
+        self._on_created = on_created
+
+    async def login(self, addr: str, password: str, *, create: bool):
+        result = await self._store.login(addr, password, create=create)
+        if result.ok and result.created:
+            await self._on_created(addr)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class AdminService:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.hub = EventHub()
+        self.pending: list[str] = []  # LAN-mode onboarding addresses not used yet
+        self.reset_requested = trio.Event()
+
+    async def account_created(self, addr: str) -> None:
+        onboarded = addr in self.pending
+        if onboarded:
+            self.pending.remove(addr)
+        accounts = await self.app.store.account_count()
+        self.app.log.info("account-created", addr=self.app.log.redact(addr), accounts=accounts)
+        self.hub.publish(
+            {"type": "account_created", "addr": addr, "onboarding": onboarded, "accounts": accounts}
+        )
+
+    async def call(self, method: str, params: dict[str, Any]) -> Any:
+        if method == "status":
+            return await self.status()
+        if method == "new_onboarding":
+            return self.new_onboarding()
+        if method == "factory_reset":
+            return self.factory_reset()
+        raise RpcError(-32601, f"unknown method {method!r}")
+
+    async def status(self) -> dict[str, Any]:
+        config = self.app.config
+        problems: list[str] = []
+        state = "ok"
+        try:
+            accounts = await self.app.store.account_count()
+        except Exception as e:  # the display must still be able to say what is wrong
+            self.app.log.error("admin-status-store", error=repr(e))
+            accounts, state = -1, "error"
+            problems.append("store unavailable")
+        disk = disk_used_percent(config.data_dir)
+        if disk >= DISK_DEGRADED_PERCENT:
+            problems.append(f"data disk {disk}% full")
+        if not clock_synced():
+            problems.append("clock not synced")
+        if problems and state == "ok":
+            state = "degraded"
+        return {
+            "name": socket.gethostname(),
+            "domain": config.mail_domain,
+            "address_domain": config.address_domain,
+            "lan": config.is_lan,
+            "accounts": accounts,
+            "uptime": round(time.time() - self.app.started_at),
+            "health": {"state": state, "problems": problems},
+            "disk_used_percent": disk,
+            "ports": config.listen.services(),
+        }
+
+    def new_onboarding(self) -> dict[str, Any]:
+        config = self.app.config
+        if not config.is_lan:
+            # Domain mode: one static link; the client asks /new for its credentials.
+            return {"mode": "dcaccount", "url": onboarding.dcaccount_url(config), "addr": None}
+        addr, password = onboarding.new_credentials(config)
+        self.pending.append(addr)
+        del self.pending[:-PENDING_ONBOARDINGS]
+        url = onboarding.dclogin_url(config, addr, password)
+        return {"mode": "dclogin", "url": url, "addr": addr}
+
+    def factory_reset(self) -> dict[str, Any]:
+        schedule_factory_reset(self.app.config)
+        self.app.log.warning("factory-reset-scheduled")
+        self.hub.publish({"type": "factory_reset"})
+        self.reset_requested.set()
+        return {"scheduled": True}
+
+
+async def serve_admin(
+    app: App, path: Path, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Serve the admin socket at `path` until cancelled; raises RestartRequested after a reset."""
+    service = AdminService(app)
+    app.store = ObservedStore(app.store, service.account_created)
+    listener = await _bind_private(path)
+    limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
+    try:
+        async with trio.open_nursery() as nursery:
+
+            async def accept_loop() -> None:
+                while True:
+                    sock, _ = await listener.accept()
+                    nursery.start_soon(_connection, service, trio.SocketStream(sock), limiter)
+
+            nursery.start_soon(accept_loop)
+            task_status.started()
+            await service.reset_requested.wait()
+            # Give the client the answer and subscribers the event before going down.
+            await trio.sleep(0.2)
+            raise RestartRequested("factory reset scheduled")
+    finally:
+        listener.close()
+        path.unlink(missing_ok=True)
+        app.store = getattr(app.store, "_store", app.store)
+
+
+async def _bind_private(path: Path) -> trio.socket.SocketType:
+    """Bind under a temporary name, restrict it to the owner, then move it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    await sock.bind(str(tmp))
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    sock.listen(MAX_CONNECTIONS)
+    return sock
+
+
+async def _connection(service: AdminService, stream: trio.SocketStream, limiter) -> None:
+    send_lock = trio.Lock()
+
+    async def send(message: dict[str, Any]) -> None:
+        async with send_lock:
+            await stream.send_all(json.dumps(message).encode() + b"\n")
+
+    async def forward(events: trio.MemoryReceiveChannel[dict[str, Any]]) -> None:
+        async with events:
+            async for event in events:
+                await send({"method": "event", "params": event})
+
+    try:
+        async with limiter, stream, trio.open_nursery() as nursery:
+            buffer = b""
+            while True:
+                data = await stream.receive_some(4096)
+                if not data:
+                    break
+                buffer += data
+                if len(buffer) > MAX_LINE and b"\n" not in buffer:
+                    await send(_error(None, -32600, "request too long"))
+                    break
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        reply = await _answer(service, line, nursery, forward)
+                        await send(reply)
+            nursery.cancel_scope.cancel()
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+async def _answer(service: AdminService, line: bytes, nursery, forward) -> dict[str, Any]:
+    try:
+        request = json.loads(line)
+    except ValueError:
+        return _error(None, -32700, "not JSON")
+    if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+        return _error(None, -32600, "expected an object with a method")
+    rid = request.get("id")
+    params = request.get("params") or {}
+    try:
+        if request["method"] == "subscribe":
+            nursery.start_soon(forward, service.hub.subscribe())
+            return {"id": rid, "result": {"subscribed": True}}
+        return {"id": rid, "result": await service.call(request["method"], params)}
+    except RpcError as e:
+        return _error(rid, e.code, str(e))
+    except Exception as e:
+        service.app.log.error("admin-call-failed", method=request["method"], error=repr(e))
+        return _error(rid, -32603, "internal error")
+
+
+def _error(rid: Any, code: int, message: str) -> dict[str, Any]:
+    return {"id": rid, "error": {"code": code, "message": message}}
+
+
+def disk_used_percent(path: Path) -> int:
+    try:
+        usage = shutil.disk_usage(path)
+    except OSError:
+        return 0
+    return round(100 * usage.used / usage.total) if usage.total else 0
+
+
+def clock_synced() -> bool:
+    """True unless systemd-timesyncd runs and has not synchronised yet (off the appliance: True)."""
+    if not TIMESYNC_DIR.is_dir():
+        return True
+    return (TIMESYNC_DIR / "synchronized").exists()
+
+
+# -- factory reset ------------------------------------------------------------------------------
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def schedule_factory_reset(config: Config) -> None:
+    """Write the reset flag durably; nothing is deleted until the next start."""
+    flag = config.data_dir / RESET_FLAG
+    tmp = flag.with_name(RESET_FLAG + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"requested {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, flag)
+    _fsync_dir(config.data_dir)
+
+
+def apply_pending_factory_reset(config: Config) -> bool:
+    """If a reset is pending, wipe the data dir (accounts, mail, keys, certificates, local
+    settings) and then remove the flag. Idempotent: a wipe cut short by power loss is redone.
+
+    The config file the relay was started with is kept when it lives inside the data dir,
+    or the relay could not start again; everything else there goes.
+    """
+    data_dir = config.data_dir.resolve()
+    flag = data_dir / RESET_FLAG
+    if not flag.exists():
+        return False
+    keep = {flag}
+    if config.source is not None:
+        source = Path(config.source).resolve()
+        keep.add(source)
+        keep.update(source.parents)
+    _wipe(data_dir, keep)
+    _fsync_dir(data_dir)
+    flag.unlink()
+    _fsync_dir(data_dir)
+    return True
+
+
+def _wipe(directory: Path, keep: set[Path]) -> None:
+    for entry in directory.iterdir():
+        if entry in keep:
+            if entry.is_dir() and not entry.is_symlink():
+                _wipe(entry, keep)
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
