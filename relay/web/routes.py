@@ -1,0 +1,62 @@
+"""The routing table: which path answers which methods, with what body limit.
+
+Adding an endpoint is one `Route` line here plus its handler module; the server applies the
+method check (405), the body limit (413) and the plain-HTTP policy from the route itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from relay.config import Config
+from relay.web import acme, autoconfig, invite, onboard
+from relay.web.types import Request, Response
+
+if TYPE_CHECKING:
+    from relay.app import App
+
+Handler = Callable[[Request, "App"], Awaitable[Response]]
+
+SMALL_BODY = 4096  # enough for any form or JSON these pages accept
+
+
+def small_body(config: Config) -> int:
+    return SMALL_BODY
+
+
+@dataclass(frozen=True)
+class Route:
+    path: str
+    methods: frozenset[str]
+    handler: Handler
+    max_body: Callable[[Config], int] = small_body
+    prefix: bool = False  # path is a prefix ("/.well-known/acme-challenge/")
+    plain_http: bool = False  # answered over plain HTTP in domain mode instead of redirecting
+
+    def matches(self, path: str) -> bool:
+        return path.startswith(self.path) if self.prefix else path == self.path
+
+
+GET = frozenset({"GET"})
+GET_POST = frozenset({"GET", "POST"})
+
+ROUTES: list[Route] = [
+    Route("/", GET, invite.page),
+    Route("/new", GET_POST, onboard.new_account),
+    Route("/cgi-bin/newemail.py", GET_POST, onboard.new_account),
+    Route("/.well-known/autoconfig/mail/config-v1.1.xml", GET, autoconfig.config_xml),
+    Route("/mail/config-v1.1.xml", GET, autoconfig.config_xml),
+    Route("/.well-known/mta-sts.txt", GET, autoconfig.mta_sts),
+    Route(acme.CHALLENGE_PREFIX, GET, acme.challenge, prefix=True, plain_http=True),
+]
+
+
+def find(path: str) -> Route | None:
+    return next((route for route in ROUTES if route.matches(path)), None)
+
+
+def allowed_methods(route: Route) -> frozenset[str]:
+    """HEAD comes with every GET (the server drops the body)."""
+    return route.methods | {"HEAD"} if "GET" in route.methods else route.methods

@@ -1,0 +1,192 @@
+"""HTTP/1.1 sessions on h11 for the "http" and "https" listeners.
+
+h11 is the protocol engine; this module owns one connection: it enforces the limits a slow or
+hostile client could abuse (head size, body size, time to send a head or a body, time to read
+our answer) and dispatches each request through the routing table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+import h11
+import trio
+
+from relay.server import Peer
+from relay.web import routes
+from relay.web.types import Request, Response, redirect, text_response
+
+if TYPE_CHECKING:
+    from relay.app import App
+
+MAX_HEAD = 16 * 1024  # request line + headers; beyond this: 431
+HEAD_TIMEOUT = 15.0  # a whole request head, and the keep-alive idle time before it
+BODY_GRACE = 15.0  # a body gets this long plus its size at MIN_BODY_RATE
+MIN_BODY_RATE = 16 * 1024  # bytes per second: slower uploads are cut off with 408
+SEND_TIMEOUT = 30.0  # a client that does not read our answer is dropped
+MAX_REQUESTS_PER_CONNECTION = 1000
+RECEIVE_SIZE = 64 * 1024
+
+
+class _Close(Exception):
+    """The connection is finished (closed by the peer, timed out, or unusable)."""
+
+
+async def handle(stream: trio.abc.Stream, peer: Peer, app: App, *, service: str) -> None:
+    session = HTTPSession(stream, peer, app, service)
+    with contextlib.suppress(_Close):
+        await session.run()
+
+
+class HTTPSession:
+    def __init__(self, stream: trio.abc.Stream, peer: Peer, app: App, service: str):
+        self.stream = stream
+        self.peer = peer
+        self.app = app
+        self.service = service
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+
+    async def run(self) -> None:
+        for _ in range(MAX_REQUESTS_PER_CONNECTION):
+            try:
+                await self.one_request()
+            except h11.RemoteProtocolError as e:
+                await self.send_error(e.error_status_hint, str(e) or "bad request")
+                return
+            if self.conn.our_state is not h11.DONE or self.conn.their_state is not h11.DONE:
+                return
+            self.conn.start_next_cycle()
+
+    async def one_request(self) -> None:
+        try:
+            with trio.fail_after(HEAD_TIMEOUT):
+                event = await self.next_event()
+        except trio.TooSlowError:
+            if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
+                raise _Close from None  # an idle keep-alive connection: just close it
+            await self.send_error(408, "request head took too long")
+            raise _Close from None
+        if isinstance(event, h11.ConnectionClosed):
+            raise _Close
+        assert isinstance(event, h11.Request), event
+        method = event.method.decode("ascii", "replace")
+        target = event.target.decode("ascii", "replace")
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
+        request = Request(method, target, headers, b"", self.peer, self.service)
+        declared = request.header("content-length")
+        has_body = request.header("transfer-encoding") is not None or declared not in (None, "0")
+        response = self.check(request)
+        if response is not None:
+            if has_body:  # not worth reading: answer, then close
+                response.headers.append(("Connection", "close"))
+            else:
+                await self.read_body(0, 0)
+        else:
+            route = routes.find(request.path)
+            assert route is not None
+            max_body = route.max_body(self.app.config)
+            if declared is not None and int(declared) > max_body:
+                await self.send_error(413, f"body larger than {max_body} bytes")
+                raise _Close
+            request.body = await self.read_body(max_body, int(declared or max_body))
+            response = await self.call(route, request)
+        await self.send_response(response, head_only=method == "HEAD")
+
+    def check(self, request: Request) -> Response | None:
+        """Answers that do not need the body: unknown path, wrong method, wrong scheme."""
+        route = routes.find(request.path)
+        if route is None:
+            return text_response(404, "not found\n")
+        allowed = routes.allowed_methods(route)
+        if request.method not in allowed:
+            return text_response(
+                405, "method not allowed\n", headers=[("Allow", ", ".join(sorted(allowed)))]
+            )
+        config = self.app.config
+        if (
+            self.service == "http"
+            and not config.is_lan
+            and config.listen.https
+            and not route.plain_http
+        ):
+            port = "" if config.listen.https == 443 else f":{config.listen.https}"
+            status = 301 if request.method in ("GET", "HEAD") else 308
+            return redirect(f"https://{config.mail_domain}{port}{request.target}", status)
+        return None
+
+    async def read_body(self, max_body: int, expected: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with trio.fail_after(BODY_GRACE + expected / MIN_BODY_RATE):
+                while True:
+                    event = await self.next_event()
+                    if isinstance(event, h11.EndOfMessage):
+                        return b"".join(chunks)
+                    if isinstance(event, h11.ConnectionClosed):
+                        raise _Close
+                    assert isinstance(event, h11.Data), event
+                    size += len(event.data)
+                    if size > max_body:
+                        await self.send_error(413, f"body larger than {max_body} bytes")
+                        raise _Close
+                    chunks.append(event.data)
+        except trio.TooSlowError:
+            await self.send_error(408, "request body took too long")
+            raise _Close from None
+
+    async def call(self, route: routes.Route, request: Request) -> Response:
+        started = time.monotonic()
+        try:
+            response = await route.handler(request, self.app)
+        except Exception as e:  # a bug in one page must not kill the connection silently
+            self.app.log.error("http-handler-failed", path=request.path, error=repr(e))
+            return text_response(500, "internal error\n")
+        self.app.log.debug(
+            "http",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            ms=round((time.monotonic() - started) * 1000),
+            ip=self.app.log.redact(self.peer.ip),
+        )
+        return response
+
+    async def next_event(self) -> h11.Event:
+        while True:
+            event = self.conn.next_event()
+            if event is not h11.NEED_DATA:
+                assert not isinstance(event, h11.PAUSED)
+                return event
+            try:
+                data = await self.stream.receive_some(RECEIVE_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise _Close from None
+            self.conn.receive_data(data)
+
+    async def send_response(self, response: Response, *, head_only: bool = False) -> None:
+        headers = response.all_headers()
+        await self.send(h11.Response(status_code=response.status, headers=headers))
+        if response.body and not head_only:
+            await self.send(h11.Data(data=response.body))
+        await self.send(h11.EndOfMessage())
+
+    async def send_error(self, status: int, message: str) -> None:
+        """Answer a request we will not serve, then let the connection close."""
+        if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+            return
+        response = text_response(status, message + "\n", headers=[("Connection", "close")])
+        with contextlib.suppress(_Close, h11.LocalProtocolError):
+            await self.send_response(response)
+
+    async def send(self, event: h11.Event) -> None:
+        data = self.conn.send(event)
+        if not data:
+            return
+        try:
+            with trio.fail_after(SEND_TIMEOUT):
+                await self.stream.send_all(data)
+        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
+            raise _Close from None

@@ -1,0 +1,67 @@
+"""Requests and responses as route handlers see them: plain data, no sockets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from relay.server import Peer
+
+# Sent with every response: nothing on these pages needs scripts, frames or outside resources.
+SECURITY_HEADERS = [
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:"),
+]
+
+
+@dataclass
+class Request:
+    method: str
+    target: str  # path and query exactly as sent
+    headers: list[tuple[str, str]]  # names lower-case
+    body: bytes
+    peer: Peer
+    service: str  # "http" or "https"
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.target).path
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(urlsplit(self.target).query)
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        return next((value for key, value in self.headers if key == name), None)
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def all_headers(self) -> list[tuple[str, str]]:
+        base = [("Content-Type", self.content_type), ("Content-Length", str(len(self.body)))]
+        return base + SECURITY_HEADERS + self.headers
+
+
+def json_response(status: int, value: Any, *, no_store: bool = True) -> Response:
+    headers = [("Cache-Control", "no-store")] if no_store else []
+    body = json.dumps(value).encode()
+    return Response(status, body, "application/json", headers)
+
+
+def text_response(
+    status: int, text: str, *, headers: list[tuple[str, str]] | None = None
+) -> Response:
+    return Response(status, text.encode(), headers=headers or [])
+
+
+def redirect(location: str, status: int = 301) -> Response:
+    return text_response(status, f"moved to {location}\n", headers=[("Location", location)])
