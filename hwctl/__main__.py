@@ -1,0 +1,158 @@
+"""`python -m hwctl`: run the hardware process, or poke its simulator.
+
+python -m hwctl run --sim DIR            simulators: PNG frames, LED timeline, socket button
+python -m hwctl run                      real hardware (Raspberry Pi, Waveshare HAT, ACT LED)
+python -m hwctl press [--long] --sim DIR press the simulated button (--long: hold 10.5 s)
+python -m hwctl screenshots OUT_DIR      render the example screens used in the docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import sys
+import time
+from pathlib import Path
+
+import trio
+
+from hwctl import button, epd, screens
+from hwctl.display import Display, PanelBackend, PngBackend
+from hwctl.leds import GpioLed, Leds, SimLed, SysfsLed
+
+DEFAULT_ADMIN_SOCKET = Path("/data/relay/admin.sock")
+SYSFS_LEDS = Path("/sys/class/leds")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    return args.command(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hwctl", description="Appliance hardware control.")
+    sub = parser.add_subparsers(required=True)
+
+    p = sub.add_parser("run", help="run the display, LEDs, button, mDNS and USB handling")
+    p.add_argument("--admin-socket", type=Path, default=DEFAULT_ADMIN_SOCKET)
+    p.add_argument("--sim", type=Path, metavar="DIR", help="use simulators writing into DIR")
+    p.add_argument("--panel", choices=sorted(epd.PANELS), default="2in13_v4")
+    p.add_argument(
+        "--led",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="sysfs:NAME or gpio:PIN (repeatable; default sysfs:ACT on hardware)",
+    )
+    p.add_argument("--button-pin", type=int, default=button.BUTTON_PIN)
+    p.add_argument("--mdns", action="store_true", help="announce the relay with mDNS")
+    p.add_argument("--hostname", default=None, help="mDNS host name (default: this host's)")
+    p.add_argument("--usb", action="store_true", help="handle USB data and backup drives")
+    p.add_argument("--data-dir", type=Path, default=Path("/data/relay"))
+    p.set_defaults(command=cmd_run)
+
+    p = sub.add_parser("press", help="press the simulated button")
+    p.add_argument("--sim", type=Path, required=True, metavar="DIR")
+    p.add_argument("--long", action="store_true", help="hold long enough for a factory reset")
+    p.add_argument("--hold", type=float, default=None, help="seconds to hold (default 0.2)")
+    p.set_defaults(command=cmd_press)
+
+    p = sub.add_parser("screenshots", help="render the example screens into a directory")
+    p.add_argument("out", type=Path)
+    p.add_argument("--panel", choices=sorted(epd.PANELS), default="2in13_v4")
+    p.set_defaults(command=cmd_screenshots)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(run, args)
+    return 0
+
+
+async def run(args: argparse.Namespace) -> None:
+    from hwctl.controller import Controller
+
+    spec = epd.PANELS[args.panel]
+    levels_send, levels = trio.open_memory_channel[bool](32)
+    async with trio.open_nursery() as nursery:
+        if args.sim is not None:
+            args.sim.mkdir(parents=True, exist_ok=True)
+            display = Display(PngBackend(args.sim / "frames", spec))
+            leds = Leds([SimLed(args.sim / "leds.jsonl")])
+            await nursery.start(button.sim_button, args.sim / "button.sock", levels_send)
+        else:
+            from hwctl.gpio import SpiGpioBus, open_gpio
+
+            gpio = open_gpio()
+            display = Display(PanelBackend(epd.SSD1680(SpiGpioBus(gpio), spec)))
+            leds = Leds(_hardware_leds(args.led or ["sysfs:ACT"], gpio))
+            nursery.start_soon(button.gpio_button, gpio, args.button_pin, levels_send)
+        controller = Controller(args.admin_socket, display, leds)
+        if args.mdns:
+            from hwctl.mdns import announce_relay
+
+            nursery.start_soon(announce_relay, controller, args.hostname or socket.gethostname())
+        if args.usb:
+            from hwctl.usb import watch_usb
+
+            nursery.start_soon(watch_usb, controller, args.data_dir)
+        await controller.run(levels)
+
+
+def _hardware_leds(specs: list[str], gpio) -> list:
+    leds = []
+    for spec in specs:
+        kind, _, name = spec.partition(":")
+        if kind == "gpio":
+            leds.append(GpioLed(gpio, int(name)))
+            continue
+        # Older kernels call the Pi's green LED led0.
+        for candidate in (name, "led0") if name == "ACT" else (name,):
+            if (SYSFS_LEDS / candidate).is_dir():
+                leds.append(SysfsLed(SYSFS_LEDS / candidate))
+                break
+    return leds
+
+
+def cmd_press(args: argparse.Namespace) -> int:
+    hold = args.hold if args.hold is not None else (button.HOLD_SECONDS + 0.5 if args.long else 0.2)
+    path = args.sim / "button.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(path))
+        except OSError as e:
+            print(f"hwctl press: no simulator listening at {path}: {e.strerror}", file=sys.stderr)
+            return 1
+        sock.sendall(b"down\n")
+        time.sleep(hold)
+        sock.sendall(b"up\n")
+    return 0
+
+
+def cmd_screenshots(args: argparse.Namespace) -> int:
+    size = epd.PANELS[args.panel].landscape
+    args.out.mkdir(parents=True, exist_ok=True)
+    invite = screens.InviteContent(
+        qr_payload="DCACCOUNT:https://chat.example.org/new",
+        name="chatmail-relay",
+        address="chat.example.org",
+        status="12 people · healthy",
+    )
+    screens.render_invite(size, invite).save(args.out / "invite.png")
+    rows = [
+        ("IP", "192.168.1.20"),
+        ("Domain", "chat.example.org"),
+        ("Accounts", "12"),
+        ("Uptime", "3 d 4 h"),
+        ("Health", "ok"),
+    ]
+    screens.render_info(size, rows, "chatmail-relay").save(args.out / "info.png")
+    screens.render_countdown(size, 7).save(args.out / "reset-countdown.png")
+    print(f"wrote invite.png, info.png, reset-countdown.png to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

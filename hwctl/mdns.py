@@ -1,0 +1,129 @@
+"""mDNS announcements: <hostname>.local plus the invite page, IMAP and submission services.
+
+python-zeroconf's synchronous API runs its own asyncio loop in a thread, so it lives beside trio;
+its blocking calls go through trio.to_thread. Addresses are re-checked every few seconds (DHCP
+renewals, Wi-Fi roaming) and the services re-announced when they change; on shutdown they are
+withdrawn with goodbye packets so browsers forget them at once.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+import trio
+from zeroconf import IPVersion, ServiceInfo, Zeroconf
+
+from hwctl import netinfo
+
+INSTANCE = "Chatmail relay"
+ADDRESS_POLL = 5.0
+
+# (service type, listener name in the relay's status, TXT properties)
+SERVICES = (
+    ("_http._tcp.local.", "http", {"path": "/"}),
+    ("_imaps._tcp.local.", "imaps", {}),
+    ("_submissions._tcp.local.", "submissions", {}),
+)
+
+
+@dataclass(frozen=True)
+class Announcement:
+    hostname: str
+    addresses: tuple[str, ...]
+    ports: tuple[tuple[str, int], ...]  # listener name -> port, for the services announced
+
+    def service_infos(self) -> list[ServiceInfo]:
+        ports = dict(self.ports)
+        infos = []
+        for type_, listener, properties in SERVICES:
+            if not ports.get(listener):
+                continue
+            infos.append(
+                ServiceInfo(
+                    type_,
+                    f"{INSTANCE} {self.hostname}.{type_}",
+                    addresses=[socket.inet_aton(a) for a in self.addresses],
+                    port=ports[listener],
+                    properties=properties,
+                    server=f"{self.hostname}.local.",
+                )
+            )
+        return infos
+
+
+class Announcer:
+    """Owns one Zeroconf instance; every method blocks (call through trio.to_thread)."""
+
+    def __init__(self) -> None:
+        self.zc: Zeroconf | None = None
+        self.current: Announcement | None = None
+        self.infos: list[ServiceInfo] = []
+
+    def apply(self, announcement: Announcement) -> None:
+        if announcement == self.current:
+            return
+        if self.zc is None:
+            self.zc = Zeroconf(ip_version=IPVersion.V4Only)
+        if self.current is not None and self._same_services(announcement):
+            # Same names, new addresses: update_service re-announces the changed records.
+            new_infos = announcement.service_infos()
+            for info in new_infos:
+                self.zc.update_service(info)
+            self.infos = new_infos
+        else:
+            self.withdraw()
+            self.infos = announcement.service_infos()
+            for info in self.infos:
+                self.zc.register_service(info, allow_name_change=True)
+        self.current = announcement
+
+    def _same_services(self, announcement: Announcement) -> bool:
+        assert self.current is not None
+        return (self.current.hostname, self.current.ports) == (
+            announcement.hostname,
+            announcement.ports,
+        )
+
+    def withdraw(self) -> None:
+        if self.zc is not None:
+            for info in self.infos:
+                self.zc.unregister_service(info)
+        self.infos = []
+        self.current = None
+
+    def close(self) -> None:
+        if self.zc is not None:
+            self.withdraw()
+            self.zc.close()
+            self.zc = None
+
+
+async def announce(
+    hostname: str, ports: dict[str, int], addresses_fn=netinfo.ipv4_addresses
+) -> None:
+    """Keep the services announced until cancelled, following address changes."""
+    announcer = Announcer()
+    wanted = tuple(sorted((k, v) for k, v in ports.items() if k in {s[1] for s in SERVICES}))
+    try:
+        while True:
+            addresses = tuple(addresses_fn())
+            if addresses:
+                announcement = Announcement(hostname, addresses, wanted)
+                await trio.to_thread.run_sync(announcer.apply, announcement)
+            elif announcer.current is not None:
+                await trio.to_thread.run_sync(announcer.withdraw)
+            await trio.sleep(ADDRESS_POLL)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(announcer.close)
+
+
+async def announce_relay(controller, hostname: str) -> None:
+    """Announce the relay's ports as its admin socket reports them, from the first status on."""
+    while True:
+        await controller.connected.wait()
+        ports = controller.state.status.get("ports", {})
+        if ports:
+            await announce(hostname, ports)
+        await trio.sleep(1)

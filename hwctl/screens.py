@@ -1,0 +1,160 @@
+"""What the e-ink panel shows, rendered as 1-bit Pillow images (landscape, white background).
+
+Pure functions: the same inputs give the same pixels, so screenshots and tests are reproducible.
+QR modules are drawn at an integer number of pixels each; resampling a QR code on a 1-bit panel
+would blur module edges and make it harder to scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import qrcode
+import qrcode.constants
+from PIL import Image, ImageDraw, ImageFont
+
+WHITE = 1
+BLACK = 0
+# The spec asks for 4 modules of quiet zone; 2 still decodes (measured), used only when 4 won't fit.
+QUIET_PREFERRED = 4
+QUIET_MINIMUM = 2
+
+
+@dataclass(frozen=True)
+class InviteContent:
+    qr_payload: str  # DCACCOUNT:... or dclogin:...
+    name: str  # what the relay is called (host name)
+    address: str  # the domain or IP people see
+    status: str  # one short line: people onboarded, health
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def qr_matrix(payload: str) -> list[list[bool]]:
+    """The smallest QR for the payload; ECC M, or L when M would need a bigger symbol."""
+    best: list[list[bool]] | None = None
+    for ecc in (qrcode.constants.ERROR_CORRECT_M, qrcode.constants.ERROR_CORRECT_L):
+        qr = qrcode.QRCode(error_correction=ecc, border=0)
+        qr.add_data(payload)
+        qr.make(fit=True)
+        matrix = qr.get_matrix()
+        if best is None or len(matrix) < len(best):
+            best = matrix
+    assert best is not None
+    return best
+
+
+def draw_qr(image: Image.Image, payload: str, box: int, origin: tuple[int, int] = (0, 0)) -> int:
+    """Draw the QR centred in a `box` x `box` square; returns the square's used side in pixels."""
+    matrix = qr_matrix(payload)
+    n = len(matrix)
+    for quiet in (QUIET_PREFERRED, QUIET_MINIMUM):
+        scale = box // (n + 2 * quiet)
+        if scale >= 2 or quiet == QUIET_MINIMUM:
+            break
+    if scale < 1:
+        raise ValueError(f"QR with {n} modules does not fit in {box} px")
+    side = n * scale
+    ox = origin[0] + (box - side) // 2
+    oy = origin[1] + (box - side) // 2
+    draw = ImageDraw.Draw(image)
+    for y, row in enumerate(matrix):
+        for x, dark in enumerate(row):
+            if dark:
+                x0, y0 = ox + x * scale, oy + y * scale
+                draw.rectangle((x0, y0, x0 + scale - 1, y0 + scale - 1), fill=BLACK)
+    return side
+
+
+def _fit_text(draw: ImageDraw.ImageDraw, text: str, width: int, size: int, min_size: int = 9):
+    """The largest font (down to min_size) that fits; the text is cut with an ellipsis if none does."""
+    for s in range(size, min_size - 1, -1):
+        font = _font(s)
+        if draw.textlength(text, font=font) <= width:
+            return text, font
+    font = _font(min_size)
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…", font
+
+
+def _text_column(image: Image.Image, x: int, lines: list[tuple[str, int]], top: int = 4) -> None:
+    draw = ImageDraw.Draw(image)
+    width = image.width - x - 3
+    y = top
+    for text, size in lines:
+        if not text:
+            y += size // 2
+            continue
+        shown, font = _fit_text(draw, text, width, size)
+        draw.text((x, y), shown, font=font, fill=BLACK)
+        y += font.size + 4
+
+
+def render_invite(size: tuple[int, int], content: InviteContent) -> Image.Image:
+    """QR on the left (as tall as the panel), name, address and status on the right."""
+    image = Image.new("1", size, WHITE)
+    w, h = size
+    draw_qr(image, content.qr_payload, h)
+    x = h + 2
+    lines = [
+        (content.name, 16),
+        (content.address, 13),
+        ("", 10),
+        ("Scan with Delta Chat", 11),
+        ("to get an account", 11),
+    ]
+    _text_column(image, x, lines)
+    draw = ImageDraw.Draw(image)
+    draw.line((x, h - 20, w - 3, h - 20), fill=BLACK)
+    status, font = _fit_text(draw, content.status, w - x - 3, 11)
+    draw.text((x, h - 16), status, font=font, fill=BLACK)
+    return image
+
+
+def render_info(size: tuple[int, int], rows: list[tuple[str, str]], title: str) -> Image.Image:
+    """The page a short button press shows: a title and label/value rows."""
+    image = Image.new("1", size, WHITE)
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    title_font = _font(16)
+    draw.rectangle((0, 0, w - 1, 22), fill=BLACK)
+    draw.text((4, 2), title, font=title_font, fill=WHITE)
+    label_w = 66
+    y = 28
+    row_h = max(12, (h - y) // max(1, len(rows)))
+    for label, value in rows:
+        font_size = min(13, row_h - 2)
+        draw.text((4, y), label, font=_font(font_size), fill=BLACK)
+        shown, font = _fit_text(draw, value, w - label_w - 6, font_size, min_size=8)
+        draw.text((label_w, y), shown, font=font, fill=BLACK)
+        y += row_h
+    return image
+
+
+def render_countdown(size: tuple[int, int], remaining: int) -> Image.Image:
+    """Factory-reset countdown: the seconds left in large type and how to cancel."""
+    image = Image.new("1", size, WHITE)
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    draw.rectangle((0, 0, w - 1, h - 1), outline=BLACK, width=3)
+    draw.text((10, 8), "Factory reset in", font=_font(16), fill=BLACK)
+    big = _font(min(64, h // 2))
+    number = str(remaining)
+    nw = draw.textlength(number, font=big)
+    draw.text(((w - nw) / 2, h * 0.28), number, font=big, fill=BLACK)
+    hint = "Release the button to cancel"
+    shown, font = _fit_text(draw, hint, w - 20, 13)
+    draw.text((10, h - 22), shown, font=font, fill=BLACK)
+    return image
+
+
+def render_message(size: tuple[int, int], title: str, lines: list[str]) -> Image.Image:
+    """A plain notice (resetting, relay unreachable, USB progress)."""
+    image = Image.new("1", size, WHITE)
+    draw = ImageDraw.Draw(image)
+    draw.text((6, 6), title, font=_font(18), fill=BLACK)
+    _text_column(image, 6, [(line, 12) for line in lines], top=34)
+    return image
