@@ -1,14 +1,28 @@
-"""Store facade: the async API every protocol uses (contract in briefs: store-api)."""
+"""Store facade: the async API every protocol uses (SMTP, IMAP, web, federation).
+
+Writes go to the single group-commit writer; reads go to the database thread; bodies are read
+from the segment files in worker threads; password hashing runs in at most two threads.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+import hmac
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import trio
 
+from . import index, ops_admin, ops_mail, queries
+from .accounts import creation_refusal, is_local
+from .notify import Notifier
+from .passwords import LoginCache, hash_password, verify_password
+from .segments import Location, SegmentLog
 from .types import (
     FlagMode,
     LoginResult,
@@ -16,20 +30,141 @@ from .types import (
     MailboxEntry,
     MailboxSnapshot,
     MessageMeta,
+    NoSuchMessage,
     QueueEntry,
+    StoreError,
 )
+from .writer import Database, Writer
+
+SEGMENT_SIZE = 8 << 20
+EXPIRY_INTERVAL = 3600.0
+
+
+@dataclass
+class _Creation:
+    """A first login in progress: later logins of the same address wait for it."""
+
+    password: str
+    done: trio.Event = field(default_factory=trio.Event)
+    ok: bool = False
 
 
 class Store:
-    """Implementation in progress; signatures are final."""
+    def __init__(self, config: Any, log: Any, db: Database, seglog: SegmentLog, writer: Writer):
+        self.config = config  # replace on reload; read per decision
+        self.log = log
+        self._db = db
+        self._seglog = seglog
+        self._writer = writer
+        self._notifier = writer.notifier
+        self._cache = LoginCache()
+        self._hash_limiter = trio.CapacityLimiter(2)  # Argon2id uses 19 MiB per running hash
+        self._creating: dict[str, _Creation] = {}
+        self._nursery: trio.Nursery | None = None
 
-    async def login(self, addr: str, password: str, *, create: bool) -> LoginResult: ...
-    async def account_exists(self, addr: str) -> bool: ...
-    async def account_count(self) -> int: ...
-    async def delete_account(self, addr: str) -> None: ...
-    async def block(self, addr: str) -> None: ...
-    async def is_blocked(self, addr: str) -> bool: ...
-    async def deliver(self, recipients: list[str], data: bytes, *, sender: str = "") -> None: ...
+    def _now(self) -> float:
+        return self._writer.clock()
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    async def login(self, addr: str, password: str, *, create: bool) -> LoginResult:
+        addr = addr.lower()
+        if not is_local(self.config, addr):
+            return LoginResult(False, reason="not a local address")
+        pwhash, blocked, login_day = await self._db.run(queries.auth_row, addr)
+        if pwhash is not None:
+            if not await self._verify(addr, password, pwhash):
+                return LoginResult(False, reason="wrong password")
+            if login_day < int(self._now() // 86400) and self._nursery is not None:
+                self._nursery.start_soon(self._touch_login, addr)
+            return LoginResult(True)
+        if blocked:
+            return LoginResult(False, reason="address is blocked")
+        if not create:
+            return LoginResult(False, reason="no such account")
+        acc = self.config.accounts
+        if not (acc.jit and acc.registration_open):
+            return LoginResult(False, reason="registration closed")
+        return await self._create(addr, password)
+
+    async def create_account(self, addr: str, password: str) -> LoginResult:
+        """Explicit creation (e.g. the web /new flow when JIT is off): needs registration_open."""
+        addr = addr.lower()
+        if not self.config.accounts.registration_open:
+            return LoginResult(False, reason="registration closed")
+        return await self._create(addr, password)
+
+    async def _create(self, addr: str, password: str) -> LoginResult:
+        inflight = self._creating.get(addr)
+        if inflight is not None:
+            await inflight.done.wait()
+            if inflight.ok and hmac.compare_digest(inflight.password, password):
+                return LoginResult(True)
+            return await self.login(addr, password, create=False)
+        creation = self._creating[addr] = _Creation(password)
+        try:
+            refusal = await trio.to_thread.run_sync(creation_refusal, self.config, addr, password)
+            if refusal:
+                return LoginResult(False, reason=refusal)
+            async with self._hash_limiter:
+                pwhash = await trio.to_thread.run_sync(hash_password, password)
+            outcome = await self._writer.submit(
+                partial(ops_admin.create_account, addr=addr, pwhash=pwhash)
+            )
+            if outcome == "created":
+                self._cache.remember(addr, password, pwhash)
+                creation.ok = True
+                return LoginResult(True, created=True)
+            if outcome == "blocked":
+                return LoginResult(False, reason="address is blocked")
+            return await self.login(addr, password, create=False)
+        finally:
+            del self._creating[addr]
+            creation.done.set()
+
+    async def _verify(self, addr: str, password: str, pwhash: str) -> bool:
+        if self._cache.check(addr, password, pwhash):
+            return True
+        async with self._hash_limiter:
+            ok = await trio.to_thread.run_sync(verify_password, password, pwhash)
+        if ok:
+            self._cache.remember(addr, password, pwhash)
+        return ok
+
+    async def _touch_login(self, addr: str) -> None:
+        try:
+            await self._writer.submit(partial(ops_admin.touch_login, addr=addr))
+        except StoreError as e:
+            self.log.warning("store_login_touch_failed", error=str(e))
+
+    async def account_exists(self, addr: str) -> bool:
+        return await self._db.run(queries.account_exists, addr.lower())
+
+    async def account_count(self) -> int:
+        return await self._db.run(queries.account_count)
+
+    async def delete_account(self, addr: str) -> None:
+        addr = addr.lower()
+        await self._writer.submit(partial(ops_admin.delete_account, addr=addr))
+        self._cache.forget(addr)
+
+    async def block(self, addr: str) -> None:
+        """Remove the account (if any) and refuse to ever create it again."""
+        addr = addr.lower()
+        await self._writer.submit(partial(ops_admin.block, addr=addr))
+        self._cache.forget(addr)
+
+    async def is_blocked(self, addr: str) -> bool:
+        return await self._db.run(queries.is_blocked, addr.lower())
+
+    # -- delivery ---------------------------------------------------------------------------
+
+    async def deliver(self, recipients: list[str], data: bytes, *, sender: str = "") -> None:
+        rcpts = [r.lower() for r in recipients]
+        await self._writer.submit(
+            partial(ops_mail.deliver, recipients=rcpts, data=data, sender=sender)
+        )
+
     async def append(
         self,
         addr: str,
@@ -38,31 +173,116 @@ class Store:
         *,
         flags: Iterable[str] = (),
         internal_date: datetime | None = None,
-    ) -> tuple[int, int]: ...
-    async def list_mailboxes(self, addr: str) -> list[MailboxEntry]: ...
-    async def create_mailbox(self, addr: str, name: str) -> None: ...
-    async def delete_mailbox(self, addr: str, name: str) -> None: ...
-    async def rename_mailbox(self, addr: str, old: str, new: str) -> None: ...
-    async def subscribe(self, addr: str, name: str, on: bool) -> None: ...
-    async def snapshot(self, addr: str, mailbox: str) -> MailboxSnapshot: ...
-    async def read(self, addr: str, mailbox: str, uid: int) -> bytes: ...
+    ) -> tuple[int, int]:
+        date = None if internal_date is None else int(internal_date.timestamp())
+        fn = partial(
+            ops_mail.append,
+            addr=addr.lower(),
+            mailbox=mailbox,
+            data=data,
+            flags=list(flags),
+            date=date,
+        )
+        return await self._writer.submit(fn)
+
+    # -- mailboxes --------------------------------------------------------------------------
+
+    async def list_mailboxes(self, addr: str) -> list[MailboxEntry]:
+        return await self._db.run(queries.list_mailboxes, addr.lower())
+
+    async def create_mailbox(self, addr: str, name: str) -> None:
+        await self._writer.submit(partial(ops_mail.create_mailbox, addr=addr.lower(), name=name))
+
+    async def delete_mailbox(self, addr: str, name: str) -> None:
+        await self._writer.submit(partial(ops_mail.delete_mailbox, addr=addr.lower(), name=name))
+
+    async def rename_mailbox(self, addr: str, old: str, new: str) -> None:
+        await self._writer.submit(
+            partial(ops_mail.rename_mailbox, addr=addr.lower(), old=old, new=new)
+        )
+
+    async def subscribe(self, addr: str, name: str, on: bool) -> None:
+        await self._writer.submit(partial(ops_mail.subscribe, addr=addr.lower(), name=name, on=on))
+
+    async def snapshot(self, addr: str, mailbox: str) -> MailboxSnapshot:
+        return await self._db.run(queries.snapshot, addr.lower(), mailbox)
+
+    async def read(self, addr: str, mailbox: str, uid: int) -> bytes:
+        loc = await self._db.run(queries.locate, addr.lower(), mailbox, uid)
+        return await self._read_body(loc, f"{mailbox} uid {uid}")
+
+    async def _read_body(self, loc: Location, what: str) -> bytes:
+        try:
+            return await trio.to_thread.run_sync(self._seglog.read, loc)
+        except FileNotFoundError:  # expunged and its segment dropped meanwhile
+            raise NoSuchMessage(what) from None
+
     async def set_flags(
         self, addr: str, mailbox: str, uids: Sequence[int], flags: Iterable[str], mode: FlagMode
-    ) -> list[MessageMeta]: ...
-    async def expunge(self, addr: str, mailbox: str, uids: Sequence[int] | None) -> list[int]: ...
+    ) -> list[MessageMeta]:
+        if mode not in ("add", "remove", "replace"):
+            raise ValueError(f"bad flag mode {mode!r}")
+        fn = partial(
+            ops_mail.set_flags,
+            addr=addr.lower(),
+            mailbox=mailbox,
+            uids=list(uids),
+            flags=list(flags),
+            mode=mode,
+        )
+        return await self._writer.submit(fn)
+
+    async def expunge(self, addr: str, mailbox: str, uids: Sequence[int] | None) -> list[int]:
+        uid_list = None if uids is None else list(uids)
+        return await self._writer.submit(
+            partial(ops_mail.expunge, addr=addr.lower(), mailbox=mailbox, uids=uid_list)
+        )
+
     async def copy(
         self, addr: str, src: str, uids: Sequence[int], dst: str
-    ) -> list[tuple[int, int]]: ...
+    ) -> list[tuple[int, int]]:
+        return await self._writer.submit(
+            partial(ops_mail.copy, addr=addr.lower(), src=src, uids=list(uids), dst=dst)
+        )
+
     async def move(
         self, addr: str, src: str, uids: Sequence[int], dst: str
-    ) -> list[tuple[int, int]]: ...
-    def watch(self, addr: str) -> Any: ...  # async CM yielding MemoryReceiveChannel[MailboxChange]
-    async def get_metadata(self, addr: str, key: str) -> str | None: ...
-    async def set_metadata(self, addr: str, key: str, value: str | None) -> None: ...
-    async def quota_usage(self, addr: str) -> int: ...
-    async def enqueue(self, sender: str, recipients: list[str], data: bytes) -> str: ...
-    async def queue_list(self) -> list[QueueEntry]: ...
-    async def queue_remove(self, id: str, recipients: list[str] | None = None) -> None: ...
+    ) -> list[tuple[int, int]]:
+        fn = partial(ops_mail.copy, addr=addr.lower(), src=src, uids=list(uids), dst=dst, move=True)
+        return await self._writer.submit(fn)
+
+    def watch(
+        self, addr: str
+    ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[MailboxChange]]:
+        """Change events of addr's mailboxes, each sent right after the change is durable."""
+        return self._notifier.watch(addr.lower())
+
+    # -- metadata, quota --------------------------------------------------------------------
+
+    async def get_metadata(self, addr: str, key: str) -> str | None:
+        return await self._db.run(queries.get_metadata, addr.lower(), key)
+
+    async def set_metadata(self, addr: str, key: str, value: str | None) -> None:
+        await self._writer.submit(
+            partial(ops_admin.set_metadata, addr=addr.lower(), key=key, value=value)
+        )
+
+    async def quota_usage(self, addr: str) -> int:
+        return await self._db.run(queries.quota_usage, addr.lower())
+
+    # -- outbound queue ---------------------------------------------------------------------
+
+    async def enqueue(self, sender: str, recipients: list[str], data: bytes) -> str:
+        return await self._writer.submit(
+            partial(ops_admin.enqueue, sender=sender, recipients=list(recipients), data=data)
+        )
+
+    async def queue_list(self) -> list[QueueEntry]:
+        return await self._db.run(queries.queue_list)
+
+    async def queue_remove(self, id: str, recipients: list[str] | None = None) -> None:
+        await self._writer.submit(partial(ops_admin.queue_remove, qid=id, recipients=recipients))
+
     async def queue_update(
         self,
         id: str,
@@ -70,14 +290,101 @@ class Store:
         attempts: int | None = None,
         next_attempt: datetime | None = None,
         last_error: str | None = None,
-    ) -> None: ...
-    async def queue_read(self, id: str) -> bytes: ...
+    ) -> None:
+        at = None if next_attempt is None else int(next_attempt.timestamp())
+        fn = partial(
+            ops_admin.queue_update,
+            qid=id,
+            attempts=attempts,
+            next_attempt=at,
+            last_error=last_error,
+        )
+        await self._writer.submit(fn)
+
+    async def queue_read(self, id: str) -> bytes:
+        loc = await self._db.run(queries.queue_locate, id)
+        return await self._read_body(loc, f"queue {id}")
+
+    # -- expiry -----------------------------------------------------------------------------
+
+    async def expire(self) -> ops_admin.ExpiryResult:
+        """One expiry pass (the timer calls this hourly): expired mail and inactive accounts go,
+        then segments nothing points into are unlinked whole."""
+        result = await self._writer.submit(ops_admin.expire)
+        today = int(self._now() // 86400)
+        result.segments = await self._writer.exclusive(
+            lambda conn, log: queries.drop_dead_segments(conn, log, today)
+        )
+        if result.accounts or result.messages or result.segments:
+            self.log.info(
+                "store_expired",
+                accounts=result.accounts,
+                messages=result.messages,
+                segments=result.segments,
+            )
+        return result
+
+    async def _expiry_timer(self, interval: float) -> None:
+        while True:
+            await self.expire()
+            await trio.sleep(interval)
+
+
+def _recover(directory: Path, segment_size: int) -> tuple[Database, SegmentLog, int, int]:
+    """Open the index and the log, and apply every complete batch the index has not seen."""
+    directory.mkdir(parents=True, exist_ok=True)
+    conn = index.connect(directory / "index.sqlite")
+    seglog = SegmentLog(directory / "segments", segment_size=segment_size)
+    lsn = index.get_meta(conn, "lsn")
+    replayed = 0
+    for records, seg, end, commit_lsn in seglog.scan(
+        index.get_meta(conn, "seg"), index.get_meta(conn, "end")
+    ):
+        conn.execute("BEGIN")
+        for rec in records:
+            index.apply(conn, rec.meta, rec.body_loc)
+        lsn = commit_lsn
+        index.set_meta(conn, "lsn", lsn)
+        index.set_meta(conn, "seg", seg)
+        index.set_meta(conn, "end", end)
+        conn.execute("COMMIT")
+        replayed += 1
+    return Database(conn), seglog, lsn, replayed
 
 
 @asynccontextmanager
-async def open_store(config: Any, log: Any) -> AsyncIterator[Store]:
-    raise NotImplementedError("store implementation in progress")
-    yield Store()  # pragma: no cover
+async def open_store(
+    config: Any,
+    log: Any,
+    *,
+    clock: Callable[[], float] = time.time,
+    segment_size: int = SEGMENT_SIZE,
+    expiry_interval: float | None = EXPIRY_INTERVAL,
+) -> AsyncIterator[Store]:
+    """Open (recovering if needed) the store under config.data_dir/store and run its tasks.
+
+    clock: "now" for dates and expiry (tests inject one); expiry_interval None: no timer.
+    """
+    directory = Path(config.data_dir) / "store"
+    db, seglog, lsn, replayed = await trio.to_thread.run_sync(_recover, directory, segment_size)
+    if replayed:
+        log.info("store_recovered", batches=replayed)
+    writer = Writer(db, seglog, Notifier(), lsn=lsn, clock=clock, config=lambda: store.config)
+    store = Store(config, log, db, seglog, writer)
+    try:
+        async with trio.open_nursery() as nursery:
+            store._nursery = nursery
+            await nursery.start(writer.run)
+            if expiry_interval is not None:
+                nursery.start_soon(store._expiry_timer, expiry_interval)
+            try:
+                yield store
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        await trio.to_thread.run_sync(_close, db, seglog)
 
 
-_ = (trio, MailboxChange)
+def _close(db: Database, seglog: SegmentLog) -> None:
+    db.conn.close()
+    seglog.close()

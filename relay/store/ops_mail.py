@@ -1,0 +1,235 @@
+"""Mail operations planned by the writer: delivery, append, flags, expunge, copy, mailboxes.
+
+Each function takes the Planner first, validates against the index, emits log records and
+events, and returns the caller's result. Raising a StoreError discards everything it emitted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .planner import (
+    SPECIAL_USE,
+    Mailbox,
+    Planner,
+    canonical_name,
+    decode_flags,
+    encode_flags,
+    message_meta,
+    normalize_flags,
+)
+from .segments import Location
+from .types import FlagMode, MailboxError, MessageMeta, NoSuchAccount, QuotaExceeded
+
+# chatmail (dovecot quota_warning + chatmail-quota-expire): above 75 % of the quota the oldest
+# mail is removed down to 70 %, but never mail younger than a day.
+QUOTA_EXPIRE_ABOVE = 0.75
+QUOTA_EXPIRE_TARGET = 0.70
+QUOTA_SPARE_YOUNGER_THAN = 86400
+
+
+def _insert(
+    p: Planner,
+    mbx: Mailbox,
+    flags: frozenset[str],
+    date: int,
+    *,
+    body: bytes | None = None,
+    loc: Location | None = None,
+) -> tuple[int, Location]:
+    """Add one message to mbx: with its body (first copy) or pointing at an already logged body."""
+    uid, ms = mbx.uidnext, mbx.modseq + 1
+    rec = {"t": "msg", "m": mbx.id, "u": uid, "f": encode_flags(flags), "d": date, "ms": ms}
+    if loc is None:
+        new_loc = p.emit(rec, body)
+        assert new_loc is not None
+        loc = new_loc
+    else:
+        p.emit(rec | {"seg": loc.seg, "off": loc.off, "size": loc.size})
+    mbx.uidnext, mbx.modseq, mbx.bytes = uid + 1, ms, mbx.bytes + loc.size
+    p.event(mbx.addr, mbx.name, "exists", [uid])
+    return uid, loc
+
+
+def _make_room(p: Planner, addr: str, size: int) -> None:
+    """chatmail quota behaviour for one recipient; raises QuotaExceeded if it cannot take size."""
+    quota = p.config.limits.max_mailbox_size
+    if size > quota:
+        raise QuotaExceeded(addr)
+    used = p.account_usage(addr)
+    if used + size > quota * QUOTA_EXPIRE_ABOVE:
+        expire_oldest(p, addr, int(quota * QUOTA_EXPIRE_TARGET) - size)
+        used = p.account_usage(addr)
+    if used + size > quota:
+        raise QuotaExceeded(addr)
+
+
+def expire_oldest(p: Planner, addr: str, target: int) -> int:
+    """Expunge the account's oldest messages until usage <= target; spares mail under a day old."""
+    used = p.account_usage(addr)
+    victims: dict[int, list[int]] = {}
+    rows = p.conn.execute(
+        "SELECT m.mailbox, m.uid, m.size, m.date FROM messages m JOIN mailboxes b"
+        " ON b.id = m.mailbox WHERE b.addr=? ORDER BY m.date, m.mailbox, m.uid",
+        (addr,),
+    )
+    for mailbox_id, uid, size, date in rows:
+        if used <= target or date > p.now - QUOTA_SPARE_YOUNGER_THAN:
+            break
+        victims.setdefault(mailbox_id, []).append(uid)
+        used -= size
+    for mailbox_id, uids in victims.items():
+        expunge_ids(p, addr, mailbox_id, uids)
+    return sum(len(u) for u in victims.values())
+
+
+def expunge_ids(p: Planner, addr: str, mailbox_id: int, uids: list[int]) -> None:
+    name, modseq = p.conn.execute(
+        "SELECT name, modseq FROM mailboxes WHERE id=?", (mailbox_id,)
+    ).fetchone()
+    p.emit({"t": "expunge", "m": mailbox_id, "u": uids, "ms": modseq + 1})
+    p.event(addr, name, "expunge", uids)
+
+
+def deliver(p: Planner, recipients: Sequence[str], data: bytes, sender: str) -> None:
+    """Store one message in INBOX of every recipient; the body is logged once and shared."""
+    targets: list[Mailbox] = []
+    for addr in dict.fromkeys(recipients):
+        mbx = p.find_mailbox(addr, "INBOX")
+        if mbx is None:
+            raise NoSuchAccount(addr)
+        _make_room(p, addr, len(data))
+        targets.append(p.mailbox(addr, "INBOX"))  # re-read: room-making may have changed it
+    loc = None
+    date = int(p.now)
+    for mbx in targets:
+        _, loc = _insert(p, mbx, frozenset(), date, body=data if loc is None else None, loc=loc)
+
+
+def append(
+    p: Planner, addr: str, mailbox: str, data: bytes, flags: Iterable[str], date: int | None
+) -> tuple[int, int]:
+    mbx = p.mailbox(addr, mailbox)
+    _make_room(p, addr, len(data))
+    mbx = p.mailbox(addr, mailbox)
+    uid, _ = _insert(
+        p, mbx, normalize_flags(flags), int(p.now) if date is None else date, body=data
+    )
+    return mbx.uidvalidity, uid
+
+
+def set_flags(
+    p: Planner, addr: str, mailbox: str, uids: Sequence[int], flags: Iterable[str], mode: FlagMode
+) -> list[MessageMeta]:
+    mbx = p.mailbox(addr, mailbox)
+    wanted = normalize_flags(flags)
+    changes: list[list[object]] = []
+    rows = _rows(p, mbx.id, uids)
+    for uid, old_text, *_ in rows:
+        old = decode_flags(old_text)
+        new = {"add": old | wanted, "remove": old - wanted, "replace": wanted}[mode]
+        if new != old:
+            changes.append([uid, encode_flags(new)])
+    if changes:
+        p.emit({"t": "flags", "m": mbx.id, "ms": mbx.modseq + 1, "c": changes})
+        p.event(addr, mbx.name, "flags", [c[0] for c in changes])  # type: ignore[misc]
+    return [message_meta(r) for r in _rows(p, mbx.id, uids)]
+
+
+def expunge(p: Planner, addr: str, mailbox: str, uids: Sequence[int] | None) -> list[int]:
+    mbx = p.mailbox(addr, mailbox)
+    if uids is None:
+        found = p.conn.execute(
+            "SELECT uid FROM messages WHERE mailbox=? AND ' ' || flags || ' ' LIKE '% \\Deleted %'"
+            " ORDER BY uid",
+            (mbx.id,),
+        )
+        gone = [r[0] for r in found]
+    else:
+        gone = [r[0] for r in _rows(p, mbx.id, uids)]
+    if gone:
+        expunge_ids(p, addr, mbx.id, gone)
+    return gone
+
+
+def copy(
+    p: Planner, addr: str, src: str, uids: Sequence[int], dst: str, *, move: bool = False
+) -> list[tuple[int, int]]:
+    """COPY (or MOVE): new uids in dst pointing at the same logged bodies; no body is rewritten."""
+    source = p.mailbox(addr, src)
+    target = p.mailbox(addr, dst)
+    if move and source.id == target.id:
+        raise MailboxError("cannot move a message to the mailbox it is in")
+    pairs = []
+    for uid, flags, seg, off, size, date in _select(
+        p, "uid, flags, seg, off, size, date", source.id, uids
+    ):
+        new_uid, _ = _insert(p, target, decode_flags(flags), date, loc=Location(seg, off, size))
+        pairs.append((uid, new_uid))
+    if move and pairs:
+        expunge_ids(p, addr, source.id, [a for a, _ in pairs])
+    return pairs
+
+
+def _rows(p: Planner, mailbox_id: int, uids: Sequence[int]) -> list[tuple[int, str, int, int, int]]:
+    """(uid, flags, size, date, modseq) of the existing messages among uids, sorted by uid."""
+    return _select(p, "uid, flags, size, date, modseq", mailbox_id, uids)
+
+
+def _select(p: Planner, columns: str, mailbox_id: int, uids: Sequence[int]) -> list[Any]:
+    """Rows of the existing messages among uids (a bounded number of SQL parameters per query)."""
+    wanted = sorted(set(uids))
+    out: list[Any] = []
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i : i + 500]
+        marks = ",".join("?" * len(chunk))
+        out += p.conn.execute(
+            f"SELECT {columns} FROM messages WHERE mailbox=? AND uid IN ({marks}) ORDER BY uid",
+            (mailbox_id, *chunk),
+        ).fetchall()
+    return out
+
+
+# -- mailboxes ------------------------------------------------------------------------------
+
+
+def create_mailbox(p: Planner, addr: str, name: str, *, subscribed: bool = True) -> None:
+    p.require_account(addr)
+    name = canonical_name(name)
+    if not name or p.find_mailbox(addr, name):
+        raise MailboxError(f"mailbox already exists: {name}")
+    p.emit(
+        {
+            "t": "mbx",
+            "a": addr,
+            "id": p.next_mailbox_id(),
+            "n": name,
+            "v": p.next_uidvalidity(),
+            "s": int(subscribed),
+            "su": SPECIAL_USE.get(name.lower()),
+        }
+    )
+
+
+def delete_mailbox(p: Planner, addr: str, name: str) -> None:
+    if canonical_name(name) == "INBOX":
+        raise MailboxError("INBOX cannot be deleted")
+    mbx = p.mailbox(addr, name)
+    p.emit({"t": "mbx_del", "id": mbx.id})
+
+
+def rename_mailbox(p: Planner, addr: str, old: str, new: str) -> None:
+    if canonical_name(old) == "INBOX":
+        raise MailboxError("renaming INBOX is not supported")
+    mbx = p.mailbox(addr, old)
+    new = canonical_name(new)
+    if not new or p.find_mailbox(addr, new):
+        raise MailboxError(f"mailbox already exists: {new}")
+    p.emit({"t": "mbx_ren", "id": mbx.id, "n": new})
+
+
+def subscribe(p: Planner, addr: str, name: str, on: bool) -> None:
+    mbx = p.mailbox(addr, name)
+    if mbx.subscribed != on:
+        p.emit({"t": "mbx_sub", "id": mbx.id, "on": int(on)})

@@ -1,0 +1,140 @@
+"""The context in which the writer turns requests into log records.
+
+An operation reads the index, decides, and emits records; each record is applied to the index at
+once (inside a transaction that is rolled back afterwards) so the next operation of the same batch
+sees its effect. After the batch is durable the same records are applied for real.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from . import index
+from .segments import Batch, Location
+from .types import MailboxChange, MessageMeta, NoSuchAccount, NoSuchMailbox
+
+SYSTEM_FLAGS = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
+SPECIAL_USE = {
+    "drafts": "\\Drafts",
+    "sent": "\\Sent",
+    "sent messages": "\\Sent",
+    "trash": "\\Trash",
+    "junk": "\\Junk",
+}
+
+
+@dataclass(slots=True)
+class Mailbox:
+    id: int
+    addr: str
+    name: str
+    uidvalidity: int
+    uidnext: int
+    modseq: int
+    bytes: int
+    subscribed: bool
+    special_use: str | None
+
+
+@dataclass
+class Planner:
+    conn: sqlite3.Connection
+    batch: Batch
+    now: float
+    config: Any
+    records: list[tuple[dict[str, Any], Location | None]] = field(default_factory=list)
+    events: list[tuple[str, MailboxChange]] = field(default_factory=list)
+
+    def emit(self, rec: dict[str, Any], body: bytes | None = None) -> Location | None:
+        loc = self.batch.add(rec, body)
+        index.apply(self.conn, rec, loc)
+        self.records.append((rec, loc))
+        return loc
+
+    def event(self, addr: str, mailbox: str, kind: str, uids: list[int] | tuple[int, ...]) -> None:
+        self.events.append((addr, MailboxChange(mailbox, kind, tuple(uids))))  # type: ignore[arg-type]
+
+    def mark(self) -> tuple[Any, ...]:
+        return self.batch.mark(), len(self.records), len(self.events)
+
+    def reset(self, mark: tuple[Any, ...]) -> None:
+        self.batch.reset(mark[0])
+        del self.records[mark[1] :]
+        del self.events[mark[2] :]
+
+    # -- lookups used by many operations -------------------------------------------------
+
+    def today(self) -> int:
+        return int(self.now // 86400)
+
+    def require_account(self, addr: str) -> None:
+        if not self.conn.execute("SELECT 1 FROM accounts WHERE addr=?", (addr,)).fetchone():
+            raise NoSuchAccount(addr)
+
+    def find_mailbox(self, addr: str, name: str) -> Mailbox | None:
+        return find_mailbox(self.conn, addr, name)
+
+    def mailbox(self, addr: str, name: str) -> Mailbox:
+        mbx = self.find_mailbox(addr, name)
+        if mbx is None:
+            self.require_account(addr)
+            raise NoSuchMailbox(f"no such mailbox: {name}")
+        return mbx
+
+    def next_mailbox_id(self) -> int:
+        return max(
+            index.get_meta(self.conn, "next_mailbox", 1),
+            self.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM mailboxes").fetchone()[0],
+        )
+
+    def next_uidvalidity(self) -> int:
+        """Time-based like most servers, but strictly increasing so a recreated name differs."""
+        return max(int(self.now), index.get_meta(self.conn, "uidvalidity") + 1)
+
+    def account_usage(self, addr: str) -> int:
+        row = self.conn.execute("SELECT SUM(bytes) FROM mailboxes WHERE addr=?", (addr,))
+        return row.fetchone()[0] or 0
+
+
+def canonical_name(name: str) -> str:
+    return "INBOX" if name.upper() == "INBOX" else name
+
+
+def find_mailbox(conn: sqlite3.Connection, addr: str, name: str) -> Mailbox | None:
+    row = conn.execute(
+        "SELECT id, addr, name, uidvalidity, uidnext, modseq, bytes, subscribed, special_use"
+        " FROM mailboxes WHERE addr=? AND name=?",
+        (addr, canonical_name(name)),
+    ).fetchone()
+    return Mailbox(*row) if row else None
+
+
+def normalize_flags(flags: Any) -> frozenset[str]:
+    """System flags in canonical case; \\Recent is session state and never stored."""
+    out = set()
+    for f in flags:
+        f = SYSTEM_FLAGS.get(f.lower(), f)
+        if f.lower() != "\\recent" and f:
+            out.add(f)
+    return frozenset(out)
+
+
+def encode_flags(flags: frozenset[str]) -> str:
+    return " ".join(sorted(flags))
+
+
+def decode_flags(text: str) -> frozenset[str]:
+    return frozenset(text.split()) if text else frozenset()
+
+
+def to_datetime(ts: int) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def message_meta(row: tuple[Any, ...]) -> MessageMeta:
+    """Row (uid, flags, size, date, modseq) -> MessageMeta."""
+    uid, flags, size, date, modseq = row
+    return MessageMeta(uid, decode_flags(flags), size, to_datetime(date), modseq)

@@ -1,0 +1,176 @@
+"""The single writer task: group commit of everything that is pending.
+
+Loop: take every queued operation, plan them all into one batch of log records (in the database
+thread), write the batch with ONE fdatasync (outside the database lock, so reads continue), apply
+the records to the index in one transaction, then wake every waiter and publish the change events.
+Operations that arrive during a sync simply form the next batch, so the batch size follows the
+load without any timer.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from . import index
+from .notify import Notifier
+from .planner import Planner
+from .segments import Location, SegmentLog
+from .types import StoreError
+
+
+class Database:
+    """The one SQLite connection, used by one thread at a time."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._limiter = trio.CapacityLimiter(1)
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, self.conn, *args, limiter=self._limiter)
+
+
+@dataclass(eq=False)
+class _Op:
+    fn: Callable[..., Any]
+    exclusive: bool = False  # runs alone between batches with (conn, log) instead of a Planner
+    done: trio.Event = field(default_factory=trio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Writer:
+    def __init__(
+        self,
+        db: Database,
+        log: SegmentLog,
+        notifier: Notifier,
+        *,
+        lsn: int,
+        clock: Callable[[], float],
+        config: Callable[[], Any],
+    ) -> None:
+        self.db = db
+        self.log = log
+        self.notifier = notifier
+        self.lsn = lsn
+        self.clock = clock
+        self.config = config
+        self.batches = 0  # for tests and benchmarks: how many group commits were written
+        self._send, self._recv = trio.open_memory_channel[_Op](math.inf)
+
+    async def submit(self, fn: Callable[[Planner], Any]) -> Any:
+        """Run fn in the next batch; return its result once the batch is durable."""
+        return await self._wait(_Op(fn))
+
+    async def exclusive(self, fn: Callable[[sqlite3.Connection, SegmentLog], Any]) -> Any:
+        """Run fn(conn, log) in the database thread while no batch is being written."""
+        return await self._wait(_Op(fn, exclusive=True))
+
+    async def _wait(self, op: _Op) -> Any:
+        self._send.send_nowait(op)
+        await op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            ops = [await self._recv.receive()]
+            while True:
+                try:
+                    ops.append(self._recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            # Shielded: a batch that started is finished even during shutdown, so every
+            # waiter learns whether its operation is durable.
+            with trio.CancelScope(shield=True):
+                batch = [op for op in ops if not op.exclusive]
+                if batch:
+                    await self._commit(batch)
+                for op in ops:
+                    if op.exclusive:
+                        await self._run_exclusive(op)
+
+    async def _run_exclusive(self, op: _Op) -> None:
+        try:
+            op.result = await self.db.run(op.fn, self.log)
+        except Exception as e:
+            op.error = e
+        op.done.set()
+
+    async def _commit(self, ops: list[_Op]) -> None:
+        now = self.clock()
+        try:
+            planner = await self.db.run(self._plan, ops, now)
+        except OSError as e:  # e.g. no space left to start a new segment
+            for op in ops:
+                op.error = StoreError(f"storage write failed: {e}")
+                op.done.set()
+            return
+        if planner.records:
+            batch = planner.batch
+            batch.seal()
+            try:
+                await trio.to_thread.run_sync(self.log.write, batch)
+            except OSError as e:
+                failure = StoreError(f"storage write failed: {e}")
+                for op in ops:
+                    if op.error is None:
+                        op.error = failure
+                planner.events.clear()
+            else:
+                # A failure here leaves the log ahead of the index: crash (the exception ends
+                # the store's nursery) and let recovery replay the batch at the next open.
+                await self.db.run(_apply_batch, planner.records, batch.seg, self.log.end, batch.lsn)
+                self.lsn = batch.lsn
+                self.batches += 1
+        for op in ops:
+            op.done.set()
+        for addr, change in planner.events:
+            self.notifier.publish(addr, change)
+
+    def _plan(self, conn: sqlite3.Connection, ops: list[_Op], now: float) -> Planner:
+        batch = self.log.new_batch(self.lsn, int(now // 86400))
+        planner = Planner(conn, batch, now, self.config())
+        conn.execute("BEGIN")
+        try:
+            for op in ops:
+                mark = planner.mark()
+                conn.execute("SAVEPOINT op")
+                try:
+                    op.result = op.fn(planner)
+                except Exception as e:  # this op fails alone; the rest of the batch goes on
+                    conn.execute("ROLLBACK TO op")
+                    planner.reset(mark)
+                    op.error = e
+                conn.execute("RELEASE op")
+        finally:
+            conn.execute("ROLLBACK")
+        return planner
+
+
+def _apply_batch(
+    conn: sqlite3.Connection,
+    records: list[tuple[dict[str, Any], Location | None]],
+    seg: int,
+    end: int,
+    lsn: int,
+) -> None:
+    conn.execute("BEGIN")
+    try:
+        for rec, loc in records:
+            index.apply(conn, rec, loc)
+        index.set_meta(conn, "lsn", lsn)
+        index.set_meta(conn, "seg", seg)
+        index.set_meta(conn, "end", end)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
