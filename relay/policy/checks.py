@@ -1,0 +1,89 @@
+"""Content checks after DATA, in the anchor's order and with its exact replies.
+
+`check_outgoing` is for mail a logged-in client submits; `check_incoming` for mail another relay
+hands us (SMTP port 25, later /mxdeliv). Both return a `Decision`; `reply` is None when the
+message is accepted. Envelope checks (sender = login, rate limit) happen earlier, at RCPT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relay.policy import mime
+from relay.policy.pgp import (
+    from_address,
+    is_autocrypt_setup_to_self,
+    is_mailer_daemon_report,
+    is_securejoin_request,
+    why_not_encrypted,
+)
+
+UNENCRYPTED = "523 Encryption Needed: Invalid Unencrypted Mail"
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: str  # "encrypted", "securejoin", "autocrypt-setup", "mailer-daemon" or "rejected"
+    reply: str | None  # the full SMTP reply line for a rejection, None to accept
+    mail_from: str  # the envelope sender to deliver with (incoming may reset it to "")
+    detail: str = ""  # why, for logs only
+
+    @property
+    def accepted(self) -> bool:
+        return self.reply is None
+
+
+def _parse(content: bytes) -> mime.Part | str:
+    try:
+        return mime.parse(content)
+    except mime.MimeError as e:
+        return f"500 Failed to parse message: {e}"
+
+
+def _from_header(message: mime.Part) -> str | Decision:
+    address = from_address(message)
+    if address is None:
+        value = " ".join(str(v) for v in message.headers.get_all("From") or [])
+        return Decision("rejected", f"500 Invalid FROM header: {value[:200]}", "")
+    return address
+
+
+def check_outgoing(content: bytes, mail_from: str, recipients: list[str]) -> Decision:
+    message = _parse(content)
+    if isinstance(message, str):
+        return Decision("rejected", message, mail_from)
+    header_from = _from_header(message)
+    if isinstance(header_from, Decision):
+        return header_from
+    if header_from.lower() != mail_from.lower():
+        return Decision(
+            "rejected", f"500 Invalid FROM <{header_from}> for <{mail_from}>", mail_from
+        )
+    reason = why_not_encrypted(message, outgoing=True)
+    if reason is None:
+        return Decision("encrypted", None, mail_from)
+    if is_securejoin_request(message):
+        return Decision("securejoin", None, mail_from)
+    if is_autocrypt_setup_to_self(message, header_from, recipients):
+        return Decision("autocrypt-setup", None, mail_from)
+    return Decision("rejected", UNENCRYPTED, mail_from, reason)
+
+
+def check_incoming(content: bytes, mail_from: str, recipients: list[str]) -> Decision:
+    message = _parse(content)
+    if isinstance(message, str):
+        return Decision("rejected", message, mail_from)
+    header_from = _from_header(message)
+    if isinstance(header_from, Decision):
+        return header_from
+    # A forwarded or forged envelope sender is not refused, but bounces must not go to it.
+    if header_from.lower() != mail_from.lower():
+        mail_from = ""
+    reason = why_not_encrypted(message, outgoing=False)
+    if reason is None:
+        return Decision("encrypted", None, mail_from)
+    if is_securejoin_request(message):
+        return Decision("securejoin", None, mail_from)
+    if is_mailer_daemon_report(message, header_from):
+        return Decision("mailer-daemon", None, mail_from)
+    return Decision("rejected", UNENCRYPTED, mail_from, reason)
