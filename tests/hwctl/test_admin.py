@@ -1,0 +1,166 @@
+"""The relay's admin socket and the power-cut safe factory reset, without the rest of the relay."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from hwctl.admin_client import AdminError, connect
+from relay import admin
+from relay.app import App
+from relay.config import Config
+from relay.log import Logger
+from relay.store import LoginResult
+
+
+class MemoryStore:
+    """Just enough of the store contract: JIT accounts in a dict."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[str, str] = {}
+
+    async def login(self, addr: str, password: str, *, create: bool) -> LoginResult:
+        if addr in self.accounts:
+            ok = self.accounts[addr] == password
+            return LoginResult(ok=ok, created=False, reason="" if ok else "bad password")
+        if not create:
+            return LoginResult(ok=False, created=False, reason="no such account")
+        self.accounts[addr] = password
+        return LoginResult(ok=True, created=True, reason="")
+
+    async def account_count(self) -> int:
+        return len(self.accounts)
+
+
+def make_app(tmp_path: Path, domain: str = "127.0.0.1") -> App:
+    config = Config.embedded_default(tmp_path / "data")
+    config = dataclasses.replace(config, mail_domain=domain)
+    config.data_dir.mkdir(parents=True)
+    return App(config=config, store=MemoryStore(), tls=None, log=Logger(level="warning"))
+
+
+async def test_status_onboarding_and_account_created_event(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    sock = app.config.data_dir / "admin.sock"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(admin.serve_admin, app, sock)
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+        with trio.fail_after(5):
+            async with connect(sock) as client:
+                status = await client.call("status")
+                assert status["accounts"] == 0
+                assert status["domain"] == "127.0.0.1" and status["lan"] is True
+                assert status["ports"]["imaps"] == app.config.listen.imaps
+                await client.call("subscribe")
+                invite = await client.call("new_onboarding")
+                assert invite["mode"] == "dclogin"
+                assert invite["url"].startswith("dclogin:") and invite["addr"].endswith("@[127.0.0.1]")
+                # A service logs in with the invite's credentials: the first login creates it.
+                password = invite["url"].split("p=")[1].split("&")[0]
+                result = await app.store.login(invite["addr"], password, create=True)
+                assert result.created
+                event = await client.events.receive()
+                assert event == {
+                    "type": "account_created",
+                    "addr": invite["addr"],
+                    "onboarding": True,
+                    "accounts": 1,
+                }
+                with pytest.raises(AdminError, match="unknown method"):
+                    await client.call("no_such_method")
+        nursery.cancel_scope.cancel()
+    assert not sock.exists()
+    assert isinstance(app.store, MemoryStore)  # the observing wrapper is removed again
+
+
+async def test_domain_mode_hands_out_the_dcaccount_link(tmp_path: Path) -> None:
+    app = make_app(tmp_path, domain="chat.example.org")
+    sock = app.config.data_dir / "admin.sock"
+    async with trio.open_nursery() as nursery:
+        await nursery.start(admin.serve_admin, app, sock)
+        with trio.fail_after(5):
+            async with connect(sock) as client:
+                invite = await client.call("new_onboarding")
+        nursery.cancel_scope.cancel()
+    assert invite == {"mode": "dcaccount", "url": "DCACCOUNT:https://chat.example.org/new", "addr": None}
+
+
+async def test_factory_reset_writes_the_flag_and_asks_for_a_restart(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    sock = app.config.data_dir / "admin.sock"
+    with pytest.raises(BaseException) as caught:  # noqa: PT011 (an ExceptionGroup from the nursery)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(admin.serve_admin, app, sock)
+            with trio.fail_after(5):
+                async with connect(sock) as client:
+                    await client.call("subscribe")
+                    assert await client.call("factory_reset") == {"scheduled": True}
+                    assert (await client.events.receive())["type"] == "factory_reset"
+            await trio.sleep(5)
+    assert caught.group_contains(admin.RestartRequested)
+    assert (app.config.data_dir / admin.RESET_FLAG).exists()
+
+
+def populate(data_dir: Path, files: int = 20) -> None:
+    (data_dir / "tls").mkdir(parents=True, exist_ok=True)
+    (data_dir / "tls" / "key.pem").write_text("secret")
+    (data_dir / "index.sqlite").write_text("accounts")
+    mail = data_dir / "segments"
+    mail.mkdir(exist_ok=True)
+    for i in range(files):
+        (mail / f"{i:06d}.seg").write_bytes(b"x" * 64)
+
+
+def test_reset_wipes_everything_but_the_config_and_removes_the_flag_last(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    populate(data_dir)
+    config_file = data_dir / "relay.toml"
+    config_file.write_text("# kept")
+    config = dataclasses.replace(Config.embedded_default(data_dir), source=config_file)
+    assert admin.apply_pending_factory_reset(config) is False  # no flag: nothing happens
+    assert (data_dir / "index.sqlite").exists()
+    admin.schedule_factory_reset(config)
+    assert admin.apply_pending_factory_reset(config) is True
+    assert sorted(p.name for p in data_dir.iterdir()) == ["relay.toml"]
+    assert admin.apply_pending_factory_reset(config) is False
+
+
+WIPE_SCRIPT = """
+import sys, pathlib
+from relay import admin
+from relay.config import Config
+admin.apply_pending_factory_reset(Config.embedded_default(pathlib.Path(sys.argv[1])))
+"""
+
+
+def test_a_wipe_killed_half_way_is_finished_at_the_next_start(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    populate(data_dir, files=30000)
+    config = Config.embedded_default(data_dir)
+    admin.schedule_factory_reset(config)
+    segments = data_dir / "segments"
+    child = subprocess.Popen([sys.executable, "-c", WIPE_SCRIPT, str(data_dir)])
+    deadline = time.monotonic() + 20
+    try:
+        # Kill it once the wipe has visibly started but not finished (power cut mid-way).
+        while len(os.listdir(segments)) > 25000:
+            assert time.monotonic() < deadline, "the wipe never started"
+            time.sleep(0.005)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=10)
+    left = len(os.listdir(segments)) if segments.exists() else 0
+    print(f"killed the wipe with {left} of 30000 mail files left")
+    assert 0 < left < 30000, "the kill did not land in the middle of the wipe"
+    assert (data_dir / admin.RESET_FLAG).exists(), "the flag must outlive an interrupted wipe"
+    assert admin.apply_pending_factory_reset(config) is True
+    assert list(data_dir.iterdir()) == []
