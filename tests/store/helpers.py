@@ -1,0 +1,35 @@
+"""Shared helpers for the store tests: a config in a temp dir and a fake clock."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from relay.config import Config
+
+DOMAIN = "[127.0.0.1]"
+T0 = 1_800_000_000.0  # a fixed "now" for tests that move time
+
+
+def store_config(data_dir: Path, **limits: int) -> Config:
+    config = Config.embedded_default(data_dir)
+    if limits:
+        config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, **limits))
+    return config
+
+
+def addr(local: str) -> str:
+    return f"{local}@{DOMAIN}"
+
+
+class Clock:
+    """Injected "now": tests move time instead of sleeping."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance_days(self, days: float) -> None:
+        self.now += days * 86400
