@@ -71,6 +71,11 @@ class HTTPSession:
         if isinstance(event, h11.ConnectionClosed):
             raise _Close
         assert isinstance(event, h11.Request), event
+        # h11 bounds only heads that arrive incomplete; one that arrives whole is checked here.
+        head_size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
+        if head_size > MAX_HEAD:
+            await self.send_error(431, "request head too large")
+            raise _Close
         method = event.method.decode("ascii", "replace")
         target = event.target.decode("ascii", "replace")
         headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers]
