@@ -102,9 +102,10 @@ class ServerEngine:
     def expect_auth_response(self) -> None:
         self._mode = "auth"
 
-    @property
-    def buffered(self) -> int:
-        return len(self._buf)
+    def take_buffered(self) -> bytes:
+        """Remove and return unread input (at a STARTTLS or COMPRESS switch)."""
+        data, self._buf, self._scanned = bytes(self._buf), bytearray(), 0
+        return data
 
     # -- output -----------------------------------------------------------------------------
 

@@ -1,0 +1,176 @@
+"""Connection-level commands: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE, ID,
+ENABLE, COMPRESS. Logins follow the chatmail rules: JIT account creation through the store,
+never a password over an unencrypted connection, failures throttled per IP and account."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import TYPE_CHECKING
+
+import trio
+
+from relay.ratelimit import TooManyFailures
+
+from . import respond
+from .commands import Command
+from .compress import DeflateStream
+from .errors import Bad, Disconnect, No
+from .limits import limits_for, max_per_account
+
+if TYPE_CHECKING:
+    from .session import Session
+
+# Shown before and after login (the anchor's test_capabilities reads them right after connect).
+_BASE = "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+"
+_CHATMAIL = "XDELTAPUSH XCHATMAIL"
+_AFTER_LOGIN = "NAMESPACE UIDPLUS MOVE CONDSTORE SPECIAL-USE UNSELECT CHILDREN QUOTA METADATA"
+AUTH_FAILED = "Authentication failed."
+TLS_HANDSHAKE_TIMEOUT = 15.0
+
+
+def capabilities(s: Session) -> str:
+    if s.user is not None:
+        extra = "" if s.compressed else " COMPRESS=DEFLATE"
+        return f"{_BASE} {_AFTER_LOGIN}{extra} {_CHATMAIL}"
+    if not s.tls:
+        return f"{_BASE} STARTTLS LOGINDISABLED {_CHATMAIL}"
+    return f"{_BASE} AUTH=PLAIN {_CHATMAIL}"
+
+
+async def cmd_capability(s: Session, cmd: Command) -> str:
+    s.send(respond.untagged(respond.Atom("CAPABILITY " + capabilities(s))))
+    return "Capability completed."
+
+
+async def cmd_noop(s: Session, cmd: Command) -> str:
+    return "NOOP completed."
+
+
+async def cmd_logout(s: Session, cmd: Command) -> str:
+    s.send(respond.status("BYE", "Logging out."))
+    s.logged_out = True
+    return "Logout completed."
+
+
+async def cmd_starttls(s: Session, cmd: Command) -> str:
+    if s.tls:
+        raise Bad("TLS is already active.")
+    # Anything the client pipelined behind STARTTLS was sent in clear: drop it (CVE-2011-0411).
+    s.take_buffered_input()
+
+    async def switch() -> None:
+        tls_stream = trio.SSLStream(s.stream, s.app.tls.context, server_side=True)
+        with trio.move_on_after(TLS_HANDSHAKE_TIMEOUT) as scope:
+            await tls_stream.do_handshake()
+        if scope.cancelled_caught:
+            raise Disconnect("TLS handshake timed out")
+        s.stream = tls_stream
+        s.tls = True
+
+    s.after_response = switch
+    return "Begin TLS negotiation now."
+
+
+async def cmd_login(s: Session, cmd: Command) -> tuple[str, str]:
+    user, password = cmd.args
+    return await _login(s, user.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
+
+
+async def cmd_authenticate(s: Session, cmd: Command) -> tuple[str, str]:
+    mechanism, initial = cmd.args
+    if mechanism != "PLAIN":
+        raise No("Unsupported authentication mechanism.")
+    if not s.tls:
+        raise No(
+            "Plaintext authentication disallowed on non-secure connections.", "PRIVACYREQUIRED"
+        )
+    if initial is None:
+        s.send(respond.continuation())
+        await s.flush()
+        initial = await s.read_auth_line()
+    if initial.strip() == b"*":
+        raise Bad("Authentication aborted.")
+    try:
+        raw = b"" if initial == b"=" else base64.b64decode(initial, validate=True)
+        authzid, authcid, password = raw.split(b"\0")
+    except (binascii.Error, ValueError):
+        raise Bad("Invalid AUTHENTICATE PLAIN response.") from None
+    if authzid and authzid != authcid:
+        raise No(AUTH_FAILED, "AUTHENTICATIONFAILED")
+    return await _login(s, authcid.decode("utf-8", "replace"), password.decode("utf-8", "replace"))
+
+
+async def _login(s: Session, user: str, password: str) -> tuple[str, str]:
+    if not s.tls:
+        raise No(
+            "Plaintext authentication disallowed on non-secure connections.", "PRIVACYREQUIRED"
+        )
+    app = s.app
+    addr = user.strip().lower()
+    limits = limits_for(app)
+    try:
+        await limits.throttle.before_attempt(s.peer.ip, addr)
+    except TooManyFailures:
+        raise No(AUTH_FAILED, "AUTHENTICATIONFAILED") from None
+    if not app.config.is_local_address(addr):
+        limits.throttle.record_failure(s.peer.ip, None)
+        raise No(AUTH_FAILED, "AUTHENTICATIONFAILED")
+    result = await app.store.login(addr, password, create=True)
+    if not result.ok:
+        limits.throttle.record_failure(s.peer.ip, addr)
+        app.log.info("imap-login-failed", addr=app.log.redact(addr), reason=result.reason)
+        raise No(AUTH_FAILED, "AUTHENTICATIONFAILED")
+    limits.throttle.record_success(s.peer.ip, addr)
+    if not limits.claim_account(addr, max_per_account(app)):
+        raise No("Too many connections for this account.", "LIMIT")
+    s.user = addr
+    s.engine.max_message = app.config.limits.max_message_size
+    await s.open_watch()
+    if result.created:
+        app.log.info("account-created", addr=app.log.redact(addr), via="imap")
+    return "CAPABILITY " + capabilities(s), "Logged in"
+
+
+async def cmd_id(s: Session, cmd: Command) -> str:
+    s.send(respond.untagged(respond.Atom("ID"), ("name", "chatmail-relay-appliance")))
+    return "ID completed."
+
+
+async def cmd_enable(s: Session, cmd: Command) -> str:
+    enabled = []
+    if "CONDSTORE" in cmd.args:
+        s.condstore = True
+        if s.selected is not None:
+            s.selected.condstore = True
+        enabled.append("CONDSTORE")
+    s.send(respond.untagged(respond.Atom(" ".join(["ENABLED", *enabled]))))
+    return "Enabled."
+
+
+async def cmd_compress(s: Session, cmd: Command) -> str:
+    if cmd.args[0] != "DEFLATE":
+        raise Bad("Unknown compression mechanism.")
+    if s.compressed:
+        raise No("Compression already active.", "COMPRESSIONACTIVE")
+    leftover = s.take_buffered_input()
+
+    async def switch() -> None:
+        s.stream = DeflateStream(s.stream, leftover)
+        s.compressed = True
+
+    s.after_response = switch
+    return "Begin compression."
+
+
+HANDLERS = {
+    "CAPABILITY": ("any", cmd_capability),
+    "NOOP": ("any", cmd_noop),
+    "LOGOUT": ("any", cmd_logout),
+    "STARTTLS": ("nonauth", cmd_starttls),
+    "LOGIN": ("nonauth", cmd_login),
+    "AUTHENTICATE": ("nonauth", cmd_authenticate),
+    "ID": ("any", cmd_id),
+    "ENABLE": ("auth", cmd_enable),
+    "COMPRESS": ("auth", cmd_compress),
+}

@@ -1,0 +1,150 @@
+"""METADATA (RFC 5464) as the chatmail relay serves it, and QUOTA (RFC 9208).
+
+Server entries (mailbox "") come from the configuration. The only writable entry is
+/private/devicetoken on INBOX, with the anchor's semantics: a SET adds a token (or refreshes
+one already known), GET returns every live token joined by spaces, in the order first set.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from relay.config import Config
+
+from . import respond
+from .commands import Command, GetMetadata
+from .errors import No
+from .mailboxes import mailbox_name
+from .respond import Atom, Literal
+
+if TYPE_CHECKING:
+    from relay.store import Store
+
+    from .session import Session
+
+DEVICETOKEN = "/private/devicetoken"
+TOKEN_LIFETIME = 90 * 24 * 3600  # tokens not set again for 90 days are dropped
+MAX_TOKENS = 20  # one per device; bounded so a client cannot grow the entry without limit
+MAX_TOKEN_LENGTH = 4096
+QUOTA_ROOT = "User quota"
+SERVER_KEYS = (
+    "/shared/comment",
+    "/shared/admin",
+    "/shared/vendor/deltachat/irohrelay",
+    "/shared/vendor/deltachat/turn",
+    "/shared/vendor/deltachat/maxsmtprecipients",
+    "/shared/vendor/deltachat/appversions",
+)
+
+
+def server_value(config: Config, key: str) -> str | None:
+    """A server entry's value, or None (sent as NIL) while the relay has nothing to say."""
+    key = key.lower()
+    if key == "/shared/admin":
+        mail = config.privacy.privacy_mail
+        return f"mailto:{mail}" if mail else None
+    if key == "/shared/vendor/deltachat/maxsmtprecipients":
+        return str(config.limits.max_recipients)
+    # The comment and the iroh, TURN and appversions entries stay empty until the relay runs
+    # those services; a config key can supply them meanwhile.
+    extra = getattr(config, "metadata", None)
+    value = getattr(extra, key.rsplit("/", 1)[-1], "") if extra is not None else ""
+    return value or None
+
+
+async def read_tokens(store: Store, addr: str, now: float | None = None) -> list[str]:
+    """The live device tokens of an account (also what the push notifier sends to)."""
+    return [token for _, token in _live(await store.get_metadata(addr, DEVICETOKEN), now)]
+
+
+def _live(raw: str | None, now: float | None) -> list[tuple[float, str]]:
+    now = time.time() if now is None else now
+    entries = []
+    for line in (raw or "").splitlines():
+        stamp, _, token = line.partition(" ")
+        try:
+            when = float(stamp)
+        except ValueError:
+            continue
+        # Stamps far in the future are treated as invalid, as the anchor does.
+        if token and now - TOKEN_LIFETIME < when <= now + 60:
+            entries.append((when, token))
+    return entries
+
+
+async def add_token(store: Store, addr: str, token: str, now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    entries = _live(await store.get_metadata(addr, DEVICETOKEN), now)
+    if token in (t for _, t in entries):
+        entries = [(now if t == token else w, t) for w, t in entries]  # refresh, keep order
+    else:
+        entries.append((now, token))
+    entries = entries[-MAX_TOKENS:]
+    await store.set_metadata(addr, DEVICETOKEN, "\n".join(f"{w:.0f} {t}" for w, t in entries))
+
+
+async def cmd_getmetadata(s: Session, cmd: Command) -> str | tuple[str, str]:
+    request: GetMetadata = cmd.args[0]
+    values: list = []
+    longest_skipped = 0
+    for entry in request.entries:
+        if request.mailbox == "":
+            value = server_value(s.app.config, entry)
+        elif request.mailbox == "INBOX" and entry.lower() == DEVICETOKEN:
+            value = " ".join(await read_tokens(s.store, s.addr)) or None
+        else:
+            value = None
+        size = len(value.encode()) if value is not None else 0
+        if request.maxsize is not None and size > request.maxsize:
+            longest_skipped = max(longest_skipped, size)
+            continue
+        values += [Atom(entry), None if value is None else Literal(value.encode())]
+    if values:
+        s.send(respond.untagged(Atom("METADATA"), mailbox_name(request.mailbox), values))
+    if longest_skipped:
+        return f"METADATA LONGENTRIES {longest_skipped}", "Getmetadata completed."
+    return "Getmetadata completed."
+
+
+async def cmd_setmetadata(s: Session, cmd: Command) -> str:
+    mailbox, pairs = cmd.args
+    for entry, value in pairs:
+        if mailbox != "INBOX" or entry.lower() != DEVICETOKEN:
+            raise No("Setmetadata failed: entry is read-only or unknown.")
+        if value is None:
+            await s.store.set_metadata(s.addr, DEVICETOKEN, None)
+            continue
+        token = value.decode("utf-8", "replace").strip()
+        if not token or len(token) > MAX_TOKEN_LENGTH or any(c.isspace() for c in token):
+            raise No("Setmetadata failed: invalid device token.")
+        await add_token(s.store, s.addr, token)
+    return "Setmetadata completed."
+
+
+async def _send_quota(s: Session) -> None:
+    used_kib = (await s.store.quota_usage(s.addr) + 1023) // 1024
+    limit_kib = s.app.config.limits.max_mailbox_size // 1024
+    s.send(respond.untagged(Atom("QUOTA"), QUOTA_ROOT, (Atom("STORAGE"), used_kib, limit_kib)))
+
+
+async def cmd_getquotaroot(s: Session, cmd: Command) -> str:
+    name = cmd.args[0]
+    s.send(respond.untagged(Atom("QUOTAROOT"), mailbox_name(name), QUOTA_ROOT))
+    await _send_quota(s)
+    return "Getquotaroot completed."
+
+
+async def cmd_getquota(s: Session, cmd: Command) -> str:
+    if cmd.args[0] != QUOTA_ROOT:
+        raise No("Quota root does not exist.")
+    await _send_quota(s)
+    return "Getquota completed."
+
+
+HANDLERS = {
+    "GETMETADATA": ("auth", cmd_getmetadata),
+    "SETMETADATA": ("auth", cmd_setmetadata),
+    "GETQUOTAROOT": ("auth", cmd_getquotaroot),
+    "GETQUOTA": ("auth", cmd_getquota),
+}
