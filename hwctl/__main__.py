@@ -58,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--hold", type=float, default=None, help="seconds to hold (default 0.2)")
     p.set_defaults(command=cmd_press)
 
+    p = sub.add_parser("restore", help="restore an identity backup into a running fresh relay")
+    p.add_argument("file", type=Path)
+    p.add_argument("--code", required=True, help="the restore code shown after the backup")
+    p.add_argument("--admin-socket", type=Path, default=DEFAULT_ADMIN_SOCKET)
+    p.set_defaults(command=cmd_restore)
+
     p = sub.add_parser("screenshots", help="render the example screens into a directory")
     p.add_argument("out", type=Path)
     p.add_argument("--panel", choices=sorted(epd.PANELS), default="2in13_v4")
@@ -128,6 +134,31 @@ def cmd_press(args: argparse.Namespace) -> int:
         sock.sendall(b"down\n")
         time.sleep(hold)
         sock.sendall(b"up\n")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from hwctl import backup
+    from hwctl.admin_client import AdminError, connect
+
+    try:
+        identity = backup.decrypt(args.file.read_bytes(), args.code)
+    except (OSError, backup.BackupError) as e:
+        print(f"hwctl restore: {e}", file=sys.stderr)
+        return 1
+
+    async def restore() -> dict:
+        async with connect(args.admin_socket) as client:
+            return await client.call("identity_import", **identity)
+
+    try:
+        result = trio.run(restore)
+    except AdminError as e:
+        print(f"hwctl restore: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"restored {result['restored']} files and {result['accounts']} accounts; the relay restarts"
+    )
     return 0
 
 

@@ -182,6 +182,16 @@ class Controller:
         self.state.screen = "message"
         await self.display.show(screens.render_message(self.display.size, title, lines), "message")
 
+    async def notice(self, led: str, title: str, lines: list[str]) -> None:
+        """A message from another part of hwctl (USB); it stays until the next button press."""
+        await self.leds.show(led)
+        await self._show_message(title, lines)
+
+    async def admin_call(self, method: str, **params: Any) -> Any:
+        if self.client is None:
+            raise AdminError("relay not connected")
+        return await self.client.call(method, **params)
+
     async def _info_timeout(self) -> None:
         while True:
             await trio.sleep(1)

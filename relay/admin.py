@@ -5,7 +5,7 @@ Requests are one JSON object per line, `{"id": 1, "method": "status", "params": 
 the same id and either "result" or "error". After `subscribe`, the connection also receives
 notifications `{"method": "event", "params": {"type": "account_created", ...}}`.
 
-Methods: status, new_onboarding, subscribe, factory_reset.
+Methods: status, new_onboarding, subscribe, factory_reset, identity_export, identity_import.
 
 Factory reset survives a power cut at any moment: `factory_reset` only writes a flag file (durably)
 and asks for a restart; `apply_pending_factory_reset`, called at start before the store opens,
@@ -14,6 +14,7 @@ deletes everything and removes the flag last, so an interrupted wipe simply runs
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -38,7 +39,7 @@ TIMESYNC_DIR = Path("/run/systemd/timesync")
 
 
 class RestartRequested(Exception):
-    """Raised out of serve_admin after a factory reset was scheduled: the relay must restart.
+    """Raised out of serve_admin after a factory reset or an identity restore: restart the relay.
 
     The wipe happens at the next start (apply_pending_factory_reset), before the store opens.
     """
@@ -115,6 +116,10 @@ class AdminService:
             return self.new_onboarding()
         if method == "factory_reset":
             return self.factory_reset()
+        if method == "identity_export":
+            return await self.identity_export()
+        if method == "identity_import":
+            return await self.identity_import(params)
         raise RpcError(-32601, f"unknown method {method!r}")
 
     async def status(self) -> dict[str, Any]:
@@ -164,6 +169,80 @@ class AdminService:
         self.reset_requested.set()
         return {"scheduled": True}
 
+    async def identity_export(self) -> dict[str, Any]:
+        """What a fresh box needs to become this relay again: config, keys, certificates and
+        accounts (password hashes). Never mail. hwctl encrypts it before it leaves the box."""
+        config = self.app.config
+        files = {}
+        for rel, path in _identity_files(config):
+            files[rel] = base64.b64encode(path.read_bytes()).decode()
+        export = getattr(self.app.store, "export_accounts", None)
+        accounts = await export() if export is not None else None
+        return {"domain": config.mail_domain, "files": files, "accounts": accounts}
+
+    async def identity_import(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Restore an identity_export on this box, then restart to load keys and config."""
+        config = self.app.config
+        files = params.get("files")
+        if not isinstance(files, dict):
+            raise RpcError(-32602, "files missing")
+        targets = {rel: path for rel, path in _identity_targets(config, files)}
+        accounts = params.get("accounts") or []
+        if accounts:
+            importer = getattr(self.app.store, "import_accounts", None)
+            if importer is None:
+                raise RpcError(-32000, "this store cannot import accounts")
+            await importer(accounts)
+        for rel, path in targets.items():
+            _write_durably(path, base64.b64decode(files[rel]))
+        self.app.log.warning("identity-restored", files=len(targets), accounts=len(accounts))
+        self.reset_requested.set()  # same restart path as a reset, without the flag
+        return {"restored": len(targets), "accounts": len(accounts)}
+
+
+IDENTITY_DIRS = ("tls", "dkim", "acme")
+
+
+def _identity_files(config: Config) -> list[tuple[str, Path]]:
+    found = []
+    if config.source is not None and Path(config.source).is_file():
+        found.append(("config/relay.toml", Path(config.source)))
+    for name in IDENTITY_DIRS:
+        base = config.data_dir / name
+        if base.is_dir():
+            for path in sorted(base.rglob("*")):
+                if path.is_file():
+                    found.append((f"{name}/{path.relative_to(base).as_posix()}", path))
+    return found
+
+
+def _identity_targets(config: Config, files: dict[str, Any]) -> list[tuple[str, Path]]:
+    """Where each restored file goes; anything outside the identity directories is refused."""
+    targets = []
+    for rel in files:
+        parts = Path(rel).parts
+        if rel == "config/relay.toml" and config.source is not None:
+            targets.append((rel, Path(config.source)))
+        elif len(parts) >= 2 and parts[0] in IDENTITY_DIRS and ".." not in parts:
+            if Path(rel).is_absolute():
+                raise RpcError(-32602, f"refusing path {rel!r}")
+            targets.append((rel, config.data_dir / rel))
+        else:
+            raise RpcError(-32602, f"refusing path {rel!r}")
+    return targets
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".restore")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
 
 async def serve_admin(
     app: App, path: Path, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -186,7 +265,7 @@ async def serve_admin(
             await service.reset_requested.wait()
             # Give the client the answer and subscribers the event before going down.
             await trio.sleep(0.2)
-            raise RestartRequested("factory reset scheduled")
+            raise RestartRequested("a factory reset or a restored identity needs a restart")
     finally:
         listener.close()
         path.unlink(missing_ok=True)

@@ -63,7 +63,9 @@ async def test_status_onboarding_and_account_created_event(tmp_path: Path) -> No
                 await client.call("subscribe")
                 invite = await client.call("new_onboarding")
                 assert invite["mode"] == "dclogin"
-                assert invite["url"].startswith("dclogin:") and invite["addr"].endswith("@[127.0.0.1]")
+                assert invite["url"].startswith("dclogin:") and invite["addr"].endswith(
+                    "@[127.0.0.1]"
+                )
                 # A service logs in with the invite's credentials: the first login creates it.
                 password = invite["url"].split("p=")[1].split("&")[0]
                 result = await app.store.login(invite["addr"], password, create=True)
@@ -91,7 +93,11 @@ async def test_domain_mode_hands_out_the_dcaccount_link(tmp_path: Path) -> None:
             async with connect(sock) as client:
                 invite = await client.call("new_onboarding")
         nursery.cancel_scope.cancel()
-    assert invite == {"mode": "dcaccount", "url": "DCACCOUNT:https://chat.example.org/new", "addr": None}
+    assert invite == {
+        "mode": "dcaccount",
+        "url": "DCACCOUNT:https://chat.example.org/new",
+        "addr": None,
+    }
 
 
 async def test_factory_reset_writes_the_flag_and_asks_for_a_restart(tmp_path: Path) -> None:
@@ -164,3 +170,41 @@ def test_a_wipe_killed_half_way_is_finished_at_the_next_start(tmp_path: Path) ->
     assert (data_dir / admin.RESET_FLAG).exists(), "the flag must outlive an interrupted wipe"
     assert admin.apply_pending_factory_reset(config) is True
     assert list(data_dir.iterdir()) == []
+
+
+class ExportingStore(MemoryStore):
+    """The store extension identity backups need (export/import of password hashes)."""
+
+    async def export_accounts(self) -> list[dict[str, str]]:
+        return [{"addr": a, "pwhash": p} for a, p in sorted(self.accounts.items())]
+
+    async def import_accounts(self, accounts: list[dict[str, str]]) -> None:
+        self.accounts.update({a["addr"]: a["pwhash"] for a in accounts})
+
+
+async def test_identity_export_restores_keys_config_and_accounts_on_a_fresh_box(tmp_path) -> None:
+    old = make_app(tmp_path / "old")
+    old.store = ExportingStore()
+    old.store.accounts["abc@[127.0.0.1]"] = "hash"
+    config_file = old.config.data_dir / "relay.toml"
+    config_file.write_text("mail_domain = '127.0.0.1'\n")
+    old.config = dataclasses.replace(old.config, source=config_file)
+    (old.config.data_dir / "dkim").mkdir()
+    (old.config.data_dir / "dkim" / "default.private").write_text("dkim key")
+    (old.config.data_dir / "segments").mkdir()
+    (old.config.data_dir / "segments" / "1.seg").write_text("mail must not be backed up")
+    identity = await admin.AdminService(old).identity_export()
+    assert sorted(identity["files"]) == ["config/relay.toml", "dkim/default.private"]
+    assert identity["accounts"] == [{"addr": "abc@[127.0.0.1]", "pwhash": "hash"}]
+
+    new = make_app(tmp_path / "new")
+    new.store = ExportingStore()
+    new.config = dataclasses.replace(new.config, source=new.config.data_dir / "relay.toml")
+    service = admin.AdminService(new)
+    assert await service.identity_import(identity) == {"restored": 2, "accounts": 1}
+    assert (new.config.data_dir / "dkim" / "default.private").read_text() == "dkim key"
+    assert (new.config.data_dir / "relay.toml").read_text() == "mail_domain = '127.0.0.1'\n"
+    assert new.store.accounts == {"abc@[127.0.0.1]": "hash"}
+    assert service.reset_requested.is_set()  # the relay restarts to load keys and config
+    with pytest.raises(admin.RpcError):
+        await service.identity_import({"files": {"../../etc/passwd": ""}})
