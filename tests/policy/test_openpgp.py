@@ -9,8 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relay.policy.openpgp import NotEncrypted, check_encrypted_packets, dearmor
-
-from .corpus import armor, crlf, new_packet, partial_packet, pkesk_v6, seipd_v2, skesk_v6
+from tests.policy.corpus import (
+    armor,
+    crlf,
+    new_packet,
+    partial_packet,
+    pkesk_v6,
+    seipd_v2,
+    skesk_v6,
+)
 
 
 def test_accepts_many_session_keys_then_seipd() -> None:

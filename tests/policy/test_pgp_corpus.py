@@ -5,8 +5,16 @@ from __future__ import annotations
 import pytest
 
 from relay.policy.checks import check_incoming, check_outgoing
-
-from .corpus import RECIPIENT, SENDER, Sample, encrypted_to, keys, pgp_mime, pgpy_armor, samples
+from tests.policy.corpus import (
+    RECIPIENT,
+    SENDER,
+    Sample,
+    encrypted_to,
+    keys,
+    pgp_mime,
+    pgpy_armor,
+    samples,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore")  # PGPy uses deprecated ciphers
 

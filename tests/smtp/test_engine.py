@@ -18,8 +18,7 @@ from relay.smtp.events import (
     stuff,
     unstuff,
 )
-
-from .engine_helpers import authed_engine, codes, make_engine, plain, pump, transaction
+from tests.smtp.engine_helpers import authed_engine, codes, make_engine, plain, pump, transaction
 
 
 def test_greeting_and_ehlo_capabilities() -> None:

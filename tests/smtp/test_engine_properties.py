@@ -8,8 +8,7 @@ from hypothesis import strategies as st
 from relay.smtp.dataframe import TERMINATOR
 from relay.smtp.engine import MAX_COMMAND_LINE
 from relay.smtp.events import MessageData
-
-from .engine_helpers import authed_engine, codes, make_engine, pump
+from tests.smtp.engine_helpers import authed_engine, codes, make_engine, pump
 
 SMTP_WORDS = [
     b"EHLO x\r\n",

@@ -1,0 +1,62 @@
+"""State the SMTP sessions of one relay share: send rate, login throttling, connections per IP.
+
+It lives beside the App (keyed by its identity, dropped with it) rather than in it, so the
+services do not depend on each other's fields.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from relay.ratelimit import GCRA, AuthThrottle
+
+if TYPE_CHECKING:
+    from relay.app import App
+
+
+class SMTPLimits:
+    def __init__(self) -> None:
+        self.auth = AuthThrottle()
+        self._send: GCRA | None = None
+        self._send_params: tuple[int, int] | None = None
+        self._connections: dict[str, int] = {}
+
+    def send_limiter(self, app: App) -> GCRA:
+        """The per-sender GCRA; rebuilt if a reload changed the limits."""
+        limits = app.config.limits
+        params = (limits.max_user_send_per_minute, limits.max_user_send_burst_size)
+        if self._send is None or params != self._send_params:
+            self._send, self._send_params = GCRA(*params), params
+        return self._send
+
+    @contextmanager
+    def connection(self, ip: str, cap: int) -> Iterator[bool]:
+        """Count a connection from `ip` while it lasts; yields False when over the cap."""
+        count = self._connections.get(ip, 0)
+        if count >= cap:
+            yield False
+            return
+        self._connections[ip] = count + 1
+        try:
+            yield True
+        finally:
+            left = self._connections[ip] - 1
+            if left:
+                self._connections[ip] = left
+            else:
+                del self._connections[ip]
+
+
+_BY_APP: dict[int, SMTPLimits] = {}
+
+
+def limits_for(app: App) -> SMTPLimits:
+    key = id(app)
+    found = _BY_APP.get(key)
+    if found is None:
+        found = _BY_APP[key] = SMTPLimits()
+        weakref.finalize(app, _BY_APP.pop, key, None)
+    return found
