@@ -86,6 +86,7 @@ class ServerEngine:
         self._discarding = False
         self._mode = "command"
         self._eof = False
+        self._dead = False  # after Fatal nothing more is read
 
     # -- input ------------------------------------------------------------------------------
 
@@ -110,6 +111,8 @@ class ServerEngine:
     # -- output -----------------------------------------------------------------------------
 
     def next_event(self) -> Event | Closed | _NeedData:
+        if self._dead:
+            return Closed()
         while True:
             if self._discard_left:
                 self._discard_left -= self._consume(self._discard_left, keep=False)
@@ -124,11 +127,17 @@ class ServerEngine:
             line = self._take_line()
             if line is None:
                 if len(self._buf) + self._text_len > self.max_command:
-                    return Fatal("Command line too long")
+                    return self._fatal("Command line too long")
                 return self._need()
             event = self._on_line(line)
             if event is not None:
                 return event
+
+    def _fatal(self, message: str) -> Fatal:
+        self._dead = True
+        self._buf = bytearray()
+        self._reset()
+        return Fatal(message)
 
     def _need(self) -> Closed | _NeedData:
         return Closed() if self._eof else NEED_DATA
@@ -164,7 +173,7 @@ class ServerEngine:
             return None  # stray empty line between commands: ignore, as most servers do
         self._text_len += len(line)
         if self._text_len > self.max_command:
-            return Fatal("Command line too long")
+            return self._fatal("Command line too long")
         self._cmd += line
         match = _LITERAL_AT_END.search(line)
         if match is None:
