@@ -45,10 +45,14 @@ CREATE TABLE IF NOT EXISTS queue(
 
 def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # Small pages: a batch touches a few scattered B-tree leaves, and each modified page costs a
+    # whole page in the WAL (measured with bench/writeamp: 4 KiB pages cost about 3x more).
+    conn.execute("PRAGMA page_size=1024")
     conn.execute("PRAGMA locking_mode=EXCLUSIVE")
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA wal_autocheckpoint=4000")
     conn.executescript(SCHEMA)
     return conn
 
