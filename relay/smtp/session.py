@@ -80,6 +80,7 @@ class Session:
                     await self._receive()
                 elif isinstance(event, Closed):
                     await self._flush()
+                    await self._close()
                     return
                 elif isinstance(event, StartTLS):
                     await self._start_tls()
@@ -92,7 +93,12 @@ class Session:
                 elif isinstance(event, MessageData):
                     await self._message(event)
         except _Hangup:
-            return
+            await self._close()
+
+    async def _close(self) -> None:
+        # A clean close (TLS close_notify) tells the client the conversation ended on purpose.
+        with trio.move_on_after(1):
+            await self.stream.aclose()
 
     # ---- I/O --------------------------------------------------------------------------------
 
@@ -167,7 +173,8 @@ class Session:
         if self.submission:
             if sender.lower() != self.login:
                 self.engine.reject(
-                    553, f"5.7.1 <{sender}>: Sender address rejected: not owned by user {self.login}"
+                    553,
+                    f"5.7.1 <{sender}>: Sender address rejected: not owned by user {self.login}",
                 )
                 return
             refusal = self._rate_refusal(sender)
@@ -190,7 +197,9 @@ class Session:
             key = sender.lower()
             if not limiter.allow(key):
                 wait = max(1, round(limiter.retry_after(key)))
-                self.rate_refusal = f"4.7.1: Too much mail from <{sender}>, rate limited for {wait} s"
+                self.rate_refusal = (
+                    f"4.7.1: Too much mail from <{sender}>, rate limited for {wait} s"
+                )
                 self.app.log.info("smtp-rate-limited", sender=self.app.log.redact(sender))
         return self.rate_refusal
 
@@ -251,6 +260,8 @@ async def handle(stream: trio.abc.Stream, peer: Peer, app: App, *, service: str)
         if not admitted:
             app.log.warning("smtp-too-many-connections", ip=app.log.redact(peer.ip))
             with trio.move_on_after(5):
-                await stream.send_all(b"421 4.7.0 Error: too many connections from your address\r\n")
+                await stream.send_all(
+                    b"421 4.7.0 Error: too many connections from your address\r\n"
+                )
             return
         await Session(stream, peer, app, service).run()
