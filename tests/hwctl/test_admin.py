@@ -150,7 +150,7 @@ admin.apply_pending_factory_reset(Config.embedded_default(pathlib.Path(sys.argv[
 
 def test_a_wipe_killed_half_way_is_finished_at_the_next_start(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
-    populate(data_dir, files=30000)
+    populate(data_dir, files=20000)
     config = Config.embedded_default(data_dir)
     admin.schedule_factory_reset(config)
     segments = data_dir / "segments"
@@ -158,15 +158,15 @@ def test_a_wipe_killed_half_way_is_finished_at_the_next_start(tmp_path: Path) ->
     deadline = time.monotonic() + 20
     try:
         # Kill it once the wipe has visibly started but not finished (power cut mid-way).
-        while len(os.listdir(segments)) > 25000:
+        while len(os.listdir(segments)) > 18000:
             assert time.monotonic() < deadline, "the wipe never started"
             time.sleep(0.005)
         child.send_signal(signal.SIGKILL)
     finally:
         child.wait(timeout=10)
     left = len(os.listdir(segments)) if segments.exists() else 0
-    print(f"killed the wipe with {left} of 30000 mail files left")
-    assert 0 < left < 30000, "the kill did not land in the middle of the wipe"
+    print(f"killed the wipe with {left} of 20000 mail files left")
+    assert 0 < left < 20000, "the kill did not land in the middle of the wipe"
     assert (data_dir / admin.RESET_FLAG).exists(), "the flag must outlive an interrupted wipe"
     assert admin.apply_pending_factory_reset(config) is True
     assert list(data_dir.iterdir()) == []
