@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Build the QEMU twin of the appliance: the Pi image's overlay, units and partition layout on a
+# Debian root file system (mmdebstrap), with the relay installed from this checkout.
+#
+#   image/build-twin.sh OUTDIR
+#
+# Output in OUTDIR: disk.img (boot FAT, read-only squashfs root, f2fs data; MBR, 4 MiB aligned),
+# vmlinuz, initrd.img and cmdline.txt for qemu -kernel, build.log. Boot it with image/run-twin.sh.
+# Needs root, network access to Debian and PyPI, and: mmdebstrap genimage squashfs-tools
+# f2fs-tools dosfstools mtools (tests/system-packages.txt). Environment:
+#   PYTHON   a Python 3.11 with pip (the Debian release's Python) to build wheels [python3]
+#   SUITE    Debian release [bookworm]        MIRROR  Debian mirror [the host's apt sources]
+#   TWIN_DEBUG=1  keep the root tree in OUTDIR/rootfs
+set -euo pipefail
+
+out=${1:?usage: build-twin.sh OUTDIR}
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+suite=${SUITE:-bookworm}
+python=${PYTHON:-python3}
+[ "$(id -u)" = 0 ] || { echo "build-twin.sh: must run as root (mmdebstrap, chroot)" >&2; exit 1; }
+
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/chatmail-twin.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+start=$(date +%s)
+step() { echo "[$(($(date +%s) - start))s] $*"; }
+
+# --- 1. the relay and its dependencies as wheels, built from this checkout -------------------
+step "building wheels"
+pyver=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+if [ "$pyver" != 3.11 ] && [ "$suite" = bookworm ]; then
+    echo "build-twin.sh: $python is $pyver; bookworm's python3 is 3.11 (set PYTHON)" >&2
+    exit 1
+fi
+src="$work/src"
+mkdir -p "$src"
+# Only what the package needs: no .venv, no .git, no test data.
+tar -C "$repo" --exclude=__pycache__ -cf - pyproject.toml README.md relay hwctl | tar -C "$src" -xf -
+"$python" -m pip wheel --quiet --no-cache-dir --wheel-dir "$work/wheels" "$src"
+
+# --- 2. the root file system --------------------------------------------------------------
+step "mmdebstrap $suite"
+mkdir -p "$work/rootfs" "$work/initramfs-modules"
+printf '%s\n' squashfs virtio_pci virtio_blk >"$work/initramfs-modules/chatmail"
+packages=(
+    systemd-sysv udev passwd systemd-resolved systemd-timesyncd kmod iproute2
+    linux-image-amd64 initramfs-tools
+    python3 python3-pip
+    f2fs-tools fdisk util-linux dosfstools
+    # test access only in the twin: commands through a virtio port, never on a Pi image
+    qemu-guest-agent
+)
+mirror=()
+[ -n "${MIRROR:-}" ] && mirror=("$MIRROR")
+mmdebstrap --variant=apt --architectures=amd64 \
+    --include="$(IFS=,; echo "${packages[*]}")" \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-exclude=/usr/share/info/*' \
+    --essential-hook="mkdir -p \"\$1/usr/share/initramfs-tools/modules.d\" && cp $work/initramfs-modules/chatmail \"\$1/usr/share/initramfs-tools/modules.d/\"" \
+    --customize-hook="mkdir -p \"\$1/tmp/wheels\" && cp $work/wheels/*.whl \"\$1/tmp/wheels/\"" \
+    --customize-hook='chroot "$1" python3 -m pip install --quiet --no-cache-dir --break-system-packages --no-index --find-links /tmp/wheels chatmail-relay-appliance' \
+    --customize-hook='rm -rf "$1/tmp/wheels"' \
+    "$suite" "$work/rootfs/" "${mirror[@]}" >"$out/build.log" 2>&1 || {
+    tail -40 "$out/build.log" >&2
+    exit 1
+}
+root="$work/rootfs"
+
+# --- 3. the appliance overlay and system set-up --------------------------------------------
+step "overlay and units"
+cp -a "$repo/overlay/." "$root/"
+find "$root" -name .empty -delete
+chroot "$root" useradd --system --user-group --home-dir /data/relay --no-create-home \
+    --shell /usr/sbin/nologin relay
+echo chatmail >"$root/etc/hostname"
+: >"$root/etc/machine-id"
+ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
+# The preset file is the list of units the appliance enables; Buildroot applies it with
+# `systemctl preset-all`, here only for units that exist in Debian.
+grep '^enable ' "$root/usr/lib/systemd/system-preset/80-chatmail.preset" | while read -r _ unit; do
+    template=${unit/@*./@.}
+    if [ -e "$root/usr/lib/systemd/system/$unit" ] || [ -e "$root/usr/lib/systemd/system/$template" ]; then
+        chroot "$root" systemctl enable --quiet "$unit"
+    fi
+done
+# Debian enables services the appliance does not want running on every boot.
+chroot "$root" systemctl disable --quiet apt-daily.timer apt-daily-upgrade.timer \
+    dpkg-db-backup.timer e2scrub_all.timer fstrim.timer 2>/dev/null || true
+chroot "$root" systemctl mask --quiet systemd-random-seed.service 2>/dev/null || true
+
+# /var in RAM, filled from a factory copy at every boot, as Buildroot does for a read-only root.
+rm -rf "$root/var/cache/"* "$root/var/lib/apt/lists/"* "$root/var/log/"*
+mkdir -p "$root/usr/share/factory"
+mv "$root/var" "$root/usr/share/factory/var"
+mkdir -p "$root/var"
+{
+    for entry in "$root"/usr/share/factory/var/* "$root"/usr/share/factory/var/lib/*; do
+        rel=${entry#"$root"/usr/share/factory}
+        if [ -L "$entry" ]; then
+            printf 'L+! %s - - - - %s\n' "$rel" "$(readlink "$entry")"
+        elif [ -d "$entry" ]; then
+            printf 'C! %s - - - -\n' "$rel"
+        fi
+    done
+} >"$root/usr/lib/tmpfiles.d/00-chatmail-var.conf"
+cat >"$root/usr/lib/systemd/system/var.mount" <<'EOF'
+[Unit]
+Description=/var in RAM (read-only root)
+DefaultDependencies=no
+Conflicts=umount.target
+Before=local-fs.target umount.target
+
+[Mount]
+What=tmpfs
+Where=/var
+Type=tmpfs
+Options=nosuid,nodev,mode=0755,size=25%
+EOF
+mkdir -p "$root/usr/lib/systemd/system/local-fs.target.wants"
+ln -sf ../var.mount "$root/usr/lib/systemd/system/local-fs.target.wants/var.mount"
+
+# --- 4. kernel to the boot partition, root to squashfs ---------------------------------------
+step "squashfs"
+staging="$work/input"
+mkdir -p "$staging"
+cp "$root"/boot/vmlinuz-* "$staging/vmlinuz"
+cp "$root"/boot/initrd.img-* "$staging/initrd.img"
+rm -rf "$root"/boot/*
+# Drivers a virtual machine and the Pi's use case never need; the image gets smaller and faster.
+moddir=$(echo "$root"/usr/lib/modules/*/kernel)
+rm -rf "$moddir"/drivers/{gpu,media,infiniband,staging,isdn,iio,net/wireless,net/ethernet,bluetooth,sound} \
+    "$moddir"/sound "$moddir"/net/{bluetooth,mac80211,wireless}
+chroot "$root" sh -c 'depmod -a "$(ls /usr/lib/modules)"'
+echo "root=/dev/vda2 rootfstype=squashfs ro console=ttyS0 panic=-1 systemd.show_status=1" \
+    >"$staging/cmdline.txt"
+mksquashfs "$root" "$staging/root.squashfs" -comp zstd -Xcompression-level 6 -b 256K \
+    -noappend -quiet -processors "$(nproc)" >>"$out/build.log"
+
+# --- 5. the disk -----------------------------------------------------------------------------
+step "genimage"
+sq_mib=$(($(stat -c %s "$staging/root.squashfs") / 1048576))
+root_size=$(((sq_mib * 5 / 4 + 64 + 3) / 4 * 4))M  # room to grow, on a 4 MiB boundary
+sed "s/@ROOT_SIZE@/$root_size/" "$here/genimage-twin.cfg.in" >"$work/genimage.cfg"
+mkdir -p "$work/empty" "$work/gtmp"
+genimage --rootpath "$work/empty" --tmppath "$work/gtmp" --inputpath "$staging" \
+    --outputpath "$work/gout" --config "$work/genimage.cfg" >>"$out/build.log" 2>&1
+mv "$work/gout/disk.img" "$out/disk.img"
+cp "$staging/vmlinuz" "$staging/initrd.img" "$staging/cmdline.txt" "$out/"
+if [ "${TWIN_DEBUG:-}" = 1 ]; then
+    rm -rf "$out/rootfs"
+    mv "$root" "$out/rootfs"
+fi
+step "done: $out/disk.img ($(du -m --apparent-size "$out/disk.img" | cut -f1) MiB," \
+    "squashfs $sq_mib MiB)"
