@@ -126,8 +126,9 @@ def _mbx_subscribe(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | 
 
 def _msg(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
     """A new message: its body is in this record, or (copies) at a location already logged."""
-    if loc is None:
+    if "seg" in r:
         loc = Location(r["seg"], r["off"], r["size"])
+    assert loc is not None
     conn.execute(
         "INSERT INTO messages(mailbox, uid, seg, off, size, date, flags, modseq)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

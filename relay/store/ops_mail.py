@@ -104,7 +104,10 @@ def deliver(p: Planner, recipients: Sequence[str], data: bytes, sender: str) -> 
     loc = None
     date = int(p.now)
     for mbx in targets:
-        _, loc = _insert(p, mbx, frozenset(), date, body=data if loc is None else None, loc=loc)
+        if loc is None:
+            _, loc = _insert(p, mbx, frozenset(), date, body=data)
+        else:
+            _insert(p, mbx, frozenset(), date, loc=loc)
 
 
 def append(

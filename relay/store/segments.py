@@ -56,15 +56,15 @@ class Batch:
     def add(self, meta: dict[str, Any], body: bytes | None = None) -> Location | None:
         self.lsn += 1
         meta_b = json.dumps(meta, separators=(",", ":")).encode()
-        body = body or b""
-        head = HEADER.pack(MAGIC, KIND_DATA, 0, self.lsn, len(meta_b), len(body))
+        data = body or b""
+        head = HEADER.pack(MAGIC, KIND_DATA, 0, self.lsn, len(meta_b), len(data))
         body_off = self.start + len(self.buf) + HEADER.size + len(meta_b)
-        crc = zlib.crc32(body, zlib.crc32(meta_b, zlib.crc32(head)))
+        crc = zlib.crc32(data, zlib.crc32(meta_b, zlib.crc32(head)))
         self.buf += head
         self.buf += meta_b
-        self.buf += body
+        self.buf += data
         self.buf += TRAILER.pack(crc)
-        return Location(self.seg, body_off, len(body)) if body else None
+        return None if body is None else Location(self.seg, body_off, len(data))
 
     def mark(self) -> tuple[int, int]:
         return len(self.buf), self.lsn
@@ -84,7 +84,7 @@ class Batch:
 class Record:
     lsn: int
     meta: dict[str, Any]
-    body_loc: Location | None
+    body_loc: Location  # where this record's body is (size 0 when it has none)
 
 
 class SegmentLog:
@@ -263,5 +263,4 @@ def _decode(data: bytes, pos: int, seg: int) -> tuple[Record | int | None, int]:
         return lsn, end + TRAILER.size
     meta_start = pos + HEADER.size
     meta = json.loads(data[meta_start : meta_start + meta_len])
-    loc = Location(seg, meta_start + meta_len, body_len) if body_len else None
-    return Record(lsn, meta, loc), end + TRAILER.size
+    return Record(lsn, meta, Location(seg, meta_start + meta_len, body_len)), end + TRAILER.size

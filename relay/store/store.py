@@ -60,7 +60,6 @@ class Store:
         self._cache = LoginCache()
         self._hash_limiter = trio.CapacityLimiter(2)  # Argon2id uses 19 MiB per running hash
         self._creating: dict[str, _Creation] = {}
-        self._nursery: trio.Nursery | None = None
 
     def _now(self) -> float:
         return self._writer.clock()
@@ -75,8 +74,8 @@ class Store:
         if pwhash is not None:
             if not await self._verify(addr, password, pwhash):
                 return LoginResult(False, reason="wrong password")
-            if login_day < int(self._now() // 86400) and self._nursery is not None:
-                self._nursery.start_soon(self._touch_login, addr)
+            if login_day < int(self._now() // 86400):
+                await self._touch_login(addr)  # at most once a day per account
             return LoginResult(True)
         if blocked:
             return LoginResult(False, reason="address is blocked")
@@ -373,7 +372,6 @@ async def open_store(
     store = Store(config, log, db, seglog, writer)
     try:
         async with trio.open_nursery() as nursery:
-            store._nursery = nursery
             await nursery.start(writer.run)
             if expiry_interval is not None:
                 nursery.start_soon(store._expiry_timer, expiry_interval)
