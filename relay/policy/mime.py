@@ -79,17 +79,27 @@ def children(part: Part) -> list[Part]:
     boundary = part.headers.get_boundary()
     if not boundary or len(boundary) > 70:
         raise MimeError("missing or invalid boundary")
-    delimiter = re.compile(
-        rb"(?:^|\r\n)--"
-        + re.escape(boundary.encode("utf-8", "replace"))
-        + rb"(--)?[ \t]*(?=\r\n|\Z)"
-    )
+    body = part.body
+    dash = b"--" + boundary.encode("utf-8", "replace")
     parts: list[Part] = []
-    start: int | None = None
-    for match in delimiter.finditer(part.body):
+    start: int | None = None  # where the current part's content begins
+    pos = 0
+    while True:
+        # A delimiter is "--boundary" at the start of a line; the CRLF before it is part of it.
+        found = body.find(dash, pos)
+        if found < 0:
+            raise MimeError("multipart without its closing delimiter")
+        pos = found + len(dash)
+        if found != 0 and body[found - 2 : found] != b"\r\n":
+            continue
+        line_end = body.find(b"\r\n", pos)
+        line_end = len(body) if line_end < 0 else line_end
+        rest = body[pos:line_end]
+        closing = rest.startswith(b"--")
+        if rest[2 if closing else 0 :].strip(b" \t"):
+            continue  # "--boundaryX": a longer boundary-like line, not ours
         if start is not None:
-            parts.append(parse(part.body[start : match.start()], top_level=False))
-        if match.group(1):  # the close delimiter; what follows is the epilogue
+            parts.append(parse(body[start : max(start, found - 2)], top_level=False))
+        if closing:  # what follows is the epilogue
             return parts
-        start = match.end() + 2  # after the CRLF that ends the delimiter line
-    raise MimeError("multipart without its closing delimiter")
+        start = line_end + 2
