@@ -1,0 +1,138 @@
+"""The outbound queue worker: every queued message to every remote recipient, or a bounce.
+
+The queue in the store is the only state. An entry loses a recipient only after a peer accepted
+the message for it (or refused it for good and the bounce is stored), so a crash at any moment
+leaves every message delivered or still queued; at worst a peer gets it twice.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+
+from relay.federation import dkim
+from relay.federation.bounce import make_bounce
+from relay.federation.settings import settings
+from relay.federation.transport import deliver_all
+from relay.store import NoSuchAccount, NoSuchQueueEntry, QueueEntry, QuotaExceeded, StoreError
+
+RESCAN_SECONDS = 10.0  # also picks up `relay queue retry` made while we sleep
+MAX_PARALLEL = 100  # messages in flight at once (each fans out to its domains)
+
+
+def backoff(config: Any, attempts: int) -> float:
+    fed = settings(config)
+    return float(min(fed.retry_max, fed.retry_initial * 2 ** max(attempts - 1, 0)))
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class Outbound:
+    def __init__(self, app: Any, *, clock: Any = time.time):
+        self.app = app
+        self.clock = clock
+        self._wake = trio.Event()
+        self._busy: set[str] = set()
+        self._limiter = trio.CapacityLimiter(MAX_PARALLEL)
+
+    def kick(self) -> None:
+        """Look at the queue now (a message was just queued)."""
+        self._wake.set()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        await trio.to_thread.run_sync(dkim.ensure_key, self.app.config)
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            while True:
+                self._wake = trio.Event()
+                wait = await self._start_due(nursery)
+                with trio.move_on_after(wait):
+                    await self._wake.wait()
+
+    async def _start_due(self, nursery: trio.Nursery) -> float:
+        """Start every due entry; returns the seconds until the next one is due."""
+        now = self.clock()
+        wait = RESCAN_SECONDS
+        for entry in await self.app.store.queue_list():
+            if entry.id in self._busy:
+                continue
+            due = _aware(entry.next_attempt).timestamp()
+            if due <= now:
+                self._busy.add(entry.id)
+                nursery.start_soon(self._attempt, entry)
+            else:
+                wait = min(wait, due - now)
+        return max(wait, 0.01)
+
+    async def _attempt(self, entry: QueueEntry) -> None:
+        try:
+            async with self._limiter:
+                await self.attempt(entry)
+        except StoreError as e:
+            self.app.log.error("queue-attempt-failed", id=entry.id, error=repr(e))
+        finally:
+            self._busy.discard(entry.id)
+
+    async def attempt(self, entry: QueueEntry) -> None:
+        """One delivery attempt of one queue entry, with its bookkeeping."""
+        app, config = self.app, self.app.config
+        try:
+            message = await app.store.queue_read(entry.id)
+        except NoSuchQueueEntry:
+            return  # deleted meanwhile (`relay queue delete`)
+        try:
+            signed = await dkim.sign(config, message)
+            results = await deliver_all(app, entry.sender, entry.recipients, signed)
+        except Exception as e:  # a bug must cost a retry, never the message
+            app.log.error("queue-attempt-crashed", id=entry.id, error=repr(e))
+            results = {}
+        results = {r: results.get(r, "451 4.3.0 Local error") for r in entry.recipients}
+        delivered = [r for r in entry.recipients if results[r].startswith("2")]
+        failed = {r: results[r] for r in entry.recipients if results[r].startswith("5")}
+        waiting = [r for r in entry.recipients if r not in failed and r not in delivered]
+        age = self.clock() - _aware(entry.created).timestamp()
+        if waiting and age >= settings(config).queue_lifetime:
+            failed.update((r, f"{results[r]} (gave up after {age / 3600:.0f} h)") for r in waiting)
+            waiting = []
+        if failed:
+            await self._bounce(entry, failed, message)
+        if not waiting:
+            await app.store.queue_remove(entry.id)
+        elif delivered or failed:
+            await app.store.queue_remove(entry.id, [*delivered, *failed])
+        if waiting:
+            attempts = entry.attempts + 1
+            when = datetime.fromtimestamp(self.clock() + backoff(config, attempts), UTC)
+            error = results[waiting[0]]
+            await app.store.queue_update(
+                entry.id, attempts=attempts, next_attempt=when, last_error=error
+            )
+        app.log.info(
+            "queue-attempt",
+            id=entry.id,
+            delivered=len(delivered),
+            failed=len(failed),
+            waiting=len(waiting),
+            error=(results[waiting[0]] if waiting else ""),
+        )
+
+    async def _bounce(self, entry: QueueEntry, failed: dict[str, str], message: bytes) -> None:
+        """Tell the sender; never for a bounce itself (null sender), so bounces cannot loop."""
+        app, config = self.app, self.app.config
+        if not entry.sender:
+            return
+        report = make_bounce(config, entry.sender, failed, message, _aware(entry.created))
+        if config.is_local_address(entry.sender):
+            try:
+                await app.store.deliver([entry.sender], report, sender="")
+            except (NoSuchAccount, QuotaExceeded) as e:
+                app.log.info("bounce-dropped", id=entry.id, reason=type(e).__name__)
+        else:
+            await app.store.enqueue("", [entry.sender], report)
+            self.kick()
+        app.log.info("bounced", id=entry.id, recipients=len(failed))
