@@ -1,0 +1,127 @@
+"""The appliance, booted: the QEMU twin runs the image's overlay, units and partition layout.
+
+One twin is booted for the whole module and the tests run in order, like a person would:
+look at it, use it, pull the plug, boot again, factory-reset it.
+"""
+
+from __future__ import annotations
+
+import imaplib
+import secrets
+import smtplib
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from twin import GUEST_DOMAIN, Twin
+
+from tests.federation.mail import encrypted
+
+pytestmark = pytest.mark.qemu
+BOOT_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def twin(twin_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
+    machine = Twin(twin_build, tmp_path_factory.mktemp("twin-run"))
+    machine.start()
+    try:
+        machine.wait_agent()
+        machine.boot_seconds = machine.wait_ready(BOOT_TIMEOUT)
+        yield machine
+    finally:
+        machine.kill()
+
+
+@pytest.fixture(scope="module")
+def account() -> tuple[str, str]:
+    """A fresh address; the relay creates the account at its first login."""
+    name = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(9))
+    return f"{name}@[{GUEST_DOMAIN}]", secrets.token_urlsafe(18)
+
+
+def insecure_context() -> ssl.SSLContext:
+    # LAN mode: the relay's certificate is self-signed for the guest's private address.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def inbox(twin: Twin, addr: str, password: str) -> list[bytes]:
+    with imaplib.IMAP4_SSL(
+        "127.0.0.1", twin.ports[993], ssl_context=insecure_context(), timeout=30
+    ) as imap:
+        imap.login(addr, password)
+        imap.select("INBOX")
+        _, data = imap.search(None, "ALL")
+        bodies = []
+        for num in data[0].split():
+            _, parts = imap.fetch(num, "(RFC822)")
+            bodies.append(parts[0][1])
+        return bodies
+
+
+def test_relay_answers_smtp_imap_and_http(twin: Twin) -> None:
+    assert twin.banner(25).startswith(b"220 "), twin.diagnostics()
+    assert twin.banner(587).startswith(b"220 ")
+    assert twin.banner(143).startswith(b"* OK")
+    http = twin.banner(80, request=b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert http.startswith(b"HTTP/1.1 "), http
+
+
+def test_root_is_read_only_and_data_is_the_third_partition(twin: Twin) -> None:
+    root = twin.check("findmnt -n -o SOURCE,FSTYPE,OPTIONS /").split()
+    assert root[:2] == ["/dev/vda2", "squashfs"] and "ro" in root[2].split(",")
+    assert twin.run("touch /etc/probe").returncode != 0
+    data = twin.check("findmnt -n -o SOURCE,FSTYPE,OPTIONS /data").split()
+    assert data[:2] == ["/dev/vda3", "f2fs"] and "noatime" in data[2].split(",")
+    # First boot grew the 64 MiB data partition of the image to the end of the 1 GiB card.
+    size_mib = int(twin.check("blockdev --getsize64 /dev/vda3")) >> 20
+    assert size_mib > 900
+    assert twin.check("cat /data/relay/relay.toml").startswith(f'mail_domain = "{GUEST_DOMAIN}"')
+
+
+def test_logs_and_scratch_space_stay_in_ram(twin: Twin) -> None:
+    for path in ("/tmp", "/var/log", "/var"):
+        assert twin.check(f"findmnt -n -o FSTYPE {path}").strip() == "tmpfs", path
+    journal = twin.check("journalctl --header | grep -m1 'File path'")
+    assert "/run/log/journal" in journal
+    assert twin.check("cat /sys/class/watchdog/watchdog0/state").strip() == "active"
+
+
+def test_message_accepted_before_power_cut_is_there_after_reboot(
+    twin: Twin, account: tuple[str, str]
+) -> None:
+    addr, password = account
+    with smtplib.SMTP("127.0.0.1", twin.ports[587], timeout=60) as smtp:
+        smtp.starttls(context=insecure_context())
+        smtp.login(addr, password)
+        refused = smtp.sendmail(addr, [addr], encrypted(addr, [addr], "before the power cut"))
+    assert refused == {}
+    twin.kill()  # no shutdown, no sync: the 250 must have meant "on flash"
+    twin.start()
+    twin.wait_agent()
+    twin.wait_ready(BOOT_TIMEOUT)
+    messages = inbox(twin, addr, password)
+    assert len(messages) == 1
+    assert b"multipart/encrypted" in messages[0]
+
+
+def test_factory_reset_wipes_data(twin: Twin, account: tuple[str, str]) -> None:
+    twin.check("echo kept > /data/system/marker && sync")
+    # What the button's long press does: a flag on the boot partition, then a reboot.
+    twin.run("/usr/libexec/chatmail/factory-reset request", timeout=30)
+    twin.wait_exit(timeout=120)
+    twin.start()
+    twin.wait_agent()
+    twin.wait_ready(BOOT_TIMEOUT)
+    assert twin.run("test -e /data/system/marker").returncode == 1
+    boot_files = twin.check(
+        "/usr/libexec/chatmail/bootpart mount >/dev/null && ls /run/chatmail/boot;"
+        " /usr/libexec/chatmail/bootpart umount"
+    )
+    assert "chatmail-factory-reset" not in boot_files
+    addr, password = account
+    assert inbox(twin, addr, password) == []  # the old account is gone; login made a new one

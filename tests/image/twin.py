@@ -1,0 +1,162 @@
+"""Build and boot the QEMU twin of the appliance for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from guest_agent import Completed, GuestAgent
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "image" / "build-twin.sh"
+RUN_SCRIPT = REPO / "image" / "run-twin.sh"
+BUILD_TOOLS = ("mmdebstrap", "genimage", "mksquashfs", "mkfs.f2fs", "mkfs.vfat", "mcopy")
+RUN_TOOLS = ("qemu-system-x86_64",)
+# Guest port -> what answers there first.
+GUEST_PORTS = {25: "smtp", 465: "submissions", 587: "submission", 143: "imap", 993: "imaps",
+               80: "http", 443: "https"}  # fmt: skip
+DISK_SIZE = 1 << 30  # the card: bigger than the image, so first boot grows /data
+GUEST_DOMAIN = "10.0.2.15"  # QEMU user networking always leases this address
+
+
+def missing_tools(tools: tuple[str, ...]) -> list[str]:
+    return [tool for tool in tools if shutil.which(tool) is None]
+
+
+def build(out: Path) -> Path:
+    """Run image/build-twin.sh into `out` (about 2–4 minutes on 2 cores)."""
+    env = dict(os.environ, PYTHON=sys.executable)
+    result = subprocess.run(
+        [str(BUILD_SCRIPT), str(out)], env=env, capture_output=True, text=True, timeout=1500
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"build-twin.sh failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Twin:
+    """One QEMU process running the twin on a private copy of its disk."""
+
+    def __init__(self, build_dir: Path, workdir: Path, *, disk_size: int = DISK_SIZE):
+        self.build_dir = build_dir
+        self.workdir = workdir
+        self.disk = workdir / "card.img"
+        shutil.copyfile(build_dir / "disk.img", self.disk)
+        os.truncate(self.disk, disk_size)
+        self.ports = {guest: free_port() for guest in GUEST_PORTS}
+        self.agent = GuestAgent(str(workdir / "agent.sock"))
+        self.process: subprocess.Popen | None = None
+        self.boots = 0
+        self.started_at = 0.0
+        self.boot_seconds = 0.0
+
+    @property
+    def serial_log(self) -> Path:
+        return self.workdir / f"serial-{self.boots}.log"
+
+    def start(self) -> None:
+        assert self.process is None, "already running"
+        self.boots += 1
+        env = dict(
+            os.environ,
+            TWIN_PORTS=" ".join(f"{host}:{guest}" for guest, host in self.ports.items()),
+            TWIN_DISK=str(self.disk),
+            TWIN_SERIAL=str(self.serial_log),
+            TWIN_AGENT=self.agent.path,
+        )
+        self.started_at = time.monotonic()
+        self.process = subprocess.Popen(
+            [str(RUN_SCRIPT), str(self.build_dir)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / f"qemu-{self.boots}.err", "w"),  # noqa: SIM115
+            start_new_session=True,
+        )
+
+    def wait_agent(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if Path(self.agent.path).exists() and self.agent.ping():
+                return
+            time.sleep(1)
+        raise TimeoutError(f"guest agent not up after {timeout}s\n{self.console_tail()}")
+
+    def banner(self, guest_port: int, *, request: bytes = b"", timeout: float = 10) -> bytes:
+        """The first bytes a service sends (after `request`), or b"" if nothing answers."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.ports[guest_port]), timeout) as s:
+                s.settimeout(timeout)
+                if request:
+                    s.sendall(request)
+                return s.recv(200)
+        except OSError:
+            return b""
+
+    def wait_ready(self, timeout: float = 300) -> float:
+        """Wait for the relay's SMTP greeting; returns seconds since QEMU started."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            if self.banner(25, timeout=5).startswith(b"220"):
+                return time.monotonic() - self.started_at
+            time.sleep(1)
+        raise TimeoutError(f"relay not answering SMTP after {timeout}s\n{self.diagnostics()}")
+
+    def run(self, script: str, *, timeout: float = 60) -> Completed:
+        return self.agent.run(script, timeout=timeout)
+
+    def check(self, script: str, *, timeout: float = 60) -> str:
+        result = self.run(script, timeout=timeout)
+        assert result.returncode == 0, f"{script!r} failed: {result.stdout}{result.stderr}"
+        return result.stdout
+
+    def kill(self) -> None:
+        """Pull the plug: SIGKILL to QEMU, no shutdown inside the guest."""
+        if self.process is None:
+            return
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process = None
+
+    def wait_exit(self, timeout: float = 120) -> int:
+        """For a reboot requested inside the guest (QEMU runs with -no-reboot)."""
+        assert self.process is not None
+        code = self.process.wait(timeout=timeout)
+        self.process = None
+        return code
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            err = (self.workdir / f"qemu-{self.boots}.err").read_text(errors="replace")
+            raise RuntimeError(
+                f"QEMU exited ({self.process.returncode}): {err}\n{self.console_tail()}"
+            )
+
+    def console_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.serial_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no console output)"
+        return "console:\n" + "\n".join(text.splitlines()[-lines:])
+
+    def diagnostics(self) -> str:
+        """Console tail plus, when the agent answers, the relay's journal."""
+        parts = [self.console_tail()]
+        if self.agent.ping():
+            journal = self.run("journalctl -b -u chatmail-relay -n 40 --no-pager; "
+                               "systemctl --failed --no-pager")  # fmt: skip
+            parts.append("journal:\n" + journal.stdout)
+        return "\n".join(parts)
