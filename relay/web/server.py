@@ -124,6 +124,8 @@ class HTTPSession:
     async def read_body(self, max_body: int, expected: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
+        if self.conn.they_are_waiting_for_100_continue:
+            await self.send(h11.InformationalResponse(status_code=100, headers=[]))
         try:
             with trio.fail_after(BODY_GRACE + expected / MIN_BODY_RATE):
                 while True:

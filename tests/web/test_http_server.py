@@ -138,3 +138,18 @@ async def test_a_crashing_page_answers_500_and_the_relay_goes_on(relay_server, m
         assert (await client.request("GET", AUTOCONFIG)).status == 200
     finally:
         await client.aclose()
+
+
+async def test_expect_100_continue_is_answered_before_the_body(relay_server):
+    stream = await trio.open_tcp_stream(relay_server.host, relay_server.port("http"))
+    head = b"POST /new HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n"
+    with trio.fail_after(10):
+        await stream.send_all(head)
+        interim = await stream.receive_some(1000)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        await stream.send_all(b"{}")
+        final = b""
+        while b"\r\n\r\n" not in final:
+            final += await stream.receive_some(1000)
+    assert final.startswith(b"HTTP/1.1 200 ")
+    await stream.aclose()
