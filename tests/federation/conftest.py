@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +51,19 @@ def configure(app: App, **keys: Any) -> None:
     app.store.config = app.config
 
 
-@pytest.fixture
-async def app(tmp_path: Path) -> AsyncIterator[App]:
-    config = with_federation(make_config(tmp_path / "sender", SENDER_IP), retry_initial=1)
+@asynccontextmanager
+async def open_app(config: Any) -> AsyncIterator[App]:
+    """An App with a real store and no listeners."""
     log = Logger(level="warning")
     async with open_store(config, log, expiry_interval=None) as store:
         yield App(config=config, store=store, tls=TLSManager(config), log=log)
+
+
+@pytest.fixture
+async def app(tmp_path: Path) -> AsyncIterator[App]:
+    config = with_federation(make_config(tmp_path / "sender", SENDER_IP), retry_initial=1)
+    async with open_app(config) as app:
+        yield app
 
 
 @pytest.fixture
