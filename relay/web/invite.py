@@ -10,6 +10,8 @@ from __future__ import annotations
 from html import escape
 from typing import TYPE_CHECKING
 
+import trio
+
 from relay.config import Config
 from relay.onboarding import dcaccount_url, dclogin_url
 from relay.web import qr
@@ -60,7 +62,7 @@ def trust_note(config: Config) -> str:
     )
 
 
-def render(config: Config, *, link: str | None, problem: str = "") -> str:
+def render(config: Config, *, link: str | None, qr_svg: str = "", problem: str = "") -> str:
     name = escape(config.mail_domain)
     parts = [
         "<!doctype html>",
@@ -76,7 +78,7 @@ def render(config: Config, *, link: str | None, problem: str = "") -> str:
         href = escape(link)
         parts += [
             "<p>Scan this code with Delta Chat, or tap it on the phone that has Delta Chat:</p>",
-            f'<a class="qr" href="{href}" aria-label="onboarding QR code">{qr.svg(link)}</a>',
+            f'<a class="qr" href="{href}" aria-label="onboarding QR code">{qr_svg}</a>',
             f'<a class="button" href="{href}">Create an account on {name}</a>',
             f'<p class="link">{escape(link)}</p>',
             '<p class="note">No Delta Chat yet? Get it from '
@@ -95,7 +97,9 @@ def render(config: Config, *, link: str | None, problem: str = "") -> str:
 async def page(request: Request, app: App) -> Response:
     config = app.config
     link, problem = await onboarding_link(request, app)
-    body = render(config, link=link, problem=problem).encode()
+    # Drawing the QR is CPU work: keep it off the event loop that serves everyone else.
+    qr_svg = await trio.to_thread.run_sync(qr.svg, link) if link else ""
+    body = render(config, link=link, qr_svg=qr_svg, problem=problem).encode()
     # A dclogin page holds a password: never cache it.
     cache = "no-store" if needs_dclogin(config) else "max-age=300"
     return Response(200, body, "text/html; charset=utf-8", [("Cache-Control", cache)])

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import io
+from functools import lru_cache
 
 import qrcode
 from qrcode.image.svg import SvgPathFillImage
 
 
+@lru_cache(maxsize=8)  # the domain-mode link never changes; LAN links pass through
 def svg(data: str) -> str:
-    """An <svg> element (no XML declaration) with a white background and a quiet zone."""
+    """An <svg> element (no XML declaration) with a white background and a quiet zone.
+
+    Takes tens of milliseconds (more on a Pi): call it from a worker thread in the server.
+    """
     image = qrcode.make(data, image_factory=SvgPathFillImage, border=4)
     return image.to_string(encoding="unicode")
 
