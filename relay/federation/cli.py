@@ -1,0 +1,113 @@
+"""`relay queue list|retry|delete`: look at and steer the outbound queue.
+
+A running relay owns its store, so the command goes through its admin socket; only when no
+relay answers there does it open the store itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from relay.federation.queue_ops import QueueCommandError, queue_command
+
+ADMIN_TIMEOUT = 30.0
+
+
+class RelayRunning(Exception):
+    """The relay answered on its admin socket but could not run the command."""
+
+
+def _admin_call(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The relay's answer, or None when no relay listens on `path`."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(ADMIN_TIMEOUT)
+    try:
+        sock.connect(str(path))
+    except (FileNotFoundError, ConnectionRefusedError):
+        sock.close()
+        return None
+    with sock, sock.makefile("rwb") as f:
+        f.write(json.dumps({"id": 1, "method": "queue", "params": params}).encode() + b"\n")
+        f.flush()
+        answer = json.loads(f.readline() or b"{}")
+    if "error" in answer:
+        error = answer["error"]
+        raise RelayRunning(error.get("message", str(error)) if isinstance(error, dict) else error)
+    return answer.get("result", {})
+
+
+async def _direct(config: Any, params: dict[str, Any]) -> dict[str, Any]:
+    from relay.log import Logger
+    from relay.store import open_store
+
+    async with open_store(config, Logger(level="warning"), expiry_interval=None) as store:
+        try:
+            return await queue_command(store, params)
+        except QueueCommandError as e:
+            return {"error": str(e)}  # raised outside, not wrapped by the store's nursery
+
+
+def run(config: Any, params: dict[str, Any]) -> dict[str, Any]:
+    answer = _admin_call(Path(config.data_dir) / "admin.sock", params)
+    if answer is None:
+        answer = trio.run(_direct, config, params)
+        if "error" in answer:
+            raise QueueCommandError(answer["error"])
+    return answer
+
+
+def _command(config: Any, params: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return run(config, params)
+    except (QueueCommandError, RelayRunning) as e:
+        print(f"relay queue: {e}", file=sys.stderr)
+        return None
+
+
+def format_entry(e: dict[str, Any]) -> str:
+    rcpts = ", ".join(e["recipients"])
+    lines = [
+        f"{e['id']}  {e['size']} bytes  from <{e['sender']}>  queued {e['created']}",
+        f"    to: {rcpts}",
+        f"    attempts: {e['attempts']}  next: {e['next_attempt']}",
+    ]
+    if e["last_error"]:
+        lines.append(f"    last error: {e['last_error']}")
+    return "\n".join(lines)
+
+
+def queue_list(config: Any, args: argparse.Namespace) -> int:
+    answer = _command(config, {"action": "list"})
+    if answer is None:
+        return 1
+    entries = answer["entries"]
+    if getattr(args, "json", False):
+        print(json.dumps(entries, indent=2))
+    else:
+        for e in entries:
+            print(format_entry(e))
+        print(f"{len(entries)} message(s) in the queue")
+    return 0
+
+
+def queue_retry(config: Any, args: argparse.Namespace) -> int:
+    answer = _command(config, {"action": "retry", "ids": list(getattr(args, "ids", []))})
+    if answer is None:
+        return 1
+    print(f"{answer['changed']} message(s) will be tried now")
+    return 0
+
+
+def queue_delete(config: Any, args: argparse.Namespace) -> int:
+    answer = _command(config, {"action": "delete", "ids": list(getattr(args, "ids", []))})
+    if answer is None:
+        return 1
+    print(f"{answer['changed']} message(s) deleted without a bounce")
+    return 0
