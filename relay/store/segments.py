@@ -110,14 +110,20 @@ class SegmentLog:
     def segment_ids(self) -> list[int]:
         return sorted(self._segments)
 
-    def scan(self, start_seg: int, start_off: int) -> Iterator[tuple[list[Record], int, int, int]]:
+    def scan(
+        self, start_seg: int, start_off: int, start_lsn: int
+    ) -> Iterator[tuple[list[Record], int, int, int]]:
         """Yield (records, seg, end offset, commit lsn) for each complete batch after
         (start_seg, start_off), and cut off a torn tail.
+
+        Record lsns must continue start_lsn without a gap: stale bytes left behind a failed
+        write can then never pass for a batch even if their CRCs are intact.
 
         Leaves the log positioned to append after the last complete batch.
         """
         self._last_id = max(self._last_id, start_seg)
         ids = [i for i in self.segment_ids() if i >= start_seg]
+        expected = start_lsn + 1
         for n, seg in enumerate(ids):
             data = self._segments[seg].read_bytes()
             pos = start_off if seg == start_seg else 0
@@ -125,8 +131,9 @@ class SegmentLog:
             pending: list[Record] = []
             while True:
                 rec, nxt = _decode(data, pos, seg)
-                if rec is None:
+                if rec is None or (rec if isinstance(rec, int) else rec.lsn) != expected:
                     break
+                expected += 1
                 pos = nxt
                 if isinstance(rec, int):
                     yield pending, seg, pos, rec

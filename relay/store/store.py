@@ -97,7 +97,7 @@ class Store:
         inflight = self._creating.get(addr)
         if inflight is not None:
             await inflight.done.wait()
-            if inflight.ok and hmac.compare_digest(inflight.password, password):
+            if inflight.ok and hmac.compare_digest(inflight.password.encode(), password.encode()):
                 return LoginResult(True)
             return await self.login(addr, password, create=False)
         creation = self._creating[addr] = _Creation(password)
@@ -337,7 +337,7 @@ def _recover(directory: Path, segment_size: int) -> tuple[Database, SegmentLog, 
     lsn = index.get_meta(conn, "lsn")
     replayed = 0
     for records, seg, end, commit_lsn in seglog.scan(
-        index.get_meta(conn, "seg"), index.get_meta(conn, "end")
+        index.get_meta(conn, "seg"), index.get_meta(conn, "end"), lsn
     ):
         conn.execute("BEGIN")
         for rec in records:
