@@ -1,7 +1,7 @@
 """Password hashing: Argon2id in the PHC string format, plus a cache for repeated logins.
 
 Argon2id (RFC 9106) with m=19 MiB, t=2, p=1 is OWASP's first recommendation; it costs about
-30 ms of CPU per hash on the development machine (measured by bench/passwords), inside the 50 ms
+30 ms of CPU per hash on the development machine (measured by bench/password_hash), inside the 50 ms
 budget. The parameters are stored in each hash, so they can be raised later without breaking
 existing accounts. Delta Chat logs in on every IMAP and SMTP connection, so after one slow check a
 keyed fast digest of the accepted password is kept in memory (never on disk): a correct repeat
