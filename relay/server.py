@@ -97,15 +97,16 @@ async def _listen(
         listeners += await trio.open_tcp_listeners(port, host=address)
     bound = listeners[0].socket.getsockname()[1]
 
-    async def on_connection(stream: trio.SocketStream) -> None:
-        ip, peer_port = stream.socket.getpeername()[:2]
-        peer = Peer(ip=ip, port=peer_port)
+    async def on_connection(tcp: trio.SocketStream) -> None:
+        ip, peer_port = tcp.socket.getpeername()[:2]
+        stream: trio.abc.Stream = tcp
         try:
             if implicit_tls:
-                stream = await _tls_accept(app, stream)
-                if stream is None:
+                tls = await _tls_accept(app, tcp)
+                if tls is None:
                     return
-            await handler(stream, peer, app, service=service)
+                stream = tls
+            await handler(stream, Peer(ip=ip, port=peer_port), app, service=service)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass  # the peer went away; nothing to report
         except Exception as e:  # one connection must never take the relay down
