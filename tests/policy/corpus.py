@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import re
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import pgpy
 from pgpy.constants import (
@@ -18,6 +20,10 @@ from pgpy.constants import (
 )
 
 warnings.filterwarnings("ignore", module="pgpy")
+
+# Outer messages captured from the real Delta Chat core (2.x) sending through this relay in an
+# end-to-end run: SKESK v6 / PKESK v6 and SEIPD v2, which PGPy cannot produce.
+DATA = Path(__file__).parent / "data"
 
 SENDER = "alice0001@[127.0.0.1]"
 RECIPIENT = "bob000001@[127.0.0.1]"
@@ -220,6 +226,22 @@ def pgpy_armor(packets: bytes) -> str:
 UNENC = "523 Encryption Needed: Invalid Unencrypted Mail"
 
 
+def real_client_samples() -> list[Sample]:
+    found = []
+    for path in sorted(DATA.glob("deltachat-*.eml")):
+        data = path.read_bytes()
+        sender = re.search(rb"^From: <([^>]+)>", data, re.MULTILINE).group(1).decode()
+        found.append(Sample(path.stem, data, "accept", "accept", mail_from=sender))
+        # the same message with a literal-data packet smuggled after its SEIPD
+        head, _, rest = data.partition(b"-----BEGIN PGP MESSAGE-----\r\n")
+        armored, _, tail = rest.partition(b"-----END PGP MESSAGE-----\r\n")
+        lines = [line for line in armored.split(b"\r\n") if line and not line.startswith(b"=")]
+        packets = base64.b64decode(b"".join(lines)) + literal()
+        forged = head + crlf(armor(packets)) + tail
+        found.append(Sample(path.stem + "-plus-literal", forged, UNENC, UNENC, mail_from=sender))
+    return found
+
+
 @functools.cache
 def samples() -> list[Sample]:
     alice, bob = keys()
@@ -241,7 +263,7 @@ def samples() -> list[Sample]:
         "--XYZ\nContent-Type: application/pgp-encrypted\n\nVersion: 1\n--XYZ--\n"
     )
     truncated = pgp_mime(armor(to_bob)[: len(armor(to_bob)) // 2])
-    return [
+    return real_client_samples() + [
         # real PGP/MIME made with PGPy
         Sample("pgpy-one-recipient", pgp_mime(pgpy_armor(to_bob)), "accept", "accept"),
         Sample(
