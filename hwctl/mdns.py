@@ -63,27 +63,15 @@ class Announcer:
     def apply(self, announcement: Announcement) -> None:
         if announcement == self.current:
             return
-        if self.zc is None:
-            self.zc = Zeroconf(ip_version=IPVersion.V4Only)
-        if self.current is not None and self._same_services(announcement):
-            # Same names, new addresses: update_service re-announces the changed records.
-            new_infos = announcement.service_infos()
-            for info in new_infos:
-                self.zc.update_service(info)
-            self.infos = new_infos
-        else:
-            self.withdraw()
-            self.infos = announcement.service_infos()
-            for info in self.infos:
-                self.zc.register_service(info, allow_name_change=True)
+        # A fresh responder on every change: multicast group memberships are bound to the
+        # interface addresses the instance saw at start, so reusing it after a change can
+        # leave it deaf. Closing the old one sends goodbyes for the stale records.
+        self.close()
+        self.zc = Zeroconf(ip_version=IPVersion.V4Only)
+        self.infos = announcement.service_infos()
+        for info in self.infos:
+            self.zc.register_service(info, allow_name_change=True)
         self.current = announcement
-
-    def _same_services(self, announcement: Announcement) -> bool:
-        assert self.current is not None
-        return (self.current.hostname, self.current.ports) == (
-            announcement.hostname,
-            announcement.ports,
-        )
 
     def withdraw(self) -> None:
         if self.zc is not None:
