@@ -10,7 +10,6 @@ Memory is bounded: command lines are capped, and DATA beyond the size limit is c
 
 from __future__ import annotations
 
-import base64
 from enum import Enum, auto
 
 from relay.smtp.dataframe import DataReader
@@ -25,25 +24,16 @@ from relay.smtp.events import (
     StartTLS,
     _NeedData,
 )
-from relay.smtp.syntax import (
-    SyntaxProblem,
-    decode_b64_text,
-    parse_path_and_params,
-    parse_plain_response,
-)
+from relay.smtp.sasl import Challenge, Failure, SaslExchange, Step
+from relay.smtp.syntax import SyntaxProblem, mail_param_problem, parse_path_and_params
 
 MAX_COMMAND_LINE = 2048  # RFC says 512; AUTH PLAIN responses and long addresses need more
 MAX_ERRORS = 20  # protocol errors before we hang up, like Postfix's smtpd_hard_error_limit
-BODY_TYPES = ("7BIT", "8BITMIME")
-LOGIN_USER_PROMPT = "334 " + base64.b64encode(b"Username:").decode()
-LOGIN_PASS_PROMPT = "334 " + base64.b64encode(b"Password:").decode()
 
 
 class State(Enum):
     COMMAND = auto()
-    AUTH_PLAIN = auto()  # waiting for the PLAIN response after "334 "
-    AUTH_LOGIN_USER = auto()
-    AUTH_LOGIN_PASS = auto()
+    AUTH = auto()  # a SASL exchange waits for the client's next response line
     DATA = auto()
     DECIDING = auto()  # an event waits for accept()/reject()
     TLS_HANDSHAKE = auto()  # 220 sent for STARTTLS; no bytes until tls_started()
@@ -89,7 +79,7 @@ class SMTPEngine:
         self._discarding_line = False
         self._closed_reason = ""
         self._pending: Event | None = None
-        self._login_user = ""
+        self._sasl: SaslExchange | None = None
         self._data: DataReader | None = None
         self.mail_from: str | None = None  # set while a transaction is open
         self.recipients: list[str] = []
@@ -233,19 +223,14 @@ class SMTPEngine:
             return self._error(500, "5.5.2 Error: line too long")
         if line == "\0bad-utf8":
             return self._error(500, "5.5.2 Error: bad UTF-8 syntax")
-        if self.state in (State.AUTH_PLAIN, State.AUTH_LOGIN_USER, State.AUTH_LOGIN_PASS):
-            return self._auth_continue(line)
+        if self.state is State.AUTH:
+            assert self._sasl is not None
+            return self._sasl_result(self._sasl.step(line))
         verb, _, arg = line.partition(" ")
         handler = _COMMANDS.get(verb.upper())
         if handler is None:
             return self._error(500, "5.5.2 Error: command not recognized")
         return handler(self, arg.strip())
-
-    def _ehlo(self, arg: str) -> None:
-        self._hello(arg, extended=True)
-
-    def _helo(self, arg: str) -> None:
-        self._hello(arg, extended=False)
 
     def _hello(self, name: str, *, extended: bool) -> None:
         if not name:
@@ -293,45 +278,20 @@ class SMTPEngine:
         if self.mail_from is not None:
             return self._error(503, "5.5.1 Error: MAIL transaction in progress")
         mechanism, _, initial = arg.partition(" ")
-        mechanism, initial = mechanism.upper(), initial.strip()
-        if mechanism == "PLAIN":
-            if not initial:
-                self.state = State.AUTH_PLAIN
-                self._reply(334, "")
-                return None
-            return self._auth_plain("" if initial == "=" else initial)
-        if mechanism == "LOGIN":
-            if not initial:
-                self.state = State.AUTH_LOGIN_USER
-                self._reply_line(LOGIN_USER_PROMPT)
-                return None
-            self.state = State.AUTH_LOGIN_USER
-            return self._auth_continue(initial)
-        return self._error(504, "5.5.4 Unrecognized authentication type")
+        self._sasl = SaslExchange(mechanism.upper(), initial.strip())
+        return self._sasl_result(self._sasl.start())
 
-    def _auth_continue(self, line: str) -> Event | None:
-        state, self.state = self.state, State.COMMAND
-        if line.strip() == "*":
-            return self._error(501, "5.7.0 Authentication aborted")
-        if state is State.AUTH_PLAIN:
-            return self._auth_plain(line)
-        try:
-            value = decode_b64_text(line)
-        except SyntaxProblem as e:
-            return self._error(e.code, e.text)
-        if state is State.AUTH_LOGIN_USER:
-            self._login_user = value
-            self.state = State.AUTH_LOGIN_PASS
-            self._reply_line(LOGIN_PASS_PROMPT)
+    def _sasl_result(self, step: Step) -> Event | None:
+        if isinstance(step, Challenge):
+            self.state = State.AUTH
+            self._reply(334, step.text)
             return None
-        return AuthAttempt("LOGIN", self._login_user, value)
-
-    def _auth_plain(self, response: str) -> Event | None:
-        try:
-            username, password = parse_plain_response(response)
-        except SyntaxProblem as e:
-            return self._error(e.code, e.text)
-        return AuthAttempt("PLAIN", username, password)
+        self.state = State.COMMAND
+        exchange, self._sasl = self._sasl, None
+        if isinstance(step, Failure):
+            return self._error(step.code, step.text)
+        assert exchange is not None
+        return AuthAttempt(exchange.mechanism, step.username, step.password)
 
     def _mail(self, arg: str) -> Event | None:
         if self.helo is None:
@@ -344,18 +304,13 @@ class SMTPEngine:
             address, params = parse_path_and_params(arg, "FROM")
         except SyntaxProblem as e:
             return self._error(e.code, e.text)
-        for key, value in params.items():
-            if key == "SIZE":
-                if not (value or "").isdigit():
-                    return self._error(501, "5.5.4 Bad SIZE parameter")
-                if int(value or 0) > self.max_message_size:
-                    self._reply(552, "5.3.4 Message size exceeds fixed limit")
-                    return None
-            elif key == "BODY":
-                if (value or "").upper() not in BODY_TYPES:
-                    return self._error(501, "5.5.4 Unsupported BODY parameter")
-            elif key not in ("SMTPUTF8", "AUTH"):
-                return self._error(555, f"5.5.4 Unsupported option: {key}")
+        problem = mail_param_problem(params, self.max_message_size)
+        if problem is not None:
+            code, text = problem
+            if code == 552:  # a size announcement over the limit is a refusal, not an error
+                self._reply(code, text)
+                return None
+            return self._error(code, text)
         return MailFrom(address, params)
 
     def _rcpt(self, arg: str) -> Event | None:
@@ -440,8 +395,8 @@ class SMTPEngine:
 
 
 _COMMANDS = {
-    "EHLO": SMTPEngine._ehlo,
-    "HELO": SMTPEngine._helo,
+    "EHLO": lambda engine, arg: engine._hello(arg, extended=True),
+    "HELO": lambda engine, arg: engine._hello(arg, extended=False),
     "STARTTLS": SMTPEngine._starttls,
     "AUTH": SMTPEngine._auth,
     "MAIL": SMTPEngine._mail,

@@ -6,6 +6,7 @@ import base64
 import binascii
 import re
 
+BODY_TYPES = ("7BIT", "8BITMIME")
 _PARAM_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 
@@ -49,6 +50,22 @@ def parse_params(text: str) -> dict[str, str | None]:
             raise SyntaxProblem(f"5.5.4 Bad parameter syntax: {key[:40]}")
         params[key.upper()] = value if eq else None
     return params
+
+
+def mail_param_problem(params: dict[str, str | None], max_size: int) -> tuple[int, str] | None:
+    """The reply for MAIL FROM parameters we cannot honour, or None if they are fine."""
+    for key, value in params.items():
+        if key == "SIZE":
+            if not (value or "").isdigit():
+                return 501, "5.5.4 Bad SIZE parameter"
+            if int(value or 0) > max_size:
+                return 552, "5.3.4 Message size exceeds fixed limit"
+        elif key == "BODY":
+            if (value or "").upper() not in BODY_TYPES:
+                return 501, "5.5.4 Unsupported BODY parameter"
+        elif key not in ("SMTPUTF8", "AUTH"):
+            return 555, f"5.5.4 Unsupported option: {key}"
+    return None
 
 
 def decode_b64_text(text: str) -> str:
