@@ -248,3 +248,16 @@ async def test_unknown_local_recipient_is_refused_at_rcpt(relay_server: RelaySer
         550,
         f"5.1.1 <{ghost}>: Recipient address rejected: User unknown".encode(),
     )
+
+
+async def test_sender_without_exactly_one_at_is_refused(relay_server: RelayServer) -> None:
+    await create_accounts(relay_server, "alice0001")
+
+    def run() -> list[tuple[int, bytes]]:
+        with logged_in(relay_server, "alice0001") as client:
+            return [client.mail("no-at-sign"), client.mail("")]
+
+    assert await in_thread(run) == [
+        (500, b"Invalid from address <no-at-sign>"),
+        (500, b"Invalid from address <>"),
+    ]
