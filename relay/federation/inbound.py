@@ -25,6 +25,7 @@ from relay.federation.policy import REJECT_REPLY
 from relay.policy.checks import check_incoming
 from relay.smtp.dataframe import DataReader
 from relay.smtp.events import unstuff
+from relay.web.types import Request, Response
 
 TOO_BIG = "552 Message exceeds maximum size"
 INVALID_DATA = "500 Invalid DATA"
@@ -101,3 +102,9 @@ async def mxdeliv(app: Any, request_headers: list[tuple[str, str]], body: bytes)
         return _reply(400, next(iter(result.failed.values())))
     log.info("mxdeliv-accepted", kind=decision.kind, local=len(result.delivered), size=len(body))
     return _reply(200, "250 OK")
+
+
+async def route(request: Request, app: Any) -> Response:
+    """The web server's handler for POST /mxdeliv (see relay.web.routes)."""
+    status, body = await mxdeliv(app, request.headers, request.body)
+    return Response(status, body)

@@ -1,0 +1,136 @@
+"""Two LAN-mode relays on 127.0.0.2 and 127.0.0.3 exchanging mail as their users see it:
+SMTPS submission on one, IMAPS on the other, /mxdeliv or SMTP between them."""
+
+from __future__ import annotations
+
+import http.client
+import smtplib
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+import trio
+
+from relay.federation import kick
+from tests.federation.mail import encrypted, plain
+from tests.federation.pair import Relay, relay_config, shared_ports
+from tests.helpers import client_context
+
+A_IP, B_IP = "127.0.0.2", "127.0.0.3"
+
+
+@pytest.fixture
+def ports() -> dict[str, int]:
+    return shared_ports([A_IP, B_IP])
+
+
+@pytest.fixture
+async def pair(tmp_path: Path, ports, nursery: trio.Nursery) -> tuple[Relay, Relay]:
+    a = Relay(relay_config(tmp_path / "a", A_IP, ports))
+    b = Relay(relay_config(tmp_path / "b", B_IP, ports))
+    await a.start(nursery)
+    await b.start(nursery)
+    return a, b
+
+
+def body_of(raw: bytes) -> bytes:
+    return raw.split(b"\r\n\r\n", 1)[1]
+
+
+async def exchange(a: Relay, b: Relay, text: str) -> tuple[bytes, bytes]:
+    """alice on A writes to bob on B; returns what was sent and what bob's IMAP shows."""
+    alice, bob = a.address("alice1234"), b.address("bob123456")
+    await a.account(alice)
+    await b.account(bob)
+    message = encrypted(alice, [bob], text)
+    await a.submit(alice, [bob], message)
+    kick(a.app)
+    [got] = await b.wait_for_mail(bob)
+    return message, got
+
+
+async def test_mail_goes_both_ways_over_mxdeliv(pair: tuple[Relay, Relay]) -> None:
+    a, b = pair
+    sent, got = await exchange(a, b, "ping")
+    assert body_of(got) == body_of(sent)
+    assert message_from_bytes(got)["Message-ID"] == message_from_bytes(sent)["Message-ID"]
+    sent, got = await exchange(b, a, "pong")
+    assert body_of(got) == body_of(sent)
+    for relay in (a, b):
+        [line] = relay.log_lines("federation-delivered")
+        assert "via=https" in line
+
+
+async def test_https_closed_falls_back_to_smtp(tmp_path: Path, ports, nursery) -> None:
+    a = Relay(relay_config(tmp_path / "a", A_IP, ports))
+    b = Relay(relay_config(tmp_path / "b", B_IP, {**ports, "https": 0}))
+    await a.start(nursery)
+    await b.start(nursery)
+    sent, got = await exchange(a, b, "over smtp")
+    assert body_of(got) == body_of(sent)
+    [line] = a.log_lines("federation-delivered")
+    assert "via=smtp" in line
+
+
+async def test_smtp_closed_http_carries_it(tmp_path: Path, ports, nursery) -> None:
+    a = Relay(relay_config(tmp_path / "a", A_IP, ports))
+    b = Relay(relay_config(tmp_path / "b", B_IP, {**ports, "smtp": 0}))
+    await a.start(nursery)
+    await b.start(nursery)
+    sent, got = await exchange(a, b, "over https")
+    assert body_of(got) == body_of(sent)
+    [line] = a.log_lines("federation-delivered")
+    assert "via=https" in line
+
+
+async def test_both_closed_waits_in_the_queue_until_the_peer_is_back(
+    pair: tuple[Relay, Relay], nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    a, b = pair
+    alice, bob = a.address("alice1234"), b.address("bob123456")
+    await a.account(alice)
+    await b.account(bob)
+    await b.stop()
+    message = encrypted(alice, [bob], "are you there?")
+    await a.submit(alice, [bob], message)
+    kick(a.app)
+    with trio.fail_after(10):
+        while not (entries := await a.app.store.queue_list()) or not entries[0].attempts:
+            await trio.sleep(0.05)
+    assert entries[0].last_error.startswith("421 Failed to connect to any mail server")
+    back = b.replacement(tmp_path / "b-again")
+    await back.start(nursery)
+    await back.account(bob)
+    [got] = await back.wait_for_mail(bob, timeout=30)
+    assert body_of(got) == body_of(message)
+    assert await a.app.store.queue_list() == []
+
+
+async def test_peers_refuse_unencrypted_mail_on_both_paths(pair: tuple[Relay, Relay]) -> None:
+    a, b = pair
+    alice, bob = a.address("alice1234"), b.address("bob123456")
+    await b.account(bob)
+    message = plain(alice, [bob])
+
+    def post() -> tuple[int, bytes]:
+        ctx = client_context(b.config)
+        conn = http.client.HTTPSConnection(B_IP, b.config.listen.https, context=ctx, timeout=10)
+        conn.request("POST", "/mxdeliv", message, {"X-Mail-From": alice, "X-Mail-To": bob})
+        response = conn.getresponse()
+        return response.status, response.read()
+
+    assert await trio.to_thread.run_sync(post) == (
+        400,
+        b"523 Encryption Needed: Invalid Unencrypted Mail",
+    )
+
+    def smtp() -> None:
+        with smtplib.SMTP(B_IP, b.config.listen.smtp, timeout=10) as s:
+            s.starttls(context=client_context(b.config))
+            s.sendmail(alice, [bob], message)
+
+    with pytest.raises(smtplib.SMTPDataError) as e:
+        await trio.to_thread.run_sync(smtp)
+    assert e.value.smtp_code == 523
+    assert await b.app.store.snapshot(bob, "INBOX") is not None
+    assert (await b.app.store.snapshot(bob, "INBOX")).messages == []
