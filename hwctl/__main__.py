@@ -13,6 +13,7 @@ import contextlib
 import socket
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import trio
@@ -21,13 +22,33 @@ from hwctl import button, epd, screens
 from hwctl.display import Display, PanelBackend, PngBackend
 from hwctl.leds import GpioLed, Leds, SimLed, SysfsLed
 
-DEFAULT_ADMIN_SOCKET = Path("/data/relay/admin.sock")
+DEFAULT_DATA_DIR = Path("/data/relay")
+DEFAULT_ADMIN_SOCKET = DEFAULT_DATA_DIR / "admin.sock"
 SYSFS_LEDS = Path("/sys/class/leds")
 
 
+COMMANDS = ("run", "press", "restore", "screenshots")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help"):
+        argv = ["run", *argv]
     args = _parser().parse_args(argv)
     return args.command(args)
+
+
+def apply_relay_config(args: argparse.Namespace) -> None:
+    """--config: take the data dir (and so the admin socket) from the relay's own config."""
+    if args.config is None:
+        return
+    with open(args.config, "rb") as f:
+        data_dir = Path(tomllib.load(f)["data_dir"])
+    if not data_dir.is_absolute():
+        data_dir = args.config.parent / data_dir
+    args.data_dir = data_dir
+    if args.admin_socket is None:
+        args.admin_socket = data_dir / "admin.sock"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(required=True)
 
     p = sub.add_parser("run", help="run the display, LEDs, button, mDNS and USB handling")
-    p.add_argument("--admin-socket", type=Path, default=DEFAULT_ADMIN_SOCKET)
+    p.add_argument("--config", type=Path, help="the relay's config file (finds the data dir)")
+    p.add_argument("--admin-socket", type=Path, default=None, help="default DATA_DIR/admin.sock")
     p.add_argument("--sim", type=Path, metavar="DIR", help="use simulators writing into DIR")
     p.add_argument("--panel", choices=sorted(epd.PANELS), default="2in13_v4")
     p.add_argument(
@@ -46,10 +68,24 @@ def _parser() -> argparse.ArgumentParser:
         help="sysfs:NAME or gpio:PIN (repeatable; default sysfs:ACT on hardware)",
     )
     p.add_argument("--button-pin", type=int, default=button.BUTTON_PIN)
-    p.add_argument("--mdns", action="store_true", help="announce the relay with mDNS")
+    p.add_argument(
+        "--mdns",
+        action=argparse.BooleanOptionalAction,
+        help="announce the relay with mDNS (default: on, off with --sim)",
+    )
     p.add_argument("--hostname", default=None, help="mDNS host name (default: this host's)")
-    p.add_argument("--usb", action="store_true", help="handle USB data and backup drives")
-    p.add_argument("--data-dir", type=Path, default=Path("/data/relay"))
+    p.add_argument(
+        "--usb",
+        action=argparse.BooleanOptionalAction,
+        help="handle USB data and backup drives (default: on, off with --sim)",
+    )
+    p.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    p.add_argument(
+        "--data-switch-file",
+        type=Path,
+        default=None,
+        help="where a USB data drive is recorded for the boot-time mount",
+    )
     p.set_defaults(command=cmd_run)
 
     p = sub.add_parser("press", help="press the simulated button")
@@ -72,6 +108,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    apply_relay_config(args)
+    if args.admin_socket is None:
+        args.admin_socket = args.data_dir / "admin.sock"
     with contextlib.suppress(KeyboardInterrupt):
         trio.run(run, args)
     return 0
@@ -96,14 +135,16 @@ async def run(args: argparse.Namespace) -> None:
             leds = Leds(_hardware_leds(args.led or ["sysfs:ACT"], gpio))
             nursery.start_soon(button.gpio_button, gpio, args.button_pin, levels_send)
         controller = Controller(args.admin_socket, display, leds)
-        if args.mdns:
+        hardware = args.sim is None
+        if args.mdns if args.mdns is not None else hardware:
             from hwctl.mdns import announce_relay
 
             nursery.start_soon(announce_relay, controller, args.hostname or socket.gethostname())
-        if args.usb:
-            from hwctl.usb import watch_usb
+        if args.usb if args.usb is not None else hardware:
+            from hwctl import usb
 
-            nursery.start_soon(watch_usb, controller, args.data_dir)
+            switch = args.data_switch_file or usb.DEFAULT_SWITCH_FILE
+            nursery.start_soon(usb.watch_usb, controller, args.data_dir, switch)
         await controller.run(levels)
 
 
@@ -172,6 +213,16 @@ def cmd_screenshots(args: argparse.Namespace) -> int:
         status="12 people · healthy",
     )
     screens.render_invite(size, invite).save(args.out / "invite.png")
+    lan = screens.InviteContent(
+        qr_payload=(
+            "dclogin:k3x9q2m7a@[192.168.1.20]?p=Xq7%21rT2pL9wZ&v=1&ih=192.168.1.20&ip=993"
+            "&is=ssl&sh=192.168.1.20&sp=465&ss=ssl&ic=3"
+        ),
+        name="chatmail-relay",
+        address="192.168.1.20",
+        status="3 people · healthy",
+    )
+    screens.render_invite(size, lan).save(args.out / "invite-lan.png")
     rows = [
         ("IP", "192.168.1.20"),
         ("Domain", "chat.example.org"),
@@ -181,7 +232,7 @@ def cmd_screenshots(args: argparse.Namespace) -> int:
     ]
     screens.render_info(size, rows, "chatmail-relay").save(args.out / "info.png")
     screens.render_countdown(size, 7).save(args.out / "reset-countdown.png")
-    print(f"wrote invite.png, info.png, reset-countdown.png to {args.out}")
+    print(f"wrote invite.png, invite-lan.png, info.png, reset-countdown.png to {args.out}")
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,7 +96,12 @@ class PanelBackend:
 
     async def draw(self, image: Image.Image, mode: Mode, screen: str) -> None:
         buffer = epd.frame_buffer(self.driver.spec, image)
-        await trio.to_thread.run_sync(self._draw_blocking, buffer, mode)
+        try:
+            await trio.to_thread.run_sync(self._draw_blocking, buffer, mode)
+        except (epd.PanelTimeout, OSError) as e:
+            # A missing or broken panel must not take the LEDs, button and mDNS down with it.
+            print(f"hwctl: display update failed: {e}", file=sys.stderr, flush=True)
+            self.driver.partial_base_written = False
 
     def _draw_blocking(self, buffer: bytes, mode: Mode) -> None:
         if mode == "full" or not self.driver.partial_base_written:

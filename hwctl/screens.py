@@ -18,6 +18,7 @@ BLACK = 0
 # The spec asks for 4 modules of quiet zone; 2 still decodes (measured), used only when 4 won't fit.
 QUIET_PREFERRED = 4
 QUIET_MINIMUM = 2
+TEXT_MIN_WIDTH = 110  # px beside the QR for name, address and status
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,9 @@ def render_invite(size: tuple[int, int], content: InviteContent) -> Image.Image:
     """QR on the left (as tall as the panel), name, address and status on the right."""
     image = Image.new("1", size, WHITE)
     w, h = size
-    draw_qr(image, content.qr_payload, h)
-    x = h + 2
+    box = min(h, w - TEXT_MIN_WIDTH)  # on wide panels the QR must leave room for the text
+    draw_qr(image, content.qr_payload, box, origin=(0, (h - box) // 2))
+    x = box + 2
     lines = [
         (content.name, 16),
         (content.address, 13),

@@ -25,7 +25,7 @@ from hwctl import backup
 DATA_LABEL = "RELAYDATA"
 BACKUP_LABEL = "RELAYBACKUP"
 MARKER = ".relay-data"  # written last on a data drive: its presence means the copy is complete
-DEFAULT_SWITCH_FILE = Path("/boot/firmware/relay-data-device")
+DEFAULT_SWITCH_FILE = Path("/boot/chatmail-data-device")  # read by the boot-time data mount
 
 
 @dataclass(frozen=True)
