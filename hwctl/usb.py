@@ -24,6 +24,7 @@ from hwctl import backup
 
 DATA_LABEL = "RELAYDATA"
 BACKUP_LABEL = "RELAYBACKUP"
+RELAY_UNIT = "chatmail-relay.service"
 MARKER = ".relay-data"  # written last on a data drive: its presence means the copy is complete
 DEFAULT_SWITCH_FILE = Path("/boot/chatmail-data-device")  # read by the boot-time data mount
 
@@ -68,10 +69,10 @@ class System:
         subprocess.run(["umount", "-l", str(target)], check=False)
 
     def stop_relay(self) -> None:
-        subprocess.run(["systemctl", "stop", "relay.service"], check=True)
+        subprocess.run(["systemctl", "stop", RELAY_UNIT], check=True)
 
     def start_relay(self) -> None:
-        subprocess.run(["systemctl", "start", "relay.service"], check=True)
+        subprocess.run(["systemctl", "start", RELAY_UNIT], check=True)
 
     def reboot(self) -> None:
         subprocess.run(["systemctl", "reboot"], check=False)
