@@ -10,6 +10,7 @@ Memory is bounded: command lines are capped, and DATA beyond the size limit is c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum, auto
 
 from relay.smtp.dataframe import DataReader
@@ -38,6 +39,13 @@ class State(Enum):
     DECIDING = auto()  # an event waits for accept()/reject()
     TLS_HANDSHAKE = auto()  # 220 sent for STARTTLS; no bytes until tls_started()
     CLOSED = auto()
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """A command line that cannot be read; `text` is the 500 reply."""
+
+    text: str
 
 
 DEFAULT_ACCEPT = {
@@ -178,7 +186,7 @@ class SMTPEngine:
                     self.state = State.DECIDING
                 return event
 
-    def _next_line(self) -> str | None:
+    def _next_line(self) -> str | LineProblem | None:
         end = self._in.find(b"\n")
         if end < 0:
             if len(self._in) > MAX_COMMAND_LINE:
@@ -189,11 +197,11 @@ class SMTPEngine:
         del self._in[: end + 1]
         if self._discarding_line or len(raw) > MAX_COMMAND_LINE:
             self._discarding_line = False
-            return "\0too-long"
+            return LineProblem("5.5.2 Error: line too long")
         try:
             return raw.removesuffix(b"\r").decode("utf-8")
         except UnicodeDecodeError:
-            return "\0bad-utf8"
+            return LineProblem("5.5.2 Error: bad UTF-8 syntax")
 
     def _next_data_event(self) -> Event | _NeedData | None:
         assert self._data is not None
@@ -218,11 +226,9 @@ class SMTPEngine:
 
     # ---- commands -------------------------------------------------------------------------
 
-    def _handle_line(self, line: str) -> Event | None:
-        if line == "\0too-long":
-            return self._error(500, "5.5.2 Error: line too long")
-        if line == "\0bad-utf8":
-            return self._error(500, "5.5.2 Error: bad UTF-8 syntax")
+    def _handle_line(self, line: str | LineProblem) -> Event | None:
+        if isinstance(line, LineProblem):
+            return self._error(500, line.text)
         if self.state is State.AUTH:
             assert self._sasl is not None
             return self._sasl_result(self._sasl.step(line))

@@ -285,3 +285,9 @@ def test_stuff_unstuff_roundtrip() -> None:
     for message in [b"", b".\r\n", b"a\r\n.\r\n..\r\n", b".a\r\nb\r\n", b"x\r\n"]:
         assert unstuff(stuff(message)) == message
     assert stuff(b".a\r\n.\r\n") == b"..a\r\n..\r\n"
+
+
+def test_undecodable_command_line() -> None:
+    engine = make_engine()
+    pump(engine, b"MAIL FROM:<\xff@x>\r\nNOOP\r\n")
+    assert engine.data_to_send() == b"500 5.5.2 Error: bad UTF-8 syntax\r\n250 2.0.0 Ok\r\n"
