@@ -31,7 +31,6 @@ class State:
     invite_url: str | None = None
     invite_addr: str | None = None
     screen: str = "none"  # invite | info | countdown | message
-    info_until: float = 0.0
     resetting: bool = False
 
 
@@ -43,6 +42,7 @@ class Controller:
         self.state = State()
         self.client: AdminClient | None = None
         self.connected = trio.Event()
+        self.info_scope = trio.CancelScope()
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -50,11 +50,11 @@ class Controller:
         send, events = trio.open_memory_channel[button.Event](16)
         await self.leds.show("booting")
         async with trio.open_nursery() as nursery:
+            self.nursery = nursery
             nursery.start_soon(self.leds.run)
             nursery.start_soon(self.display.maintain)
             nursery.start_soon(button.run_logic, levels, send, button.PressLogic())
             nursery.start_soon(self._button_events, events)
-            nursery.start_soon(self._info_timeout)
             await self._relay_sessions()
 
     async def _relay_sessions(self) -> None:
@@ -171,7 +171,9 @@ class Controller:
         if not status:
             rows[-1] = ("Health", "relay not reachable")
         self.state.screen = "info"
-        self.state.info_until = trio.current_time() + INFO_SECONDS
+        self.info_scope.cancel()  # a second press restarts the 30 s
+        self.info_scope = trio.CancelScope()
+        self.nursery.start_soon(self._back_to_invite, self.info_scope)
         title = status.get("name", "chatmail relay")
         # A button press is the one moment a full refresh is always allowed.
         await self.display.show(
@@ -192,10 +194,10 @@ class Controller:
             raise AdminError("relay not connected")
         return await self.client.call(method, **params)
 
-    async def _info_timeout(self) -> None:
-        while True:
-            await trio.sleep(1)
-            if self.state.screen == "info" and trio.current_time() >= self.state.info_until:
+    async def _back_to_invite(self, scope: trio.CancelScope) -> None:
+        with scope:
+            await trio.sleep(INFO_SECONDS)
+            if self.state.screen == "info":
                 await self._show_invite()
 
     # -- button ----------------------------------------------------------------------------------
