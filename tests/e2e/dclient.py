@@ -8,6 +8,7 @@ another), and tears the server down even when a call is stuck.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import shutil
 import subprocess
@@ -142,12 +143,12 @@ class DCClient:
 @dataclass
 class Profile:
     name: str
-    account: Account
+    account: Account = field(repr=False)
     addr: str
-    password: str
-    client: DCClient
-    pending: list[AttrDict] = field(default_factory=list)
-    recent: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS))
+    password: str = field(repr=False)
+    client: DCClient = field(repr=False)
+    pending: list[AttrDict] = field(default_factory=list, repr=False)
+    recent: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS), repr=False)
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
         return self.client.call(fn, *args, timeout=timeout)
@@ -196,6 +197,20 @@ class Profile:
             snapshot = self.call(self.account.get_message_by_id(event.msg_id).get_snapshot)
             if where(snapshot):
                 return snapshot
+
+    def wait_message(
+        self, msg_id: int, where: Callable[[Any], bool], timeout: float = DEFAULT_TIMEOUT
+    ) -> Any:
+        """The snapshot of message `msg_id` once `where` accepts it (checked on each change)."""
+        message = self.account.get_message_by_id(msg_id)
+        deadline = time.monotonic() + timeout
+        while not where(snapshot := self.call(message.get_snapshot)):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{self.name}: message {msg_id} still {snapshot!r}")
+            with contextlib.suppress(TimeoutError):
+                self.wait_for("MsgsChanged", lambda e: e.msg_id in (0, msg_id), min(remaining, 1))
+        return snapshot
 
     def securejoin(self, inviter: Profile, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Scan `inviter`'s contact QR and wait until both sides report success."""

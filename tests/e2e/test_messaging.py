@@ -18,8 +18,12 @@ def test_securejoin_verifies_both_sides(make_profile: Callable[[str], Profile]) 
     bob.securejoin(alice)
 
     for me, other in ((alice, bob), (bob, alice)):
-        contact = me.call(me.account.get_contact_by_addr, other.addr)
-        assert me.call(contact.get_snapshot).is_verified, f"{me.name} did not verify {other.name}"
+        contact = me.call(me.call(me.account.get_contact_by_addr, other.addr).get_snapshot)
+        assert contact.is_key_contact and contact.e2ee_avail, (
+            f"{me.name} has no key of {other.name}"
+        )
+        chat = me.call(me.chat_with(other).get_basic_snapshot)
+        assert chat.is_encrypted and not chat.is_contact_request
 
 
 def test_one_to_one_both_ways(pair: tuple[Profile, Profile]) -> None:
@@ -32,7 +36,7 @@ def test_one_to_one_both_ways(pair: tuple[Profile, Profile]) -> None:
     bob.call(bob.chat_with(alice).send_text, "hello alice")
     got = alice.wait_incoming(lambda m: m.text == "hello alice")
     assert got.show_padlock
-    assert got.sender.address == bob.addr
+    assert alice.call(got.sender.get_snapshot).address == bob.addr
 
 
 def test_group_of_three(make_profile: Callable[[str], Profile]) -> None:
@@ -56,7 +60,7 @@ def test_group_of_three(make_profile: Callable[[str], Profile]) -> None:
 
     for member in (alice, carol):
         got = member.wait_incoming(lambda m: m.text == "hi from bob")
-        assert got.sender.address == bob.addr
+        assert member.call(got.sender.get_snapshot).address == bob.addr
     assert alice.call(group.num_contacts) == 3
 
 
@@ -72,14 +76,7 @@ def test_ten_megabyte_attachment_arrives_byte_identical(
 
     # Large files travel as a small pre-message plus the full post-message; wait for the file.
     got = bob.wait_incoming(lambda m: m.file_name == "payload.bin", timeout=120)
-    deadline_msg = bob.account.get_message_by_id(got.id)
-    snapshot = got
-    for _ in range(240):
-        if snapshot.download_state == "Done" and snapshot.file:
-            break
-        bob.wait_for("MsgsChanged", timeout=60)
-        snapshot = bob.call(deadline_msg.get_snapshot)
-    assert snapshot.download_state == "Done"
+    snapshot = bob.wait_message(got.id, lambda m: m.download_state == "Done", timeout=120)
     received = Path(snapshot.file).read_bytes()
     assert len(received) == ATTACHMENT_SIZE
     assert hashlib.sha256(received).hexdigest() == digest

@@ -15,7 +15,7 @@ def test_onboarding_from_new_gives_a_working_profile(
     alice = make_profile("alice")
 
     assert alice.addr.endswith(f"@{relay.domain}")
-    assert alice.call(alice.account.get_config, "addr") == alice.addr
+    assert alice.call(alice.account.get_config, "configured_addr") == alice.addr
     assert alice.call(alice.account.is_configured)
     [transport] = alice.call(alice.account.list_transports)
     assert transport["addr"] == alice.addr

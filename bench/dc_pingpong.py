@@ -1,0 +1,91 @@
+"""Ping-pong between two real Delta Chat profiles through a relay on 127.0.0.1.
+
+Starts `relay serve` (LAN mode, free ports, a temporary data directory) and one
+deltachat-rpc-server, onboards two profiles through /new, verifies them with SecureJoin, then
+sends N messages alternating direction, each only after the previous one arrived. Prints the
+median and p90 from the send call to the receiver's IncomingMsg event (goal: median <= 120 ms).
+
+    .venv/bin/python bench/dc_pingpong.py [--messages 50]
+
+The per-user send rate limit is raised for the run: ping-pong at ~10 messages a second would
+otherwise meet the relay's default 60 per minute and measure the client's retry back-off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.e2e.dclient import DCClient, LiveRelay, rpc_server_path  # noqa: E402
+from tests.helpers import make_config  # noqa: E402
+
+GOAL_MEDIAN_MS = 120.0
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def run(messages: int, workdir: Path) -> list[float]:
+    config = make_config(workdir / "relay-data")
+    limits = dataclasses.replace(
+        config.limits, max_user_send_per_minute=100_000, max_user_send_burst_size=10_000
+    )
+    relay = LiveRelay(dataclasses.replace(config, limits=limits), workdir)
+    server = rpc_server_path()
+    if server is None:
+        raise SystemExit("deltachat-rpc-server is not installed (pip install -e '.[test]')")
+    client = DCClient(workdir / "accounts", server, workdir / "rpc-server.log")
+    relay.start()
+    try:
+        client.start()
+        started = time.monotonic()
+        alice, bob = client.add_profile("alice", relay), client.add_profile("bob", relay)
+        print(f"two profiles configured and idle in {time.monotonic() - started:.2f} s")
+        started = time.monotonic()
+        bob.securejoin(alice)
+        print(f"SecureJoin done in {time.monotonic() - started:.2f} s")
+        chats = {alice.name: alice.chat_with(bob), bob.name: bob.chat_with(alice)}
+        latencies = []
+        for i in range(messages):
+            sender, receiver = (alice, bob) if i % 2 == 0 else (bob, alice)
+            text = f"ping {i}"
+            sent = time.monotonic()
+            sender.call(chats[sender.name].send_text, text)
+            event = receiver.wait_for("IncomingMsg", timeout=30)
+            latencies.append((time.monotonic() - sent) * 1000)
+            got = receiver.call(receiver.account.get_message_by_id(event.msg_id).get_snapshot)
+            if got.text != text:
+                raise SystemExit(f"{receiver.name} got {got.text!r}, expected {text!r}")
+        return latencies
+    finally:
+        client.close()
+        relay.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=50)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dc-pingpong-") as tmp:
+        latencies = run(args.messages, Path(tmp))
+    median = statistics.median(latencies)
+    print(f"send -> IncomingMsg over {len(latencies)} messages:")
+    print(f"  median {median:.1f} ms   p90 {percentile(latencies, 0.9):.1f} ms")
+    print(f"  min {min(latencies):.1f} ms   max {max(latencies):.1f} ms")
+    print(
+        f"  goal median <= {GOAL_MEDIAN_MS:.0f} ms: {'met' if median <= GOAL_MEDIAN_MS else 'NOT met'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
