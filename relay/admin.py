@@ -103,7 +103,10 @@ class AdminService:
         onboarded = addr in self.pending
         if onboarded:
             self.pending.remove(addr)
-        accounts = await self.app.store.account_count()
+        try:
+            accounts: int | None = await self.app.store.account_count()
+        except Exception:  # a login must never fail because of this notification
+            accounts = None
         self.app.log.info("account-created", addr=self.app.log.redact(addr), accounts=accounts)
         self.hub.publish(
             {"type": "account_created", "addr": addr, "onboarding": onboarded, "accounts": accounts}
