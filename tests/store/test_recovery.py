@@ -5,6 +5,7 @@ cutting or corrupting the newest segment."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 from relay.log import Logger
@@ -32,6 +33,15 @@ def newest_segment(store_dir: Path) -> Path:
     return sorted((store_dir / "segments").iterdir())[-1]
 
 
+def log_end(store_dir: Path) -> int:
+    """Where the log's valid data ends (segments are preallocated, so not the file size)."""
+    conn = sqlite3.connect(store_dir / "index.sqlite")
+    try:
+        return conn.execute("SELECT value FROM meta WHERE key='end'").fetchone()[0]
+    finally:
+        conn.close()
+
+
 async def prepare(data_dir: Path, tmp: Path) -> tuple[Path, Path, int, int]:
     """Four messages and an expunge in the index copy; one more message after it, in the log only.
     Returns (store dir, saved index, segment size before and after the last batch)."""
@@ -44,11 +54,11 @@ async def prepare(data_dir: Path, tmp: Path) -> tuple[Path, Path, int, int]:
     store_dir = data_dir / "store"
     saved = tmp / "index-before"
     save_index(store_dir, saved)
-    before = newest_segment(store_dir).stat().st_size
+    before = log_end(store_dir)
     async with open_store(config, Logger(level="error"), expiry_interval=None) as store:
         await store.deliver([A], b"message 5")
         await store.expunge(A, "INBOX", [3])
-    return store_dir, saved, before, newest_segment(store_dir).stat().st_size
+    return store_dir, saved, before, log_end(store_dir)
 
 
 async def uids_and_bodies(data_dir: Path) -> dict[int, bytes]:
