@@ -1,0 +1,14 @@
+################################################################################
+#
+# python-pyrfc3339
+#
+################################################################################
+
+PYTHON_PYRFC3339_VERSION = 2.1.1
+PYTHON_PYRFC3339_SOURCE = pyrfc3339-$(PYTHON_PYRFC3339_VERSION).tar.gz
+PYTHON_PYRFC3339_SITE = https://files.pythonhosted.org/packages/source/p/pyrfc3339
+PYTHON_PYRFC3339_SETUP_TYPE = setuptools
+PYTHON_PYRFC3339_LICENSE = MIT
+PYTHON_PYRFC3339_LICENSE_FILES = LICENSE.txt
+
+$(eval $(python-package))

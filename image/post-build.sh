@@ -1,0 +1,21 @@
+#!/bin/sh
+# Buildroot post-build script (BR2_ROOTFS_POST_BUILD_SCRIPT): $1 is the target directory.
+# Runs after the overlay is copied and before the root file system image is made.
+set -eu
+target=$1
+
+# No hardware process in images without it (e.g. the QEMU board).
+if ! grep -q '^BR2_PACKAGE_CHATMAIL_HWCTL=y' "${BR2_CONFIG:?}"; then
+    rm -f "$target/usr/lib/systemd/system/chatmail-hwctl.service"
+    sed -i '/chatmail-hwctl/d' "$target/usr/lib/systemd/system-preset/80-chatmail.preset"
+fi
+
+# Without a battery clock the first boot starts at the newest of systemd's build time and this
+# file's mtime; stamping it makes TLS validity checks sane before the first NTP answer.
+touch "$target/usr/lib/clock-epoch"
+
+# /data is a mount point on the read-only root; the overlay's .empty is not copied.
+mkdir -p "$target/data"
+
+# systemd-resolved's stub resolver for the relay's DNS lookups (federation, DKIM).
+ln -sf ../run/systemd/resolve/stub-resolv.conf "$target/etc/resolv.conf"
