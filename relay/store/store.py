@@ -6,7 +6,9 @@ from the segment files in worker threads; password hashing runs in at most two t
 
 from __future__ import annotations
 
+import fcntl
 import hmac
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -329,9 +331,22 @@ class Store:
             await trio.sleep(interval)
 
 
+def _lock(directory: Path) -> int:
+    """One process at a time: a second writer appending to the same segment would corrupt it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StoreError(
+            f"{directory} is in use by another process (is the relay running?)"
+        ) from None
+    return fd
+
+
 def _recover(directory: Path, segment_size: int) -> tuple[Database, SegmentLog, int, int]:
     """Open the index and the log, and apply every complete batch the index has not seen."""
-    directory.mkdir(parents=True, exist_ok=True)
     conn = index.connect(directory / "index.sqlite")
     seglog = SegmentLog(directory / "segments", segment_size=segment_size)
     lsn = index.get_meta(conn, "lsn")
@@ -365,7 +380,12 @@ async def open_store(
     clock: "now" for dates and expiry (tests inject one); expiry_interval None: no timer.
     """
     directory = Path(config.data_dir) / "store"
-    db, seglog, lsn, replayed = await trio.to_thread.run_sync(_recover, directory, segment_size)
+    lock = await trio.to_thread.run_sync(_lock, directory)
+    try:
+        db, seglog, lsn, replayed = await trio.to_thread.run_sync(_recover, directory, segment_size)
+    except BaseException:
+        os.close(lock)
+        raise
     if replayed:
         log.info("store_recovered", batches=replayed)
     writer = Writer(db, seglog, Notifier(), lsn=lsn, clock=clock, config=lambda: store.config)
@@ -380,9 +400,10 @@ async def open_store(
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        await trio.to_thread.run_sync(_close, db, seglog)
+        await trio.to_thread.run_sync(_close, db, seglog, lock)
 
 
-def _close(db: Database, seglog: SegmentLog) -> None:
+def _close(db: Database, seglog: SegmentLog, lock: int) -> None:
     db.conn.close()
     seglog.close()
+    os.close(lock)

@@ -8,8 +8,10 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from relay.log import Logger
-from relay.store import open_store
+from relay.store import StoreError, open_store
 from tests.store.conftest import PASSWORD
 from tests.store.helpers import addr, store_config
 
@@ -106,3 +108,13 @@ async def test_corrupted_last_batch_is_ignored(tmp_path: Path) -> None:
     segment.write_bytes(bytes(data) + b"\x00garbage after the end")
     found = await uids_and_bodies(data_dir)
     assert found == {1: b"message 1", 3: b"message 3", 4: b"message 4"}
+
+
+async def test_a_second_process_cannot_open_a_store_in_use(tmp_path: Path) -> None:
+    config = store_config(tmp_path / "data")
+    async with open_store(config, Logger(level="error"), expiry_interval=None):
+        with pytest.raises(StoreError, match="in use"):
+            async with open_store(config, Logger(level="error"), expiry_interval=None):
+                pass
+    async with open_store(config, Logger(level="error"), expiry_interval=None):
+        pass  # free again once closed
