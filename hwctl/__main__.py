@@ -9,7 +9,7 @@ python -m hwctl screenshots OUT_DIR      render the example screens used in the 
 from __future__ import annotations
 
 import argparse
-import contextlib
+import signal
 import socket
 import sys
 import time
@@ -111,8 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     apply_relay_config(args)
     if args.admin_socket is None:
         args.admin_socket = args.data_dir / "admin.sock"
-    with contextlib.suppress(KeyboardInterrupt):
-        trio.run(run, args)
+    trio.run(run, args)
     return 0
 
 
@@ -122,6 +121,7 @@ async def run(args: argparse.Namespace) -> None:
     spec = epd.PANELS[args.panel]
     levels_send, levels = trio.open_memory_channel[bool](32)
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
         if args.sim is not None:
             args.sim.mkdir(parents=True, exist_ok=True)
             display = Display(PngBackend(args.sim / "frames", spec))
@@ -146,6 +146,14 @@ async def run(args: argparse.Namespace) -> None:
             switch = args.data_switch_file or usb.DEFAULT_SWITCH_FILE
             nursery.start_soon(usb.watch_usb, controller, args.data_dir, switch)
         await controller.run(levels)
+
+
+async def _stop_on_signal(scope: trio.CancelScope) -> None:
+    """systemd stops us with SIGTERM: unwind properly so mDNS sends its goodbyes."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            scope.cancel()
+            return
 
 
 def _hardware_leds(specs: list[str], gpio) -> list:
