@@ -20,6 +20,12 @@ from tests.helpers import make_config
 NEEDED_MODULES = ("relay.smtp.session", "relay.imap.session", "relay.web.server")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "relay_config(**sections): replace config sections for this test's relay"
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # A hung client must fail the test, not the whole run: each test has its own backstop.
     for item in items:
@@ -28,9 +34,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def relay_config(tmp_path: Path) -> Config:
-    """The relay's config: LAN mode on 127.0.0.1, free ports. Override to change it."""
-    return make_config(tmp_path / "relay-data")
+def relay_config(tmp_path: Path, request: pytest.FixtureRequest) -> Config:
+    """LAN mode on 127.0.0.1 with free ports; `@pytest.mark.relay_config(...)` changes sections."""
+    marker = request.node.get_closest_marker("relay_config")
+    return make_config(tmp_path / "relay-data", **(marker.kwargs if marker else {}))
 
 
 @pytest.fixture

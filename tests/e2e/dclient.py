@@ -30,6 +30,7 @@ from tests.helpers import RelayProcess, client_context, start_relay_process, sto
 
 DEFAULT_TIMEOUT = 60.0
 RECENT_EVENTS = 40  # kept per profile for the failure message
+CORE_LOG_LINES = 5000  # the core's Info lines, kept per profile for `logged()`
 
 
 def rpc_server_path() -> str | None:
@@ -149,6 +150,7 @@ class Profile:
     client: DCClient = field(repr=False)
     pending: list[AttrDict] = field(default_factory=list, repr=False)
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS), repr=False)
+    core_log: deque[str] = field(default_factory=lambda: deque(maxlen=CORE_LOG_LINES), repr=False)
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
         return self.client.call(fn, *args, timeout=timeout)
@@ -180,12 +182,21 @@ class Profile:
             self.recent.append(_describe(event))
             if event.kind == kind and where(event):
                 return event
-            if event.kind not in ("Info", "Warning"):  # log lines are many; keep only state
+            if event.kind == "Info":
+                self.core_log.append(event.msg)
+            elif event.kind != "Warning":  # log lines are many; keep only state
                 self.pending.append(event)
         recent = "\n  ".join(self.recent)
         raise TimeoutError(
             f"{self.name}: no {kind} event within {timeout} s; last events:\n  {recent}"
         )
+
+    def logged(self, text: str, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """The core's Info log line containing `text`, already seen or coming."""
+        for line in self.core_log:
+            if text in line:
+                return line
+        return self.wait_for("Info", lambda event: text in event.msg, timeout).msg
 
     def wait_incoming(
         self, where: Callable[[Any], bool] = lambda snapshot: True, timeout: float = DEFAULT_TIMEOUT

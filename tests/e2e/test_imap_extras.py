@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import imaplib
+import json
 import os
 import re
+import time
 from collections.abc import Callable
 
+import pytest
+
+from relay.config import Config, Limits, Privacy
 from tests.e2e.dclient import LiveRelay, Profile
 
 imaplib.Commands.setdefault("SETMETADATA", ("AUTH", "SELECTED"))
 imaplib.Commands.setdefault("GETMETADATA", ("AUTH", "SELECTED"))
+
+# The server entries the core asks for right after login (deltachat-client.md §1.3 step 4).
+CLIENT_KEYS = (
+    "/shared/comment",
+    "/shared/admin",
+    "/shared/vendor/deltachat/irohrelay",
+    "/shared/vendor/deltachat/turn",
+    "/shared/vendor/deltachat/maxsmtprecipients",
+    "/shared/vendor/deltachat/appversions",
+)
+TOKEN_RE = re.compile(rb'(/[^\s()"]+)|(NIL)|"((?:[^"\\]|\\.)*)"|\{(\d+)\+?\}')
 
 
 def _imap(relay: LiveRelay, profile: Profile) -> imaplib.IMAP4_SSL:
@@ -20,16 +37,27 @@ def _imap(relay: LiveRelay, profile: Profile) -> imaplib.IMAP4_SSL:
     return imap
 
 
-def _metadata_value(imap: imaplib.IMAP4_SSL, mailbox: str, key: str) -> bytes | None:
-    typ, _ = imap._simple_command("GETMETADATA", mailbox, key)
-    assert typ == "OK"
-    _, data = imap._untagged_response(typ, [None], "METADATA")
+def _parse_entries(imap: imaplib.IMAP4_SSL) -> dict[str, bytes | None]:
+    """The entries of the METADATA responses just received: key -> value (None for NIL)."""
+    _, data = imap._untagged_response("OK", [None], "METADATA")
+    tokens: list[bytes | None] = []
+    continued = False  # imaplib splits a response at each literal
     for item in data:
-        if isinstance(item, tuple):  # the value came as a literal
-            return item[1]
-        if item and (m := re.search(rb'\s"([^"]*)"\)$', item)):
-            return m.group(1)
-    return None
+        text, literal = item if isinstance(item, tuple) else (item, None)
+        if not continued:  # a new response: skip its mailbox name
+            text = text.split(b" ", 1)[1]
+        continued = literal is not None
+        for key, nil, quoted, size in TOKEN_RE.findall(text):
+            if key:
+                tokens.append(key)
+            elif nil:
+                tokens.append(None)
+            elif size:
+                tokens.append(literal)
+            else:
+                tokens.append(re.sub(rb"\\(.)", rb"\1", quoted))
+    keys, values = tokens[0::2], tokens[1::2]
+    return {key.decode(): value for key, value in zip(keys, values, strict=True)}
 
 
 def test_push_token_is_stored(relay: LiveRelay, make_profile: Callable[[str], Profile]) -> None:
@@ -44,4 +72,41 @@ def test_push_token_is_stored(relay: LiveRelay, make_profile: Callable[[str], Pr
     relay.restart()  # stored means durable
 
     with _imap(relay, alice) as imap:
-        assert _metadata_value(imap, "INBOX", "/private/devicetoken") == token.encode()
+        typ, _ = imap._simple_command("GETMETADATA", "INBOX", "/private/devicetoken")
+        assert typ == "OK"
+        assert _parse_entries(imap) == {"/private/devicetoken": token.encode()}
+
+
+@pytest.mark.relay_config(privacy=Privacy(privacy_mail="privacy@example.org"))
+def test_client_reads_server_metadata(
+    relay: LiveRelay, relay_config: Config, make_profile: Callable[[str], Profile]
+) -> None:
+    alice = make_profile("alice")
+
+    # The core says so in its log when it asks for the server entries after login.
+    alice.logged("retrieving server comment and admin contact")
+    # What it got: the reply to its exact command, values from the relay's config.
+    with _imap(relay, alice) as imap:
+        typ, _ = imap._simple_command("GETMETADATA", '""', f"({' '.join(CLIENT_KEYS)})")
+        assert typ == "OK"
+        entries = _parse_entries(imap)
+    assert set(entries) == set(CLIENT_KEYS)
+    assert entries["/shared/admin"] == b"mailto:privacy@example.org"
+    assert (
+        entries["/shared/vendor/deltachat/maxsmtprecipients"]
+        == str(relay_config.limits.max_recipients).encode()
+    )
+    # No TURN entry yet, so the client has no relay TURN server to offer calls.
+    assert entries["/shared/vendor/deltachat/turn"] is None
+    assert json.loads(alice.call(alice.client.rpc.ice_servers, alice.account.id)) == []
+
+
+@pytest.mark.relay_config(limits=dataclasses.replace(Limits(), max_mailbox_size=64 << 20))
+def test_quota_is_reported(make_profile: Callable[[str], Profile]) -> None:
+    alice = make_profile("alice")
+
+    # The connectivity view shows the relay's GETQUOTAROOT answer: usage of the 64 MiB limit.
+    deadline = time.monotonic() + 30
+    while not re.search(r"quota-list.*\bof 64 MiB used", html := alice.connectivity_html()):
+        assert time.monotonic() < deadline, f"no quota in the connectivity view:\n{html}"
+        time.sleep(0.5)
