@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", type=Path, help="where to write the config (default DATA_DIR/relay.toml)"
     )
+    p.add_argument(
+        "--tls",
+        choices=config_mod.TLS_MODES,
+        help="default: acme for a DNS name; self-signed for an IP address or a name starting with _",
+    )
     p.add_argument("--force", action="store_true", help="overwrite an existing config file")
     p.set_defaults(command=cmd_init)
 
@@ -70,7 +75,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(f"relay: {path} exists; use --force to overwrite", file=sys.stderr)
         return EXIT_CONFIG
     data_dir = args.data_dir.resolve()
-    config = config_mod.from_dict({"mail_domain": args.domain, "data_dir": str(data_dir)})
+    tls_mode = args.tls or default_tls_mode(args.domain)
+    config = config_mod.from_dict(
+        {"mail_domain": args.domain, "data_dir": str(data_dir), "tls": {"mode": tls_mode}}
+    )
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ensure_certificate(config)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +86,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"wrote {path}; data in {data_dir}")
     print(f"run: relay serve --config {path}")
     return 0
+
+
+def default_tls_mode(domain: str) -> str:
+    """As the chatmail relay: public names get ACME certificates, test and LAN relays self-signed."""
+    if domain.startswith("_") or config_mod.is_ipv4(domain.strip("[]")):
+        return "self-signed"
+    return "acme"
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:

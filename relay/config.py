@@ -49,6 +49,7 @@ class TLS:
     key: str = ""
     acme_directory: str = "https://acme-v02.api.letsencrypt.org/directory"
     acme_email: str = ""
+    acme_ca_file: str = ""  # extra trust for a private ACME CA (tests, internal PKI)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class Limits:
     max_mailbox_size: int = 500 << 20
     max_recipients: int = 1000  # also served as METADATA maxsmtprecipients
     max_connections_per_ip: int = 200
+    new_account_per_minute: int = 120  # /new per client IP, as the anchor's nginx: 2 r/s
+    new_account_burst: int = 5
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ class Config:
     @property
     def is_lan(self) -> bool:
         """LAN mode: the domain is an IPv4 address and addresses look like user@[10.0.0.2]."""
-        return _is_ipv4(self.mail_domain)
+        return is_ipv4(self.mail_domain)
 
     @property
     def address_domain(self) -> str:
@@ -216,7 +219,7 @@ def _check_domain(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"mail_domain: must be a non-empty string, got {_show(value)}")
     domain = value.strip().lower().strip("[]")
-    if _is_ipv4(domain):
+    if is_ipv4(domain):
         return domain
     labels = domain.split(".")
     if len(domain) > 253 or not all(HOSTNAME_LABEL_RE.match(label) for label in labels):
@@ -247,6 +250,10 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError('tls.cert: mode = "files" needs both tls.cert and tls.key')
     if config.tls.mode == "acme" and config.is_lan:
         raise ConfigError("tls.mode: acme needs a DNS name as mail_domain, not an IP address")
+    if config.tls.mode == "acme" and not config.listen.http:
+        raise ConfigError(
+            "listen.http: acme mode answers http-01 challenges, so it needs port 80 on"
+        )
     acc = config.accounts
     if acc.username_min_length < 1:
         raise ConfigError("accounts.username_min_length: must be at least 1")
@@ -303,7 +310,7 @@ def _toml(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _is_ipv4(text: str) -> bool:
+def is_ipv4(text: str) -> bool:
     try:
         ipaddress.IPv4Address(text)
     except ValueError:

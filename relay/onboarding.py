@@ -27,7 +27,9 @@ def new_credentials(config: Config) -> tuple[str, str]:
 
 def dcaccount_url(config: Config) -> str:
     """The QR for domain mode: the client POSTs to /new over strictly checked HTTPS."""
-    return f"DCACCOUNT:https://{config.mail_domain}/new"
+    port = config.listen.https
+    host = config.mail_domain if port in (0, 443) else f"{config.mail_domain}:{port}"
+    return f"DCACCOUNT:https://{host}/new"
 
 
 def dclogin_url(config: Config, addr: str, password: str) -> str:

@@ -72,6 +72,10 @@ async def serve(
         for service, port in config.listen.services().items():
             ports[service] = await nursery.start(_listen, app, service, port)
         await nursery.start(serve_admin, app, config.data_dir / "admin.sock")
+        if config.tls.mode == "acme":
+            from relay.web.acme import CertificateKeeper
+
+            await nursery.start(CertificateKeeper(app).run)
         if handle_signals:
             nursery.start_soon(_signals, app, nursery.cancel_scope)
         nursery.start_soon(sdnotify.watchdog_loop)
@@ -98,16 +102,16 @@ async def _listen(
     bound = listeners[0].socket.getsockname()[1]
 
     async def on_connection(tcp: trio.SocketStream) -> None:
-        ip, peer_port = tcp.socket.getpeername()[:2]
         stream: trio.abc.Stream = tcp
         try:
+            ip, peer_port = tcp.socket.getpeername()[:2]
             if implicit_tls:
                 tls = await _tls_accept(app, tcp)
                 if tls is None:
                     return
                 stream = tls
             await handler(stream, Peer(ip=ip, port=peer_port), app, service=service)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # the peer went away; nothing to report
         except Exception as e:  # one connection must never take the relay down
             app.log.error("connection-crashed", service=service, error=repr(e))

@@ -71,8 +71,8 @@ def write_pair(cert_path: Path, key_path: Path, cert_pem: bytes, key_pem: bytes)
 
 
 def ensure_certificate(config: Config) -> None:
-    """In self-signed mode, create the certificate once; other modes bring their own."""
-    if config.tls.mode != "self-signed":
+    """Create a self-signed certificate once; in acme mode it serves until the CA's arrives."""
+    if config.tls.mode == "files":
         return
     if config.cert_path.exists() and config.key_path.exists():
         return

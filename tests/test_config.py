@@ -174,6 +174,7 @@ def test_init_writes_a_config_that_loads_back(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     config = config_mod.load(data / "relay.toml")
     assert config.mail_domain == "chat.example.org"
+    assert config.tls.mode == "acme"  # a public name gets a real certificate, as the anchor does
     assert config.cert_path.exists() and config.key_path.stat().st_mode & 0o077 == 0
     again = subprocess.run(
         [sys.executable, "-m", "relay", "init", "--domain", "x.org", "--data-dir", str(data)],
@@ -182,6 +183,18 @@ def test_init_writes_a_config_that_loads_back(tmp_path: Path) -> None:
         timeout=60,
     )
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("domain", "mode"), [("10.0.0.2", "self-signed"), ("_relay.test", "self-signed")]
+)
+def test_init_uses_self_signed_tls_for_lan_and_underscore_domains(
+    tmp_path: Path, domain: str, mode: str
+) -> None:
+    from relay.cli import main
+
+    assert main(["init", "--domain", domain, "--data-dir", str(tmp_path / "d")]) == 0
+    assert config_mod.load(tmp_path / "d" / "relay.toml").tls.mode == mode
 
 
 def test_to_toml_round_trips(tmp_path: Path) -> None:
