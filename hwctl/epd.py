@@ -167,6 +167,9 @@ class SSD1680:
         self._check(buffer)
         self.hardware_reset(low_ms=1)
         self.command(BORDER_WAVEFORM, b"\x80")
+        # A reset restores the controller's default gate count; set the panel's again.
+        last_y = self.spec.height - 1
+        self.command(DRIVER_OUTPUT_CONTROL, bytes([last_y & 0xFF, last_y >> 8, 0x00]))
         self.command(DATA_ENTRY_MODE, b"\x03")
         self._window()
         self._cursor_home()
