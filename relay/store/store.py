@@ -6,7 +6,6 @@ from the segment files in worker threads; password hashing runs in at most two t
 
 from __future__ import annotations
 
-import fcntl
 import hmac
 import os
 import time
@@ -20,9 +19,10 @@ from typing import Any
 
 import trio
 
-from . import index, ops_admin, ops_mail, queries
+from . import ops_admin, ops_mail, queries
 from .accounts import creation_refusal, is_local
 from .notify import Notifier
+from .opening import close, lock_directory, recover
 from .passwords import LoginCache, hash_password, verify_password
 from .segments import Location, SegmentLog
 from .types import (
@@ -331,41 +331,6 @@ class Store:
             await trio.sleep(interval)
 
 
-def _lock(directory: Path) -> int:
-    """One process at a time: a second writer appending to the same segment would corrupt it."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise StoreError(
-            f"{directory} is in use by another process (is the relay running?)"
-        ) from None
-    return fd
-
-
-def _recover(directory: Path, segment_size: int) -> tuple[Database, SegmentLog, int, int]:
-    """Open the index and the log, and apply every complete batch the index has not seen."""
-    conn = index.connect(directory / "index.sqlite")
-    seglog = SegmentLog(directory / "segments", segment_size=segment_size)
-    lsn = index.get_meta(conn, "lsn")
-    replayed = 0
-    for records, seg, end, commit_lsn in seglog.scan(
-        index.get_meta(conn, "seg"), index.get_meta(conn, "end"), lsn
-    ):
-        conn.execute("BEGIN")
-        for rec in records:
-            index.apply(conn, rec.meta, rec.body_loc)
-        lsn = commit_lsn
-        index.set_meta(conn, "lsn", lsn)
-        index.set_meta(conn, "seg", seg)
-        index.set_meta(conn, "end", end)
-        conn.execute("COMMIT")
-        replayed += 1
-    return Database(conn), seglog, lsn, replayed
-
-
 @asynccontextmanager
 async def open_store(
     config: Any,
@@ -380,9 +345,9 @@ async def open_store(
     clock: "now" for dates and expiry (tests inject one); expiry_interval None: no timer.
     """
     directory = Path(config.data_dir) / "store"
-    lock = await trio.to_thread.run_sync(_lock, directory)
+    lock = await trio.to_thread.run_sync(lock_directory, directory)
     try:
-        db, seglog, lsn, replayed = await trio.to_thread.run_sync(_recover, directory, segment_size)
+        db, seglog, lsn, replayed = await trio.to_thread.run_sync(recover, directory, segment_size)
     except BaseException:
         os.close(lock)
         raise
@@ -400,10 +365,4 @@ async def open_store(
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        await trio.to_thread.run_sync(_close, db, seglog, lock)
-
-
-def _close(db: Database, seglog: SegmentLog, lock: int) -> None:
-    db.conn.close()
-    seglog.close()
-    os.close(lock)
+        await trio.to_thread.run_sync(close, db, seglog, lock)
