@@ -92,7 +92,7 @@ def expunge_ids(p: Planner, addr: str, mailbox_id: int, uids: list[int]) -> None
     p.event(addr, name, "expunge", uids)
 
 
-def deliver(p: Planner, recipients: Sequence[str], data: bytes, sender: str) -> None:
+def deliver(p: Planner, recipients: Sequence[str], data: bytes) -> None:
     """Store one message in INBOX of every recipient; the body is logged once and shared."""
     targets: list[Mailbox] = []
     for addr in dict.fromkeys(recipients):

@@ -161,10 +161,9 @@ class Store:
     # -- delivery ---------------------------------------------------------------------------
 
     async def deliver(self, recipients: list[str], data: bytes, *, sender: str = "") -> None:
+        """sender is accepted for the contract; the store does not keep envelope senders."""
         rcpts = [r.lower() for r in recipients]
-        await self._writer.submit(
-            partial(ops_mail.deliver, recipients=rcpts, data=data, sender=sender)
-        )
+        await self._writer.submit(partial(ops_mail.deliver, recipients=rcpts, data=data))
 
     async def append(
         self,
