@@ -64,9 +64,11 @@ def run(config: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def _command(config: Any, params: dict[str, Any]) -> dict[str, Any] | None:
+    from relay.store import StoreError
+
     try:
         return run(config, params)
-    except (QueueCommandError, RelayRunning) as e:
+    except (QueueCommandError, RelayRunning, StoreError) as e:
         print(f"relay queue: {e}", file=sys.stderr)
         return None
 

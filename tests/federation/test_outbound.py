@@ -253,3 +253,29 @@ async def test_domains_are_delivered_in_parallel(
             await trio.sleep(0.02)
     assert fast.posts[0].values("x-mail-to") == [dave]
     await wait_until(lambda: queue_empty(app))
+
+
+async def test_a_worker_stopped_mid_delivery_leaves_the_message_queued(
+    app: App, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """A crash while the peer is still reading loses nothing: the next worker sends again."""
+    peer = MxdelivPeer(self_signed_context(tmp_path, PEER_IP), delay=30.0)
+    configure(app, peer_https_port=await peer.start(PEER_IP, nursery), peer_smtp_port=closed_port())
+    await app.store.enqueue(SENDER, [BOB], encrypted(SENDER, [BOB]))
+    async with trio.open_nursery() as doomed:
+        first = Outbound(app)
+        await doomed.start(first.run)
+        first.kick()
+        with trio.fail_after(10):
+            while not peer.posts:
+                await trio.sleep(0.02)
+        doomed.cancel_scope.cancel()
+    [entry] = await app.store.queue_list()
+    assert entry.recipients == [BOB]
+    peer.delay = 0.0
+    async with trio.open_nursery() as again:
+        second = Outbound(app)
+        await again.start(second.run)
+        await wait_until(lambda: queue_empty(app))
+        again.cancel_scope.cancel()
+    assert len(peer.posts) == 2  # delivered at least once; the peer saw the first try too
