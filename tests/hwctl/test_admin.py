@@ -67,7 +67,7 @@ async def test_domain_mode_hands_out_the_dcaccount_link(tmp_path: Path) -> None:
         nursery.cancel_scope.cancel()
     assert invite == {
         "mode": "dcaccount",
-        "url": "DCACCOUNT:https://chat.example.org/new",
+        "url": f"DCACCOUNT:https://chat.example.org:{app.config.listen.https}/new",
         "addr": None,
     }
 
