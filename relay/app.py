@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from relay.config import Config
 from relay.log import Logger
@@ -12,6 +13,8 @@ from relay.tls import TLSManager
 
 if TYPE_CHECKING:
     from relay.store import Store
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -21,3 +24,10 @@ class App:
     tls: TLSManager
     log: Logger
     started_at: float = field(default_factory=time.time)
+    _service_state: dict[str, Any] = field(default_factory=dict)
+
+    def service_state(self, name: str, factory: Callable[[], T]) -> T:
+        """State a service keeps for the life of this relay (rate limiters, connection counts)."""
+        if name not in self._service_state:
+            self._service_state[name] = factory()
+        return self._service_state[name]

@@ -6,7 +6,6 @@ services do not depend on each other's fields.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -50,13 +49,5 @@ class SMTPLimits:
                 del self._connections[ip]
 
 
-_BY_APP: dict[int, SMTPLimits] = {}
-
-
 def limits_for(app: App) -> SMTPLimits:
-    key = id(app)
-    found = _BY_APP.get(key)
-    if found is None:
-        found = _BY_APP[key] = SMTPLimits()
-        weakref.finalize(app, _BY_APP.pop, key, None)
-    return found
+    return app.service_state("smtp", SMTPLimits)

@@ -35,7 +35,7 @@ async def https(relay_server, method: str, path: str, body: bytes = b""):
 async def test_invite_page_shows_the_dcaccount_link(relay_server):
     page = await https(relay_server, "GET", "/")
     assert page.status == 200
-    assert f"DCACCOUNT:https://{DOMAIN}/new" in page.text
+    assert f"DCACCOUNT:https://{DOMAIN}:{relay_server.port('https')}/new" in page.text
     assert 'href="mailto:privacy@relay.test"' in page.text
     assert "self-signed" not in page.text
     assert "dclogin:" not in page.text
@@ -52,7 +52,8 @@ async def test_post_new_gives_credentials_without_a_dclogin_link(relay_server):
 async def test_get_new_redirects_to_the_dcaccount_scheme(relay_server):
     reply = await https(relay_server, "GET", "/new")
     assert reply.status == 301
-    assert reply.headers["location"].lower() == f"dcaccount:https://{DOMAIN}/new"
+    port = relay_server.port("https")
+    assert reply.headers["location"].lower() == f"dcaccount:https://{DOMAIN}:{port}/new"
 
 
 async def test_plain_http_redirects_to_https(relay_server):

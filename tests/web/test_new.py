@@ -81,12 +81,16 @@ async def test_the_rate_limit_answers_429_with_a_reason(relay_server):
     client = await HTTPClient.connect(relay_server.host, relay_server.port("http"))
     try:
         statuses = [
-            (await client.request("POST", "/new")) for _ in range(state.NEW_ACCOUNT_BURST + 3)
+            (await client.request("POST", "/new"))
+            for _ in range(relay_server.config.limits.new_account_burst + 3)
         ]
     finally:
         await client.aclose()
     codes = [reply.status for reply in statuses]
-    assert codes[: state.NEW_ACCOUNT_BURST] == [200] * state.NEW_ACCOUNT_BURST
+    assert (
+        codes[: relay_server.config.limits.new_account_burst]
+        == [200] * relay_server.config.limits.new_account_burst
+    )
     assert codes[-1] == 429
     refused = statuses[-1]
     assert int(refused.headers["retry-after"]) >= 1
@@ -95,7 +99,7 @@ async def test_the_rate_limit_answers_429_with_a_reason(relay_server):
 
 async def test_the_limit_is_per_client_ip(relay_server):
     """Another loopback source address is another client."""
-    for _ in range(state.NEW_ACCOUNT_BURST + 1):
+    for _ in range(relay_server.config.limits.new_account_burst + 1):
         await fetch(relay_server.host, relay_server.port("http"), "POST", "/new")
     stream = await trio.open_tcp_stream(
         relay_server.host, relay_server.port("http"), local_address="127.0.0.2"
