@@ -162,6 +162,7 @@ def reload(app: App) -> bool:
         app.log.warning("reload-needs-restart", keys=",".join(changed))
     keep = {key: getattr(app.config, key) for key in fixed}
     app.config = dataclasses.replace(new, **keep)
+    app.store.config = app.config
     app.log.no_log = app.config.privacy.no_log
     app.log.info("reloaded")
     return True
