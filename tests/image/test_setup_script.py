@@ -1,0 +1,133 @@
+"""overlay/.../chatmail-setup: the settings file from the boot partition and the relay config
+whose LAN-mode domain follows the box's address. Run against a temporary root."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from relay import config as relay_config
+
+SCRIPT = Path(__file__).resolve().parents[2] / "overlay/usr/libexec/chatmail/chatmail-setup"
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The script as a module, with CHATMAIL_ROOT at a temporary directory."""
+    monkeypatch.setenv("CHATMAIL_ROOT", str(tmp_path))
+    # `relay init` must be the relay of this checkout (the venv's console script).
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    loader = importlib.machinery.SourceFileLoader("chatmail_setup", str(SCRIPT))
+    spec = importlib.util.spec_from_loader("chatmail_setup", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    (tmp_path / "data" / "system").mkdir(parents=True)
+    (tmp_path / "data" / "relay").mkdir()
+    return module
+
+
+def with_address(monkeypatch: pytest.MonkeyPatch, setup, address: str | None) -> None:
+    monkeypatch.setattr(setup, "current_ipv4", lambda: address)
+    monkeypatch.setattr(setup, "IP_WAIT_SECONDS", 0)
+    monkeypatch.setattr(setup, "IP_RECHECK_SECONDS", 0)
+
+
+def test_settings_file_is_parsed_and_bad_lines_are_reported(setup) -> None:
+    text = (
+        "\ufeff# written by flash.sh\n"
+        "hostname=Haus7\n"
+        'wifi_ssid="Haus 7 = WLAN"\n'
+        "wifi_psk=short\n"
+        "wifi_country=de\n"
+        "registration_open=no\n"
+        "colour=blue\n"
+        "just a line\n"
+    )
+    settings, problems = setup.parse_settings(text)
+    assert settings == {
+        "hostname": "haus7",
+        "wifi_ssid": "Haus 7 = WLAN",
+        "wifi_country": "DE",
+        "registration_open": "false",
+    }
+    assert len(problems) == 3
+    assert any("wifi_psk" in p for p in problems)
+    assert any("colour" in p for p in problems)
+
+
+def test_wifi_config_stores_the_derived_key_not_the_passphrase(setup) -> None:
+    # IEEE 802.11i-2004 annex H.4 test vector: passphrase "password", SSID "IEEE".
+    text = setup.wpa_config("IEEE", "password", "DE")
+    assert "psk=f42c6fc52df0ebef9ebb4b90b38a5f902e83fe1b135a70e23aed762e9710a12e" in text
+    assert f"ssid={b'IEEE'.hex()}" in text and "country=DE" in text
+    assert "password" not in text
+
+
+def test_applied_settings_land_on_data(setup, tmp_path: Path) -> None:
+    setup.apply_settings(
+        {"hostname": "box", "wifi_ssid": "net", "wifi_psk": "12345678", "mail_domain": "auto"}
+    )
+    system = tmp_path / "data" / "system"
+    assert (system / "hostname").read_text() == "box\n"
+    assert json.loads((system / "settings.json").read_text()) == {"mail_domain": "auto"}
+    assert (system / "wpa_supplicant-wlan0.conf").stat().st_mode & 0o777 == 0o600
+
+
+def test_lan_domain_follows_the_address_and_the_certificate_is_renewed(
+    setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay_toml = tmp_path / "data" / "relay" / "relay.toml"
+    with_address(monkeypatch, setup, "192.168.1.20")
+    assert setup.relay_config() == 0
+    first = relay_config.load(relay_toml)
+    assert first.mail_domain == "192.168.1.20" and first.is_lan
+    cert = tmp_path / "data" / "relay" / "tls" / "cert.pem"
+    assert cert.exists()
+
+    with_address(monkeypatch, setup, "192.168.1.33")  # the router handed out a new lease
+    setup.relay_config()
+    assert relay_config.load(relay_toml).mail_domain == "192.168.1.33"
+    assert not cert.exists()  # named the old address; the relay makes a new one at start
+
+    with_address(monkeypatch, setup, None)  # no network at this boot: keep what we had
+    setup.relay_config()
+    assert relay_config.load(relay_toml).mail_domain == "192.168.1.33"
+
+
+def test_settings_from_the_card_fix_domain_and_registration(
+    setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup.apply_settings(
+        {
+            "mail_domain": "chat.example.org",
+            "registration_open": "false",
+            "privacy_mail": "admin@example.org",
+        }
+    )
+    with_address(monkeypatch, setup, "192.168.1.20")
+    setup.relay_config()
+    config = relay_config.load(tmp_path / "data" / "relay" / "relay.toml")
+    assert config.mail_domain == "chat.example.org"
+    assert config.accounts.registration_open is False
+    assert config.privacy.privacy_mail == "admin@example.org"
+
+
+def test_set_toml_value_replaces_or_adds_keys_in_the_right_table(setup) -> None:
+    text = 'mail_domain = "a"\n\n[accounts]\njit = true\n\n[privacy]\nno_log = false\n'
+    text = setup.set_toml_value(text, None, "mail_domain", '"b"')
+    text = setup.set_toml_value(text, "accounts", "registration_open", "false")
+    text = setup.set_toml_value(text, "privacy", "no_log", "true")
+    text = setup.set_toml_value(text, "limits", "max_message_size", "2048")
+    assert tomllib.loads(text) == {
+        "mail_domain": "b",
+        "accounts": {"jit": True, "registration_open": False},
+        "privacy": {"no_log": True},
+        "limits": {"max_message_size": 2048},
+    }
