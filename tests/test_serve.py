@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from relay.config import Privacy
+from relay import config as config_mod
+from relay.config import Accounts, Privacy
 from relay.log import Logger
 from relay.tls import make_self_signed, write_pair
 from tests.helpers import client_context, make_config, start_relay_process, stop_relay_process
@@ -158,3 +159,42 @@ def test_plain_text_on_a_tls_port_gets_no_service(tmp_path: Path, service: str) 
             assert not s.recv(100).startswith((b"220", b"* OK", b"HTTP"))
     finally:
         stop_relay_process(relay)
+
+
+def post_new(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(
+            b"POST /new HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        return int(read_banner(s).split()[1])
+
+
+def test_sighup_applies_a_changed_setting_live(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data")
+    relay = start_relay_process(config, tmp_path / "relay.toml")
+    try:
+        assert post_new(relay.port("http")) == 200
+        closed = dataclasses.replace(config, accounts=Accounts(registration_open=False))
+        relay.config_path.write_text(config_mod.to_toml(closed))
+        relay.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while post_new(relay.port("http")) != 403:
+            assert time.monotonic() < deadline, "registration stayed open after SIGHUP"
+            time.sleep(0.05)
+    finally:
+        stop_relay_process(relay)
+
+
+def test_sighup_with_a_broken_config_keeps_serving(tmp_path: Path) -> None:
+    relay = start_relay_process(
+        make_config(tmp_path / "data"), tmp_path / "relay.toml", stderr=subprocess.PIPE
+    )
+    try:
+        relay.config_path.write_text("mail_domain = \n")
+        relay.process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert post_new(relay.port("http")) == 200
+    finally:
+        stop_relay_process(relay)
+    assert relay.process.stderr is not None
+    assert "reload-failed" in relay.process.stderr.read().decode()
