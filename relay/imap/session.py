@@ -39,6 +39,7 @@ FLUSH_AT = 64 * 1024
 PREAUTH_TIMEOUT = 60.0  # a client that has not logged in gets one minute per command
 AUTH_TIMEOUT = 30 * 60.0  # RFC 3501 §5.4: the autologout timer is at least 30 minutes
 SEND_TIMEOUT = 60.0
+CLOSE_TIMEOUT = 2.0
 
 Handler = Callable[["Session", Command], Awaitable[str | tuple[str, str] | None]]
 HANDLERS: dict[str, tuple[str, Handler]] = {
@@ -60,6 +61,9 @@ async def handle(stream: trio.abc.Stream, peer: Peer, app: App, *, service: str)
             session = Session(stream, peer, app, service)
             try:
                 await session.run()
+                # A clean TLS close (close_notify) tells the client nothing was cut off.
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await session.stream.aclose()
             finally:
                 with trio.CancelScope(shield=True):
                     await session.release()

@@ -1,0 +1,78 @@
+"""Bounded resources: connections per IP and per account, inactivity timeouts, bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import relay.imap.limits
+import relay.imap.session
+from tests.helpers import make_config
+from tests.imap.util import PASSWORD, RawClient, new_addr
+
+
+@pytest.fixture
+def relay_config(tmp_path):
+    config = make_config(tmp_path / "data")
+    limits = dataclasses.replace(config.limits, max_connections_per_ip=3)
+    return dataclasses.replace(config, limits=limits)
+
+
+async def _logout(client: RawClient) -> None:
+    """LOGOUT and wait until the relay has closed its side (and so released the slot)."""
+    await client.command(b"z LOGOUT\r\n")
+    with pytest.raises(EOFError):
+        await client.read_line()
+    await client.aclose()
+
+
+async def test_connections_per_ip_are_capped(relay_server):
+    clients = [await RawClient.connect(relay_server) for _ in range(3)]
+    for client in clients:
+        assert (await client.read_line()).startswith(b"* OK")
+    extra = await RawClient.connect(relay_server)
+    assert await extra.read_line() == b"* BYE Too many connections from your address.\r\n"
+    await extra.aclose()
+    await _logout(clients[0])
+    again = await RawClient.connect(relay_server)
+    assert (await again.read_line()).startswith(b"* OK")
+    for client in [*clients[1:], again]:
+        await client.aclose()
+
+
+async def test_connections_per_account_are_capped(relay_server, monkeypatch):
+    monkeypatch.setattr(relay.imap.limits, "DEFAULT_MAX_PER_ACCOUNT", 2)
+    addr = new_addr(relay_server)
+    clients = [await RawClient.connect(relay_server) for _ in range(3)]
+    results = []
+    for client in clients:
+        await client.read_line()
+        results += await client.command(f"a LOGIN {addr} {PASSWORD}\r\n".encode())
+    assert [r.split(b" ")[1] for r in results] == [b"OK", b"OK", b"NO"]
+    assert results[2] == b"a NO [LIMIT] Too many connections for this account.\r\n"
+    await _logout(clients[0])
+    (ok,) = await clients[2].command(f"c LOGIN {addr} {PASSWORD}\r\n".encode())
+    assert ok.startswith(b"c OK")
+    for client in clients[1:]:
+        await client.aclose()
+
+
+async def test_silent_client_is_logged_out(relay_server, monkeypatch):
+    monkeypatch.setattr(relay.imap.session, "PREAUTH_TIMEOUT", 0.3)
+    client = await RawClient.connect(relay_server)
+    await client.read_line()
+    assert await client.read_line(timeout=5) == b"* BYE Disconnected for inactivity.\r\n"
+    await client.aclose()
+
+
+async def test_garbage_gets_bad_and_the_session_goes_on(relay_server):
+    client = await RawClient.connect(relay_server)
+    await client.read_line()
+    await client.send(b"\x00\xff\xfe garbage\r\n")
+    assert (await client.read_line()).startswith(b"* BAD")
+    (bad,) = await client.command(b'a1 LOGIN "unterminated\r\n')
+    assert bad.startswith(b"a1 BAD")
+    (ok,) = await client.command(b"a2 NOOP\r\n")
+    assert ok == b"a2 OK NOOP completed.\r\n"
+    await client.aclose()
