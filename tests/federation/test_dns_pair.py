@@ -8,7 +8,6 @@ import http.client
 import inspect
 import re
 import smtplib
-import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -160,9 +159,7 @@ def mxdeliv_post(b: Relay, sender: str, rcpt: str, message: bytes) -> tuple[int,
 
 def smtp_send(b: Relay, sender: str, rcpt: str, message: bytes) -> tuple[int, bytes]:
     with smtplib.SMTP(B_IP, b.config.listen.smtp, timeout=10) as s:
-        s.starttls(
-            context=ssl.create_default_context(cafile=b.ca_file), server_hostname=f"mx.{b.host}"
-        )
+        s.starttls(context=b.client_context())
         try:
             s.sendmail(sender, [rcpt], message)
         except smtplib.SMTPDataError as e:
