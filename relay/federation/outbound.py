@@ -21,6 +21,8 @@ from relay.store import NoSuchAccount, NoSuchQueueEntry, QueueEntry, QuotaExceed
 
 RESCAN_SECONDS = 10.0  # also picks up `relay queue retry` made while we sleep
 MAX_PARALLEL = 100  # messages in flight at once (each fans out to its domains)
+SCAN_PAUSE_FACTOR = 3.0  # queue scans take at most about a quarter of the time
+SCAN_PAUSE_MAX = 1.0
 
 
 def backoff(config: Any, attempts: int) -> float:
@@ -50,7 +52,14 @@ class Outbound:
             task_status.started()
             while True:
                 self._wake = trio.Event()
+                started = trio.current_time()
                 wait = await self._start_due(nursery)
+                # Each scan reads the whole queue; with a large backlog (a big peer down) a
+                # kick per incoming message would spend all our time scanning. Kicks that
+                # arrive meanwhile are served by one scan after a pause that grows with its cost.
+                await trio.sleep(
+                    min(SCAN_PAUSE_MAX, SCAN_PAUSE_FACTOR * (trio.current_time() - started))
+                )
                 with trio.move_on_after(wait):
                     await self._wake.wait()
 
