@@ -28,11 +28,11 @@ import trio
 from relay import onboarding
 from relay.app import App
 from relay.config import Config
+from relay.events import EventHub
 
 RESET_FLAG = ".factory-reset"
 MAX_LINE = 64 * 1024
 MAX_CONNECTIONS = 16
-EVENT_BUFFER = 64
 PENDING_ONBOARDINGS = 32  # LAN credentials handed out and not used yet, newest kept
 DISK_DEGRADED_PERCENT = 90
 TIMESYNC_DIR = Path("/run/systemd/timesync")
@@ -51,53 +51,19 @@ class RpcError(Exception):
         self.code = code
 
 
-class EventHub:
-    """Fan-out of events to subscribers; a subscriber that does not keep up is dropped."""
-
-    def __init__(self) -> None:
-        self.subscribers: set[trio.MemorySendChannel[dict[str, Any]]] = set()
-
-    def subscribe(self) -> trio.MemoryReceiveChannel[dict[str, Any]]:
-        send, receive = trio.open_memory_channel[dict[str, Any]](EVENT_BUFFER)
-        self.subscribers.add(send)
-        return receive
-
-    def publish(self, event: dict[str, Any]) -> None:
-        for send in list(self.subscribers):
-            try:
-                send.send_nowait(event)
-            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
-                self.subscribers.discard(send)
-                send.close()
-
-
-class ObservedStore:
-    """Wraps the store to notice the logins that created an account (LoginResult.created).
-
-    Installed as app.store by serve_admin, so every service's login goes through it; everything
-    else is passed through untouched.
-    """
-
-    def __init__(self, store: Any, on_created) -> None:
-        self._store = store
-        self._on_created = on_created
-
-    async def login(self, addr: str, password: str, *, create: bool):
-        result = await self._store.login(addr, password, create=create)
-        if result.ok and result.created:
-            await self._on_created(addr)
-        return result
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-
 class AdminService:
     def __init__(self, app: App) -> None:
         self.app = app
         self.hub = EventHub()
         self.pending: list[str] = []  # LAN-mode onboarding addresses not used yet
         self.reset_requested = trio.Event()
+
+    async def relay_store_events(self) -> None:
+        """Turn the store's account events into admin events with onboarding context."""
+        with self.app.store.events.subscribe() as events:
+            async for event in events:
+                if event["type"] == "account_created":
+                    await self.account_created(event["addr"])
 
     async def account_created(self, addr: str) -> None:
         onboarded = addr in self.pending
@@ -179,8 +145,7 @@ class AdminService:
         files = {}
         for rel, path in _identity_files(config):
             files[rel] = base64.b64encode(path.read_bytes()).decode()
-        export = getattr(self.app.store, "export_accounts", None)
-        accounts = await export() if export is not None else None
+        accounts = await self.app.store.export_accounts()
         return {"domain": config.mail_domain, "files": files, "accounts": accounts}
 
     async def identity_import(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -192,10 +157,7 @@ class AdminService:
         targets = {rel: path for rel, path in _identity_targets(config, files)}
         accounts = params.get("accounts") or []
         if accounts:
-            importer = getattr(self.app.store, "import_accounts", None)
-            if importer is None:
-                raise RpcError(-32000, "this store cannot import accounts")
-            await importer(accounts)
+            await self.app.store.import_accounts(accounts)
         for rel, path in targets.items():
             _write_durably(path, base64.b64decode(files[rel]))
         self.app.log.warning("identity-restored", files=len(targets), accounts=len(accounts))
@@ -252,7 +214,6 @@ async def serve_admin(
 ) -> None:
     """Serve the admin socket at `path` until cancelled; raises RestartRequested after a reset."""
     service = AdminService(app)
-    app.store = ObservedStore(app.store, service.account_created)
     listener = await _bind_private(path)
     limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
     try:
@@ -264,6 +225,7 @@ async def serve_admin(
                     nursery.start_soon(_connection, service, trio.SocketStream(sock), limiter)
 
             nursery.start_soon(accept_loop)
+            nursery.start_soon(service.relay_store_events)
             task_status.started()
             await service.reset_requested.wait()
             # Give the client the answer and subscribers the event before going down.
@@ -272,7 +234,6 @@ async def serve_admin(
     finally:
         listener.close()
         path.unlink(missing_ok=True)
-        app.store = getattr(app.store, "_store", app.store)
 
 
 async def _bind_private(path: Path) -> trio.socket.SocketType:

@@ -108,22 +108,30 @@ def load_or_embedded(path: Path | None) -> Config:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from relay.admin import RestartRequested
     from relay.server import serve
 
-    config = load_or_embedded(args.config)
-    log = Logger(no_log=config.privacy.no_log)
+    restart = True
+    while restart:  # a factory reset or restored identity restarts the relay in-process
+        config = load_or_embedded(args.config)
+        log = Logger(no_log=config.privacy.no_log)
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            listening = await nursery.start(
-                lambda task_status: serve(
-                    config, log=log, handle_signals=True, task_status=task_status
+        async def run(config: Config = config, log: Logger = log) -> None:
+            async with trio.open_nursery() as nursery:
+                listening = await nursery.start(
+                    lambda task_status: serve(
+                        config, log=log, handle_signals=True, task_status=task_status
+                    )
                 )
-            )
-            if args.config is None:
-                _print_embedded_banner(config, listening.ports)
+                if args.config is None:
+                    _print_embedded_banner(config, listening.ports)
 
-    trio.run(run)
+        restart = False
+        try:
+            trio.run(run)
+        except* RestartRequested:
+            log.warning("restarting")
+            restart = True
     return 0
 
 

@@ -32,6 +32,10 @@ def account_count(conn: sqlite3.Connection) -> int:
     return conn.execute("SELECT COUNT(*) FROM accounts").fetchone()[0]
 
 
+def account_hashes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    return conn.execute("SELECT addr, pwhash FROM accounts ORDER BY addr").fetchall()
+
+
 def is_blocked(conn: sqlite3.Connection, addr: str) -> bool:
     return conn.execute("SELECT 1 FROM blocked WHERE addr=?", (addr,)).fetchone() is not None
 

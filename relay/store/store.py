@@ -19,6 +19,8 @@ from typing import Any
 
 import trio
 
+from relay.events import EventHub
+
 from . import ops_admin, ops_mail, queries
 from .accounts import creation_refusal, is_local
 from .notify import Notifier
@@ -62,6 +64,7 @@ class Store:
         self._cache = LoginCache()
         self._hash_limiter = trio.CapacityLimiter(2)  # Argon2id uses 19 MiB per running hash
         self._creating: dict[str, _Creation] = {}
+        self.events = EventHub()  # {"type": "account_created", "addr": ...}
 
     def _now(self) -> float:
         return self._writer.clock()
@@ -115,6 +118,7 @@ class Store:
             if outcome == "created":
                 self._cache.remember(addr, password, pwhash)
                 creation.ok = True
+                self.events.publish({"type": "account_created", "addr": addr})
                 return LoginResult(True, created=True)
             if outcome == "blocked":
                 return LoginResult(False, reason="address is blocked")
@@ -143,6 +147,20 @@ class Store:
 
     async def account_count(self) -> int:
         return await self._db.run(queries.account_count)
+
+    async def export_accounts(self) -> list[dict[str, str]]:
+        """Addresses with their password hashes, for an identity backup (never mail)."""
+        rows = await self._db.run(queries.account_hashes)
+        return [{"addr": addr, "pwhash": pwhash} for addr, pwhash in rows]
+
+    async def import_accounts(self, accounts: Sequence[dict[str, str]]) -> int:
+        """Re-create backed-up accounts; existing and blocked addresses are left alone."""
+        created = 0
+        for account in accounts:
+            addr = account["addr"].lower()
+            create = partial(ops_admin.create_account, addr=addr, pwhash=account["pwhash"])
+            created += await self._writer.submit(create) == "created"
+        return created
 
     async def delete_account(self, addr: str) -> None:
         addr = addr.lower()

@@ -17,75 +17,74 @@ import trio
 from hwctl.admin_client import AdminError, connect
 from relay import admin
 from relay.config import Config
-from tests.hwctl.fakes import MemoryStore, make_app
+from tests.hwctl.fakes import running_app
 
 
 async def test_status_onboarding_and_account_created_event(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
-    sock = app.config.data_dir / "admin.sock"
-    async with trio.open_nursery() as nursery:
-        await nursery.start(admin.serve_admin, app, sock)
-        assert stat.S_IMODE(sock.stat().st_mode) == 0o600
-        with trio.fail_after(5):
-            async with connect(sock) as client:
-                status = await client.call("status")
-                assert status["accounts"] == 0
-                assert status["domain"] == "127.0.0.1" and status["lan"] is True
-                assert status["ports"]["imaps"] == app.config.listen.imaps
-                await client.call("subscribe")
-                invite = await client.call("new_onboarding")
-                assert invite["mode"] == "dclogin"
-                assert invite["url"].startswith("dclogin:") and invite["addr"].endswith(
-                    "@[127.0.0.1]"
-                )
-                # A service logs in with the invite's credentials: the first login creates it.
-                password = invite["url"].split("p=")[1].split("&")[0]
-                result = await app.store.login(invite["addr"], password, create=True)
-                assert result.created
-                event = await client.events.receive()
-                assert event == {
-                    "type": "account_created",
-                    "addr": invite["addr"],
-                    "onboarding": True,
-                    "accounts": 1,
-                }
-                with pytest.raises(AdminError, match="unknown method"):
-                    await client.call("no_such_method")
-        nursery.cancel_scope.cancel()
-    assert not sock.exists()
-    assert isinstance(app.store, MemoryStore)  # the observing wrapper is removed again
+    async with running_app(tmp_path) as app:
+        sock = app.config.data_dir / "admin.sock"
+        async with trio.open_nursery() as nursery:
+            await nursery.start(admin.serve_admin, app, sock)
+            assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+            with trio.fail_after(5):
+                async with connect(sock) as client:
+                    status = await client.call("status")
+                    assert status["accounts"] == 0
+                    assert status["domain"] == "127.0.0.1" and status["lan"] is True
+                    assert status["ports"]["imaps"] == app.config.listen.imaps
+                    await client.call("subscribe")
+                    invite = await client.call("new_onboarding")
+                    assert invite["mode"] == "dclogin"
+                    assert invite["url"].startswith("dclogin:") and invite["addr"].endswith(
+                        "@[127.0.0.1]"
+                    )
+                    # A service logs in with the invite's credentials: the first login creates it.
+                    password = invite["url"].split("p=")[1].split("&")[0]
+                    result = await app.store.login(invite["addr"], password, create=True)
+                    assert result.created
+                    event = await client.events.receive()
+                    assert event == {
+                        "type": "account_created",
+                        "addr": invite["addr"],
+                        "onboarding": True,
+                        "accounts": 1,
+                    }
+                    with pytest.raises(AdminError, match="unknown method"):
+                        await client.call("no_such_method")
+            nursery.cancel_scope.cancel()
+        assert not sock.exists()
 
 
 async def test_domain_mode_hands_out_the_dcaccount_link(tmp_path: Path) -> None:
-    app = make_app(tmp_path, domain="chat.example.org")
-    sock = app.config.data_dir / "admin.sock"
-    async with trio.open_nursery() as nursery:
-        await nursery.start(admin.serve_admin, app, sock)
-        with trio.fail_after(5):
-            async with connect(sock) as client:
-                invite = await client.call("new_onboarding")
-        nursery.cancel_scope.cancel()
-    assert invite == {
-        "mode": "dcaccount",
-        "url": f"DCACCOUNT:https://chat.example.org:{app.config.listen.https}/new",
-        "addr": None,
-    }
-
-
-async def test_factory_reset_writes_the_flag_and_asks_for_a_restart(tmp_path: Path) -> None:
-    app = make_app(tmp_path)
-    sock = app.config.data_dir / "admin.sock"
-    with pytest.raises(BaseException) as caught:  # noqa: PT011 (an ExceptionGroup from the nursery)
+    async with running_app(tmp_path, domain="chat.example.org") as app:
+        sock = app.config.data_dir / "admin.sock"
         async with trio.open_nursery() as nursery:
             await nursery.start(admin.serve_admin, app, sock)
             with trio.fail_after(5):
                 async with connect(sock) as client:
-                    await client.call("subscribe")
-                    assert await client.call("factory_reset") == {"scheduled": True}
-                    assert (await client.events.receive())["type"] == "factory_reset"
-            await trio.sleep(5)
-    assert caught.group_contains(admin.RestartRequested)
-    assert (app.config.data_dir / admin.RESET_FLAG).exists()
+                    invite = await client.call("new_onboarding")
+            nursery.cancel_scope.cancel()
+        assert invite == {
+            "mode": "dcaccount",
+            "url": f"DCACCOUNT:https://chat.example.org:{app.config.listen.https}/new",
+            "addr": None,
+        }
+
+
+async def test_factory_reset_writes_the_flag_and_asks_for_a_restart(tmp_path: Path) -> None:
+    async with running_app(tmp_path) as app:
+        sock = app.config.data_dir / "admin.sock"
+        with pytest.raises(BaseException) as caught:  # noqa: PT011 (an ExceptionGroup from the nursery)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(admin.serve_admin, app, sock)
+                with trio.fail_after(5):
+                    async with connect(sock) as client:
+                        await client.call("subscribe")
+                        assert await client.call("factory_reset") == {"scheduled": True}
+                        assert (await client.events.receive())["type"] == "factory_reset"
+                await trio.sleep(5)
+        assert caught.group_contains(admin.RestartRequested)
+        assert (app.config.data_dir / admin.RESET_FLAG).exists()
 
 
 def populate(data_dir: Path, files: int = 20) -> None:
@@ -144,39 +143,33 @@ def test_a_wipe_killed_half_way_is_finished_at_the_next_start(tmp_path: Path) ->
     assert list(data_dir.iterdir()) == []
 
 
-class ExportingStore(MemoryStore):
-    """The store extension identity backups need (export/import of password hashes)."""
-
-    async def export_accounts(self) -> list[dict[str, str]]:
-        return [{"addr": a, "pwhash": p} for a, p in sorted(self.accounts.items())]
-
-    async def import_accounts(self, accounts: list[dict[str, str]]) -> None:
-        self.accounts.update({a["addr"]: a["pwhash"] for a in accounts})
-
-
 async def test_identity_export_restores_keys_config_and_accounts_on_a_fresh_box(tmp_path) -> None:
-    old = make_app(tmp_path / "old")
-    old.store = ExportingStore()
-    old.store.accounts["abc@[127.0.0.1]"] = "hash"
-    config_file = old.config.data_dir / "relay.toml"
-    config_file.write_text("mail_domain = '127.0.0.1'\n")
-    old.config = dataclasses.replace(old.config, source=config_file)
-    (old.config.data_dir / "dkim").mkdir()
-    (old.config.data_dir / "dkim" / "default.private").write_text("dkim key")
-    (old.config.data_dir / "segments").mkdir()
-    (old.config.data_dir / "segments" / "1.seg").write_text("mail must not be backed up")
-    identity = await admin.AdminService(old).identity_export()
-    assert sorted(identity["files"]) == ["config/relay.toml", "dkim/default.private"]
-    assert identity["accounts"] == [{"addr": "abc@[127.0.0.1]", "pwhash": "hash"}]
+    async with running_app(tmp_path / "old") as old:
+        assert (await old.store.login("abcdefghi@[127.0.0.1]", "password123", create=True)).created
+        config_file = old.config.data_dir / "relay.toml"
+        config_file.write_text("mail_domain = '127.0.0.1'\n")
+        old.config = dataclasses.replace(old.config, source=config_file)
+        (old.config.data_dir / "dkim").mkdir()
+        (old.config.data_dir / "dkim" / "default.private").write_text("dkim key")
+        (old.config.data_dir / "segments").mkdir()
+        (old.config.data_dir / "segments" / "1.seg").write_text("mail must not be backed up")
+        identity = await admin.AdminService(old).identity_export()
+    assert sorted(identity["files"]) == [
+        "config/relay.toml",
+        "dkim/default.private",
+        "tls/cert.pem",
+        "tls/key.pem",
+    ]
+    assert [a["addr"] for a in identity["accounts"]] == ["abcdefghi@[127.0.0.1]"]
 
-    new = make_app(tmp_path / "new")
-    new.store = ExportingStore()
-    new.config = dataclasses.replace(new.config, source=new.config.data_dir / "relay.toml")
-    service = admin.AdminService(new)
-    assert await service.identity_import(identity) == {"restored": 2, "accounts": 1}
+    async with running_app(tmp_path / "new") as new:
+        new.config = dataclasses.replace(new.config, source=new.config.data_dir / "relay.toml")
+        service = admin.AdminService(new)
+        assert await service.identity_import(identity) == {"restored": 4, "accounts": 1}
+        login = await new.store.login("abcdefghi@[127.0.0.1]", "password123", create=False)
+        assert login.ok and not login.created  # the same password works on the new box
     assert (new.config.data_dir / "dkim" / "default.private").read_text() == "dkim key"
     assert (new.config.data_dir / "relay.toml").read_text() == "mail_domain = '127.0.0.1'\n"
-    assert new.store.accounts == {"abc@[127.0.0.1]": "hash"}
     assert service.reset_requested.is_set()  # the relay restarts to load keys and config
     with pytest.raises(admin.RpcError):
         await service.identity_import({"files": {"../../etc/passwd": ""}})

@@ -1,4 +1,4 @@
-"""hwctl's controller in-process against the relay's admin socket (with a minimal store)."""
+"""hwctl's controller in-process against the relay's admin socket and real store."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hwctl.controller import Controller
 from hwctl.display import Display, PngBackend
 from hwctl.leds import Leds, SimLed
 from relay import admin
-from tests.hwctl.fakes import make_app
+from tests.hwctl.fakes import running_app
 
 
 async def wait_until(predicate, timeout: float = 10) -> None:
@@ -21,12 +21,11 @@ async def wait_until(predicate, timeout: float = 10) -> None:
             await trio.sleep(0.02)
 
 
-def setup(tmp_path: Path):
-    app = make_app(tmp_path)
+def setup(app, tmp_path: Path):
     display = Display(PngBackend(tmp_path / "frames", epd.PANELS["2in13_v4"]))
     led = SimLed()
     ctl = Controller(app.config.data_dir / "admin.sock", display, Leds([led]))
-    return app, ctl, display, led
+    return ctl, display, led
 
 
 def patterns(led: SimLed) -> list[str]:
@@ -37,41 +36,43 @@ async def test_info_page_returns_to_the_invite_and_leds_follow_health(
     tmp_path, monkeypatch
 ) -> None:
     monkeypatch.setattr(controller_mod, "INFO_SECONDS", 0.5)
-    app, ctl, display, led = setup(tmp_path)
-    levels_send, levels = trio.open_memory_channel(8)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(admin.serve_admin, app, ctl.admin_path)
-        nursery.start_soon(ctl.run, levels)
-        await wait_until(lambda: display.current and display.current[1] == "invite")
-        assert patterns(led) == ["booting", "healthy"]
-        invite = display.current[0]
+    async with running_app(tmp_path) as app:
+        ctl, display, led = setup(app, tmp_path)
+        levels_send, levels = trio.open_memory_channel(8)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(admin.serve_admin, app, ctl.admin_path)
+            nursery.start_soon(ctl.run, levels)
+            await wait_until(lambda: display.current and display.current[1] == "invite")
+            assert patterns(led) == ["booting", "healthy"]
+            invite = display.current[0]
 
-        await levels_send.send(True)
-        await trio.sleep(0.2)
-        await levels_send.send(False)
-        await wait_until(lambda: display.current[1] == "info")
-        await wait_until(lambda: display.current[1] == "invite")
-        assert display.current[0].tobytes() == invite.tobytes()
-        assert display.policy.partials == 1  # back to the invite without another full refresh
-        nursery.cancel_scope.cancel()
+            await levels_send.send(True)
+            await trio.sleep(0.2)
+            await levels_send.send(False)
+            await wait_until(lambda: display.current[1] == "info")
+            await wait_until(lambda: display.current[1] == "invite")
+            assert display.current[0].tobytes() == invite.tobytes()
+            assert display.policy.partials == 1  # back to the invite without another full refresh
+            nursery.cancel_scope.cancel()
 
 
 async def test_relay_going_away_shows_error_and_degraded_health_shows_degraded(
     tmp_path, monkeypatch
 ) -> None:
     monkeypatch.setattr(admin, "DISK_DEGRADED_PERCENT", 0)  # any disk counts as nearly full
-    app, ctl, display, led = setup(tmp_path)
-    async with trio.open_nursery() as nursery:
-        relay_scope = trio.CancelScope()
+    async with running_app(tmp_path) as app:
+        ctl, display, led = setup(app, tmp_path)
+        async with trio.open_nursery() as nursery:
+            relay_scope = trio.CancelScope()
 
-        async def relay(task_status=trio.TASK_STATUS_IGNORED) -> None:
-            with relay_scope:
-                await admin.serve_admin(app, ctl.admin_path, task_status=task_status)
+            async def relay(task_status=trio.TASK_STATUS_IGNORED) -> None:
+                with relay_scope:
+                    await admin.serve_admin(app, ctl.admin_path, task_status=task_status)
 
-        await nursery.start(relay)
-        nursery.start_soon(ctl.run, trio.open_memory_channel(1)[1])
-        await wait_until(lambda: patterns(led)[-1:] == ["degraded"])
-        assert "data disk" in ctl.invite_content().status
-        relay_scope.cancel()
-        await wait_until(lambda: patterns(led)[-1:] == ["error"])
-        nursery.cancel_scope.cancel()
+            await nursery.start(relay)
+            nursery.start_soon(ctl.run, trio.open_memory_channel(1)[1])
+            await wait_until(lambda: patterns(led)[-1:] == ["degraded"])
+            assert "data disk" in ctl.invite_content().status
+            relay_scope.cancel()
+            await wait_until(lambda: patterns(led)[-1:] == ["error"])
+            nursery.cancel_scope.cancel()
