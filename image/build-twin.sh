@@ -86,6 +86,14 @@ grep '^enable ' "$root/usr/lib/systemd/system-preset/80-chatmail.preset" | while
         chroot "$root" systemctl enable --quiet "$unit"
     fi
 done
+# No display, LEDs or button in a VM: hwctl runs its simulators, writing frames to RAM, and
+# tests press the simulated button with `python3 -m hwctl press --sim /run/hwctl-sim`.
+mkdir -p "$root/usr/lib/systemd/system/chatmail-hwctl.service.d"
+cat >"$root/usr/lib/systemd/system/chatmail-hwctl.service.d/twin-simulators.conf" <<'EOF'
+[Service]
+ExecStart=
+ExecStart=python3 -m hwctl run --sim /run/hwctl-sim --config /data/relay/relay.toml
+EOF
 # Debian enables services the appliance does not want running on every boot.
 chroot "$root" systemctl disable --quiet apt-daily.timer apt-daily-upgrade.timer \
     dpkg-db-backup.timer e2scrub_all.timer fstrim.timer 2>/dev/null || true

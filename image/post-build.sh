@@ -14,8 +14,8 @@ fi
 # file's mtime; stamping it makes TLS validity checks sane before the first NTP answer.
 touch "$target/usr/lib/clock-epoch"
 
-# /data is a mount point on the read-only root; the overlay's .empty is not copied.
-mkdir -p "$target/data"
+# Mount points on the read-only root (the overlay's .empty files are not copied).
+mkdir -p "$target/data" "$target/boot"
 
 # systemd-resolved's stub resolver for the relay's DNS lookups (federation, DKIM).
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$target/etc/resolv.conf"

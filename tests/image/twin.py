@@ -105,6 +105,20 @@ class Twin:
         except OSError:
             return b""
 
+    def answer(
+        self, guest_port: int, prefix: bytes, *, request: bytes = b"", timeout: float = 120
+    ) -> bytes:
+        """Retry until the service's first bytes start with `prefix` (the first request after
+        boot is slow under TCG: lazy imports, a loaded CI machine)."""
+        deadline = time.monotonic() + timeout
+        reply = b""
+        while time.monotonic() < deadline:
+            reply = self.banner(guest_port, request=request, timeout=30)
+            if reply.startswith(prefix):
+                break
+            time.sleep(2)
+        return reply
+
     def wait_ready(self, timeout: float = 300) -> float:
         """Wait for the relay's SMTP greeting; returns seconds since QEMU started."""
         deadline = time.monotonic() + timeout

@@ -11,6 +11,8 @@ DATA_LABEL=chatmail-data
 BOOT_MNT=/run/chatmail/boot
 RESET_FLAG=chatmail-factory-reset
 SETTINGS_FILE=chatmail-settings.txt
+DATA_SWITCH=chatmail-data-device    # hwctl writes UUID=... here after moving /data to USB
+DATA_LINK=/run/chatmail/data-device # what fstab mounts at /data
 
 log() {
     # /dev/kmsg reaches the console and the journal even before journald runs.
