@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from twin import BUILD_TOOLS, RUN_TOOLS, build, missing_tools  # noqa: E402
+from twin import BUILD_TOOLS, RUN_TOOLS, build, missing_tools, need  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -19,15 +19,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "qemu: builds and boots the QEMU twin (minutes; deselect locally with -m 'not qemu')",
     )
-
-
-def need(condition: bool, reason: str) -> None:
-    """Skip on a developer machine; in CI (CI=true) a missing prerequisite is a failure."""
-    if condition:
-        return
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI installs it: tests/system-packages.txt)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import need
+from twin import need
 
 REPO = Path(__file__).resolve().parents[2]
 FLASH = REPO / "flash.sh"

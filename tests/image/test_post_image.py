@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import need
+from twin import need
 
 REPO = Path(__file__).resolve().parents[2]
 POST_IMAGE = REPO / "image" / "post-image.sh"

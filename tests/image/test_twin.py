@@ -19,7 +19,8 @@ from twin import GUEST_DOMAIN, Twin
 
 from tests.federation.mail import encrypted
 
-pytestmark = pytest.mark.qemu
+# Build and boots take minutes on a loaded 2-core machine: more than the suite's default timeout.
+pytestmark = [pytest.mark.qemu, pytest.mark.timeout(1500)]
 BOOT_TIMEOUT = 300
 
 

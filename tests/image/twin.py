@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from guest_agent import Completed, GuestAgent
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +39,15 @@ def build(out: Path) -> Path:
     if result.returncode != 0:
         raise RuntimeError(f"build-twin.sh failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
     return out
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip on a developer machine; in CI (CI=true) a missing prerequisite is a failure."""
+    if condition:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI installs it: tests/system-packages.txt)")
+    pytest.skip(reason)
 
 
 def free_port() -> int:
