@@ -7,25 +7,34 @@ server's POST /mxdeliv and `origin.origin_check` for the SMTP MX session.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
 from relay.federation.outbound import Outbound
 
-_workers: dict[int, Outbound] = {}  # id(app) -> its worker, for kick()
+
+@dataclass
+class _State:
+    worker: Outbound | None = None
+
+
+def worker(app: Any) -> Outbound | None:
+    """The running queue worker of this relay, if any."""
+    return app.service_state("federation", _State).worker
 
 
 async def run_outbound(
     app: Any, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Run the queue worker until cancelled."""
-    worker = Outbound(app)
-    _workers[id(app)] = worker
+    state = app.service_state("federation", _State)
+    state.worker = Outbound(app)
     try:
-        await worker.run(task_status=task_status)
+        await state.worker.run(task_status=task_status)
     finally:
-        _workers.pop(id(app), None)
+        state.worker = None
 
 
 def start(app: Any, nursery: trio.Nursery) -> None:
@@ -34,6 +43,6 @@ def start(app: Any, nursery: trio.Nursery) -> None:
 
 def kick(app: Any) -> None:
     """Call after app.store.enqueue(): the worker looks at the queue at once instead of soon."""
-    worker = _workers.get(id(app))
-    if worker is not None:
-        worker.kick()
+    running = worker(app)
+    if running is not None:
+        running.kick()

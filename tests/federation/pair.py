@@ -110,7 +110,7 @@ class Relay:
                     listening = await inner.start(
                         lambda task_status: serve(self.config, log=log, task_status=task_status)
                     )
-                    if id(listening.app) not in federation._workers:
+                    if federation.worker(listening.app) is None:
                         await inner.start(federation.run_outbound, listening.app)
                     task_status.started(listening.app)
         finally:
