@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from relay.config import Config
 from relay.log import Logger
+from relay.ratelimit import AuthThrottle
 from relay.tls import TLSManager
 
 if TYPE_CHECKING:
@@ -24,6 +25,9 @@ class App:
     tls: TLSManager
     log: Logger
     started_at: float = field(default_factory=time.time)
+    auth_throttle: AuthThrottle = field(
+        default_factory=AuthThrottle
+    )  # IMAP and SMTP count together
     _service_state: dict[str, Any] = field(default_factory=dict)
 
     def service_state(self, name: str, factory: Callable[[], T]) -> T:

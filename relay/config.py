@@ -70,6 +70,7 @@ class Limits:
     max_mailbox_size: int = 500 << 20
     max_recipients: int = 1000  # also served as METADATA maxsmtprecipients
     max_connections_per_ip: int = 200
+    max_connections_per_account: int = 20  # IMAP: a handful of devices plus their probes
     new_account_per_minute: int = 120  # /new per client IP, as the anchor's nginx: 2 r/s
     new_account_burst: int = 5
 
@@ -88,6 +89,16 @@ class Privacy:
 
 
 @dataclass(frozen=True)
+class Metadata:
+    """Server METADATA values for Delta Chat; empty means NIL (the service is not offered)."""
+
+    comment: str = ""
+    irohrelay: str = ""  # URL of an iroh relay for realtime apps
+    turn: str = ""  # host:port:user:password of a TURN server for calls
+    appversions: str = ""  # single-line JSON of current app versions
+
+
+@dataclass(frozen=True)
 class Config:
     mail_domain: str
     data_dir: Path
@@ -97,6 +108,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     retention: Retention = field(default_factory=Retention)
     privacy: Privacy = field(default_factory=Privacy)
+    metadata: Metadata = field(default_factory=Metadata)
     source: Path | None = None  # the file this was read from, for reloads
 
     @property

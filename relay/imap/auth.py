@@ -110,18 +110,18 @@ async def _login(s: Session, user: str, password: str) -> tuple[str, str]:
     addr = user.strip().lower()
     limits = limits_for(app)
     try:
-        await limits.throttle.before_attempt(s.peer.ip, addr)
+        await app.auth_throttle.before_attempt(s.peer.ip, addr)
     except TooManyFailures:
         raise No(AUTH_FAILED, "AUTHENTICATIONFAILED") from None
     if not app.config.is_local_address(addr):
-        limits.throttle.record_failure(s.peer.ip, None)
+        app.auth_throttle.record_failure(s.peer.ip, None)
         raise No(AUTH_FAILED, "AUTHENTICATIONFAILED")
     result = await app.store.login(addr, password, create=True)
     if not result.ok:
-        limits.throttle.record_failure(s.peer.ip, addr)
+        app.auth_throttle.record_failure(s.peer.ip, addr)
         app.log.info("imap-login-failed", addr=app.log.redact(addr), reason=result.reason)
         raise No(AUTH_FAILED, "AUTHENTICATIONFAILED")
-    limits.throttle.record_success(s.peer.ip, addr)
+    app.auth_throttle.record_success(s.peer.ip, addr)
     if not limits.claim_account(addr, max_per_account(app)):
         raise No("Too many connections for this account.", "LIMIT")
     s.user = addr

@@ -46,11 +46,10 @@ def server_value(config: Config, key: str) -> str | None:
         return f"mailto:{mail}" if mail else None
     if key == "/shared/vendor/deltachat/maxsmtprecipients":
         return str(config.limits.max_recipients)
-    # The comment and the iroh, TURN and appversions entries stay empty until the relay runs
-    # those services; a config key can supply them meanwhile.
-    extra = getattr(config, "metadata", None)
-    value = getattr(extra, key.rsplit("/", 1)[-1], "") if extra is not None else ""
-    return value or None
+    name = key.rsplit("/", 1)[-1]
+    if name in ("comment", "irohrelay", "turn", "appversions"):
+        return getattr(config.metadata, name) or None
+    return None
 
 
 async def read_tokens(store: Store, addr: str, now: float | None = None) -> list[str]:

@@ -1,8 +1,4 @@
-"""State the SMTP sessions of one relay share: send rate, login throttling, connections per IP.
-
-It lives beside the App (keyed by its identity, dropped with it) rather than in it, so the
-services do not depend on each other's fields.
-"""
+"""State the SMTP sessions of one relay share: send rate and connections per IP."""
 
 from __future__ import annotations
 
@@ -10,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from relay.ratelimit import GCRA, AuthThrottle
+from relay.ratelimit import GCRA
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -18,7 +14,6 @@ if TYPE_CHECKING:
 
 class SMTPLimits:
     def __init__(self) -> None:
-        self.auth = AuthThrottle()
         self._send: GCRA | None = None
         self._send_params: tuple[int, int] | None = None
         self._connections: dict[str, int] = {}

@@ -132,7 +132,7 @@ class Session:
 
     async def _auth(self, event: AuthAttempt) -> None:
         account = event.username.lower()
-        throttle = self.limits.auth
+        throttle = self.app.auth_throttle
         try:
             await throttle.before_attempt(self.peer.ip, account)
         except TooManyFailures:

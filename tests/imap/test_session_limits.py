@@ -41,8 +41,10 @@ async def test_connections_per_ip_are_capped(relay_server):
         await client.aclose()
 
 
-async def test_connections_per_account_are_capped(relay_server, monkeypatch):
-    monkeypatch.setattr(relay.imap.limits, "DEFAULT_MAX_PER_ACCOUNT", 2)
+async def test_connections_per_account_are_capped(relay_server):
+    app = relay_server.app
+    limits = dataclasses.replace(app.config.limits, max_connections_per_account=2)
+    app.config = dataclasses.replace(app.config, limits=limits)  # as a live reload would
     addr = new_addr(relay_server)
     clients = [await RawClient.connect(relay_server) for _ in range(3)]
     results = []
