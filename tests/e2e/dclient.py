@@ -102,7 +102,6 @@ class DCClient:
         self.dc = DeltaChat(self.rpc)
         # Calls run here so a test can stop waiting for one; close() then fails it.
         self._calls = concurrent.futures.ThreadPoolExecutor(max_workers=4)
-        self.profiles: list[Profile] = []
 
     def start(self, timeout: float = 30.0) -> None:
         self._calls.submit(self.rpc.start).result(timeout)
@@ -120,7 +119,7 @@ class DCClient:
         try:
             # close() stops io of every account, then the process; bounded like any call
             self._calls.submit(self.rpc.close).result(30)
-        except (concurrent.futures.TimeoutError, Exception):
+        except Exception:  # stuck or already dead: make sure the process is gone
             process = getattr(self.rpc, "process", None)
             if process is not None and process.poll() is None:
                 process.kill()
@@ -134,7 +133,6 @@ class DCClient:
         answer = relay.new_account()
         account = self.call(self.dc.add_account)
         profile = Profile(name, account, answer["email"], answer["password"], self)
-        self.profiles.append(profile)
         self.call(account.set_config, "displayname", name)
         self.call(account.add_transport_from_qr, answer["dclogin_url"], timeout=timeout)
         profile.go_online(timeout)
