@@ -29,6 +29,7 @@ from relay import onboarding
 from relay.app import App
 from relay.config import Config
 from relay.events import EventHub
+from relay.federation.queue_ops import QueueCommandError, admin_queue
 
 RESET_FLAG = ".factory-reset"
 MAX_LINE = 64 * 1024
@@ -89,6 +90,11 @@ class AdminService:
             return await self.identity_export()
         if method == "identity_import":
             return await self.identity_import(params)
+        if method == "queue":
+            try:
+                return await admin_queue(self.app, params)
+            except QueueCommandError as e:
+                raise RpcError(-32602, str(e)) from None
         raise RpcError(-32601, f"unknown method {method!r}")
 
     async def status(self) -> dict[str, Any]:

@@ -10,6 +10,8 @@ import trio
 
 from relay import config as config_mod
 from relay.config import Config, ConfigError
+from relay.federation import cli as queue_cli
+from relay.federation import dkim
 from relay.log import Logger
 from relay.tls import TLSError, ensure_certificate
 
@@ -59,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("config", type=Path)
     p.set_defaults(command=cmd_check_config)
 
+    p = sub.add_parser("queue", help="look at and steer the outbound queue")
+    queue = p.add_subparsers(required=True)
+    for name, func, text in (
+        ("list", cmd_queue_list, "list queued messages"),
+        ("retry", cmd_queue_retry, "try these (default: all) messages now"),
+        ("delete", cmd_queue_delete, "drop these messages without a bounce"),
+    ):
+        q = queue.add_parser(name, help=text)
+        q.add_argument("ids", nargs="*")
+        q.add_argument("--config", type=Path)
+        if name == "list":
+            q.add_argument("--json", action="store_true")
+        q.set_defaults(command=func)
+
     for name, func, text in (
         ("dns", cmd_dns, "print the DNS records to set for this relay"),
         ("invite", cmd_invite, "print the onboarding link and a terminal QR code"),
@@ -81,6 +97,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     )
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ensure_certificate(config)
+    dkim.ensure_key(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(config_mod.to_toml(config), encoding="utf-8")
     print(f"wrote {path}; data in {data_dir}")
@@ -163,3 +180,15 @@ def cmd_invite(args: argparse.Namespace) -> int:
 
     print(invite_text(load_or_embedded(args.config)), end="")
     return 0
+
+
+def cmd_queue_list(args: argparse.Namespace) -> int:
+    return queue_cli.queue_list(load_or_embedded(args.config), args)
+
+
+def cmd_queue_retry(args: argparse.Namespace) -> int:
+    return queue_cli.queue_retry(load_or_embedded(args.config), args)
+
+
+def cmd_queue_delete(args: argparse.Namespace) -> int:
+    return queue_cli.queue_delete(load_or_embedded(args.config), args)

@@ -89,6 +89,22 @@ class Privacy:
 
 
 @dataclass(frozen=True)
+class Federation:
+    dkim_selector: str = "opendkim"  # the official relay's selector, so existing DNS records fit
+    # "ACCEPT": federate with everyone except `policy_domains` (a block list);
+    # "REJECT": federate with nobody except `policy_domains` (an allow list). Both directions.
+    policy: str = "ACCEPT"
+    policy_domains: list[str] = field(default_factory=list)
+    queue_lifetime: int = 2 * 24 * 3600  # seconds until a message is bounced (Postfix's 2d)
+    retry_initial: int = 60  # seconds before the first retry; doubles up to retry_max
+    retry_max: int = 1800
+    resolver: str = ""  # "ip" or "ip:port" of the DNS server to ask; "" = /etc/resolv.conf
+    peer_smtp_port: int = 25  # where peers listen; only tests and odd networks change these
+    peer_https_port: int = 443
+    ca_file: str = ""  # extra CA certificates trusted for peers (besides the system store)
+
+
+@dataclass(frozen=True)
 class Metadata:
     """Server METADATA values for Delta Chat; empty means NIL (the service is not offered)."""
 
@@ -109,6 +125,7 @@ class Config:
     retention: Retention = field(default_factory=Retention)
     privacy: Privacy = field(default_factory=Privacy)
     metadata: Metadata = field(default_factory=Metadata)
+    federation: Federation = field(default_factory=Federation)
     source: Path | None = None  # the file this was read from, for reloads
 
     @property
@@ -212,8 +229,10 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
     if isinstance(default, list):
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{key}: must be a non-empty list of strings, got {_show(value)}")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: must be a list of strings, got {_show(value)}")
+        if not value and key == "listen.address":
+            raise ConfigError(f"{key}: needs at least one address")
         return value
     if not isinstance(value, str):
         raise ConfigError(f"{key}: must be a string, got {_show(value)}")
@@ -287,6 +306,16 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError("limits.max_user_send_burst_size: must be at least 1")
     if lim.max_recipients < 1:
         raise ConfigError("limits.max_recipients: must be at least 1")
+    fed = config.federation
+    if fed.policy not in ("ACCEPT", "REJECT"):
+        raise ConfigError(f"federation.policy: must be ACCEPT or REJECT, got {fed.policy!r}")
+    for name in ("peer_smtp_port", "peer_https_port"):
+        if not 0 < getattr(fed, name) < 65536:
+            raise ConfigError(f"federation.{name}: must be a port 1..65535")
+    if not 0 < fed.retry_initial <= fed.retry_max:
+        raise ConfigError("federation.retry_initial: must be positive and <= federation.retry_max")
+    if fed.queue_lifetime < fed.retry_initial:
+        raise ConfigError("federation.queue_lifetime: must be at least federation.retry_initial")
     ret = config.retention
     for name in ("delete_mails_after", "delete_large_after", "delete_inactive_users_after"):
         if getattr(ret, name) < 1:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from relay import federation
 from relay.policy.headers import clean_for_storage
 from relay.store import NoSuchAccount, QuotaExceeded
 
@@ -42,6 +43,7 @@ async def deliver(app: App, sender: str, recipients: list[str], data: bytes) -> 
     if remote:
         result.queue_id = await app.store.enqueue(sender, remote, data)
         result.queued = remote
+        federation.kick(app)
     return result
 
 

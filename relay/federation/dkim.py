@@ -20,8 +20,6 @@ import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from relay.federation.settings import settings
-
 KEY_BITS = 2048
 TTL = 3600
 TXT_CHUNK = 255  # the longest character-string a TXT record can hold
@@ -42,7 +40,7 @@ CANONICALIZE = (b"relaxed", b"relaxed")
 
 
 def key_path(config: Any) -> Path:
-    return Path(config.data_dir) / "dkim" / f"{settings(config).dkim_selector}.private"
+    return Path(config.data_dir) / "dkim" / f"{config.federation.dkim_selector}.private"
 
 
 def ensure_key(config: Any) -> None:
@@ -82,7 +80,7 @@ def dkim_dns_record(config: Any) -> str:
     ensure_key(config)
     value = record_value(config)
     chunks = " ".join(f'"{value[i : i + TXT_CHUNK]}"' for i in range(0, len(value), TXT_CHUNK))
-    name = f"{settings(config).dkim_selector}._domainkey.{config.mail_domain}."
+    name = f"{config.federation.dkim_selector}._domainkey.{config.mail_domain}."
     return f"{name} {TTL} IN TXT ( {chunks} )"
 
 
@@ -112,7 +110,7 @@ def sign_now(config: Any, message: bytes) -> bytes:
     ensure_key(config)
     header = dkimpy.sign(
         message,
-        settings(config).dkim_selector.encode(),
+        config.federation.dkim_selector.encode(),
         config.mail_domain.encode(),
         key_path(config).read_bytes(),
         canonicalize=CANONICALIZE,

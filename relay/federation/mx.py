@@ -15,7 +15,7 @@ import dns.exception
 import dns.name
 import dns.resolver
 
-from relay.federation.settings import Federation
+from relay.config import Federation
 
 DNS_LIFETIME = 30.0
 

@@ -20,7 +20,6 @@ from dkim.util import InvalidTagValueList, parse_tag_value
 from relay.federation.dkim import from_domain
 from relay.federation.mx import txt_record
 from relay.federation.policy import REJECT_REPLY, address_domain, normalize, peer_allowed
-from relay.federation.settings import settings
 
 NO_SIGNATURE = "554 5.7.1 No DKIM signature found"
 NO_VALID_SIGNATURE = "554 5.7.1 No valid DKIM signature found"
@@ -42,7 +41,7 @@ class KeyCache:
         if hit is not None and hit[0] > time.monotonic():
             self._keys.move_to_end(name)
             return hit[1]
-        value = await txt_record(name.decode("ascii", "replace"), settings(config))
+        value = await txt_record(name.decode("ascii", "replace"), config.federation)
         if value is None:
             return None  # not cached: a DNS hiccup must not refuse a domain for an hour
         self._keys[name] = (time.monotonic() + KEY_CACHE_SECONDS, value)

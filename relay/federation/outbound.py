@@ -15,7 +15,6 @@ import trio
 
 from relay.federation import dkim
 from relay.federation.bounce import make_bounce
-from relay.federation.settings import settings
 from relay.federation.transport import deliver_all
 from relay.store import NoSuchAccount, NoSuchQueueEntry, QueueEntry, QuotaExceeded, StoreError
 
@@ -26,7 +25,7 @@ SCAN_PAUSE_MAX = 1.0
 
 
 def backoff(config: Any, attempts: int) -> float:
-    fed = settings(config)
+    fed = config.federation
     return float(min(fed.retry_max, fed.retry_initial * 2 ** max(attempts - 1, 0)))
 
 
@@ -105,7 +104,7 @@ class Outbound:
         failed = {r: results[r] for r in entry.recipients if results[r].startswith("5")}
         waiting = [r for r in entry.recipients if r not in failed and r not in delivered]
         age = self.clock() - _aware(entry.created).timestamp()
-        if waiting and age >= settings(config).queue_lifetime:
+        if waiting and age >= config.federation.queue_lifetime:
             failed.update((r, f"{results[r]} (gave up after {age / 3600:.0f} h)") for r in waiting)
             waiting = []
         if failed:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from relay.federation.settings import settings
-
 REJECT_REPLY = "550 5.7.1 Federation policy rejection"
 
 
@@ -22,7 +20,7 @@ def peer_allowed(config: Any, domain: str) -> bool:
     peer = normalize(domain)
     if peer == normalize(config.mail_domain):
         return True
-    fed = settings(config)
+    fed = config.federation
     listed = peer in {normalize(d) for d in fed.policy_domains}
     if fed.policy.upper() == "REJECT":
         return listed

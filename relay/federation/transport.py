@@ -19,7 +19,6 @@ from relay.federation import http_client, smtp_client
 from relay.federation.mx import RouteError, Target, find_targets
 from relay.federation.net import TransportError, client_context, verifies_certificates
 from relay.federation.policy import REJECT_REPLY, peer_allowed
-from relay.federation.settings import settings
 from relay.smtp.events import stuff
 
 NO_MXDELIV_SECONDS = 30 * 60
@@ -39,7 +38,7 @@ async def deliver_domain(
     config = app.config
     if not peer_allowed(config, domain):
         return dict.fromkeys(recipients, REJECT_REPLY)
-    fed = settings(config)
+    fed = config.federation
     try:
         targets = await find_targets(domain, fed)
     except RouteError as e:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from relay.delivery import deliver
+from relay.federation.origin import origin_check
 from relay.policy.checks import check_incoming, check_outgoing
 from relay.policy.headers import clean_submitted
 from relay.ratelimit import TooManyFailures
@@ -210,16 +211,18 @@ class Session:
         decision = check(content, event.sender, recipients)
         log = self.app.log
         direction = "outgoing" if self.submission else "incoming"
-        if not decision.accepted:
-            assert decision.reply is not None
+        refusal = decision.reply
+        if refusal is None and not self.submission:
+            refusal = await origin_check(self.app, content, event.sender)
+        if refusal is not None:
             log.info(
                 "smtp-rejected",
                 direction=direction,
                 sender=log.redact(event.sender),
-                reply=decision.reply[:80],
+                reply=refusal[:80],
                 detail=decision.detail,
             )
-            self.engine.reject(int(decision.reply[:3]), decision.reply[4:])
+            self.engine.reject(int(refusal[:3]), refusal[4:])
             return
         if self.submission:
             content = clean_submitted(content)

@@ -8,6 +8,7 @@ import socket
 from urllib.parse import urlsplit
 
 from relay.config import Config
+from relay.federation.dkim import dkim_dns_record
 from relay.onboarding import dcaccount_url, dclogin_url, new_credentials
 from relay.web import acme, qr
 from relay.web.autoconfig import mta_sts_policy
@@ -86,6 +87,7 @@ def dns_records(config: Config) -> str:
         policy_id = hashlib.sha256(policy.encode()).hexdigest()[:20]
         lines.append(f"mta-sts.{d} {TTL} IN CNAME {d}")
         lines.append(f'_mta-sts.{d} {TTL} IN TXT "v=STSv1; id={policy_id}"')
+    lines.append(dkim_dns_record(config))
     lines.append("; recommended")
     lines.append(f'{d} {TTL} IN TXT "v=spf1 a ~all"')
     lines.append(f'_dmarc.{d} {TTL} IN TXT "v=DMARC1;p=reject;adkim=s;aspf=s"')

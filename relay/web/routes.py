@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from relay.config import Config
+from relay.federation import inbound
 from relay.web import acme, autoconfig, invite, onboard
 from relay.web.types import Request, Response
 
@@ -34,6 +35,7 @@ class Route:
     max_body: Callable[[Config], int] = small_body
     prefix: bool = False  # path is a prefix ("/.well-known/acme-challenge/")
     plain_http: bool = False  # answered over plain HTTP in domain mode instead of redirecting
+    too_large: str = ""  # the 413 body, when the route's clients expect a particular one
 
     def matches(self, path: str) -> bool:
         return path.startswith(self.path) if self.prefix else path == self.path
@@ -50,6 +52,14 @@ ROUTES: list[Route] = [
     Route("/mail/config-v1.1.xml", GET, autoconfig.config_xml),
     Route("/.well-known/mta-sts.txt", GET, autoconfig.mta_sts),
     Route(acme.CHALLENGE_PREFIX, GET, acme.challenge, prefix=True, plain_http=True),
+    Route(
+        "/mxdeliv",
+        frozenset({"POST"}),
+        inbound.route,
+        max_body=lambda config: config.limits.max_message_size,
+        plain_http=True,
+        too_large="552 Message exceeds maximum size",
+    ),
 ]
 
 

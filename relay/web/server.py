@@ -92,10 +92,11 @@ class HTTPSession:
             route = routes.find(request.path)
             assert route is not None
             max_body = route.max_body(self.app.config)
+            too_large = route.too_large or f"body larger than {max_body} bytes"
             if declared is not None and int(declared) > max_body:
-                await self.send_error(413, f"body larger than {max_body} bytes")
+                await self.send_error(413, too_large)
                 raise _Close
-            request.body = await self.read_body(max_body, int(declared or max_body))
+            request.body = await self.read_body(max_body, int(declared or max_body), too_large)
             response = await self.call(route, request)
         await self.send_response(response, head_only=method == "HEAD")
 
@@ -121,7 +122,7 @@ class HTTPSession:
             return redirect(f"https://{config.mail_domain}{port}{request.target}", status)
         return None
 
-    async def read_body(self, max_body: int, expected: int) -> bytes:
+    async def read_body(self, max_body: int, expected: int, too_large: str = "") -> bytes:
         chunks: list[bytes] = []
         size = 0
         if self.conn.they_are_waiting_for_100_continue:
@@ -137,7 +138,7 @@ class HTTPSession:
                     assert isinstance(event, h11.Data), event
                     size += len(event.data)
                     if size > max_body:
-                        await self.send_error(413, f"body larger than {max_body} bytes")
+                        await self.send_error(413, too_large)
                         raise _Close
                     chunks.append(event.data)
         except trio.TooSlowError:
