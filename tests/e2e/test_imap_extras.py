@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import pytest
 
-from relay.config import Config, Limits, Privacy
+from relay.config import Config, Limits, Metadata, Privacy
 from tests.e2e.dclient import LiveRelay, Profile
 
 imaplib.Commands.setdefault("SETMETADATA", ("AUTH", "SELECTED"))
@@ -77,15 +77,32 @@ def test_push_token_is_stored(relay: LiveRelay, make_profile: Callable[[str], Pr
         assert _parse_entries(imap) == {"/private/devicetoken": token.encode()}
 
 
-@pytest.mark.relay_config(privacy=Privacy(privacy_mail="privacy@example.org"))
+TURN = "127.0.0.1:3478:1900000000:turn-secret"  # host:port:expiry (the user name):password
+APP_SOURCE = {
+    "sourceId": "github",
+    "versionInteger": 99_000_000,
+    "versionString": "99.0.0",
+    "downloadUrl": "https://github.com/deltachat/deltachat-android/releases",
+}
+APPVERSIONS = json.dumps({"clients": [{"clientId": "deltachat-android", "sources": [APP_SOURCE]}]})
+
+
+@pytest.mark.relay_config(
+    privacy=Privacy(privacy_mail="privacy@example.org"),
+    metadata=Metadata(turn=TURN, appversions=APPVERSIONS),
+)
 def test_client_reads_server_metadata(
     relay: LiveRelay, relay_config: Config, make_profile: Callable[[str], Profile]
 ) -> None:
     alice = make_profile("alice")
 
-    # The core says so in its log when it asks for the server entries after login.
-    alice.logged("retrieving server comment and admin contact")
-    # What it got: the reply to its exact command, values from the relay's config.
+    # The client offers the relay's TURN server for calls and knows the announced app version.
+    ice = json.loads(alice.call(alice.client.rpc.ice_servers, alice.account.id))
+    assert {"urls": ["turn:127.0.0.1:3478"], "username": "1900000000"}.items() <= ice[0].items()
+    assert ice[0]["credential"] == "turn-secret"
+    version = alice.call(alice.client.rpc.get_app_version, "deltachat-android", "github")
+    assert version["versionString"] == "99.0.0"
+    # The other entries, as the relay answers the client's own command.
     with _imap(relay, alice) as imap:
         typ, _ = imap._simple_command("GETMETADATA", '""', f"({' '.join(CLIENT_KEYS)})")
         assert typ == "OK"
@@ -96,9 +113,6 @@ def test_client_reads_server_metadata(
         entries["/shared/vendor/deltachat/maxsmtprecipients"]
         == str(relay_config.limits.max_recipients).encode()
     )
-    # No TURN entry yet, so the client has no relay TURN server to offer calls.
-    assert entries["/shared/vendor/deltachat/turn"] is None
-    assert json.loads(alice.call(alice.client.rpc.ice_servers, alice.account.id)) == []
 
 
 @pytest.mark.relay_config(limits=dataclasses.replace(Limits(), max_mailbox_size=64 << 20))
