@@ -28,6 +28,7 @@ import trio
 from relay import onboarding
 from relay.app import App
 from relay.config import Config
+from relay.durable import fsync_directory, write_atomically
 from relay.events import EventHub
 from relay.federation.queue_ops import QueueCommandError, admin_queue
 
@@ -165,7 +166,7 @@ class AdminService:
         if accounts:
             await self.app.store.import_accounts(accounts)
         for rel, path in targets.items():
-            _write_durably(path, base64.b64decode(files[rel]))
+            write_atomically(path, base64.b64decode(files[rel]))
         self.app.log.warning("identity-restored", files=len(targets), accounts=len(accounts))
         self.reset_requested.set()  # same restart path as a reset, without the flag
         return {"restored": len(targets), "accounts": len(accounts)}
@@ -201,18 +202,6 @@ def _identity_targets(config: Config, files: dict[str, Any]) -> list[tuple[str, 
         else:
             raise RpcError(-32602, f"refusing path {rel!r}")
     return targets
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".restore")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 async def serve_admin(
@@ -331,24 +320,11 @@ def clock_synced() -> bool:
 # -- factory reset ------------------------------------------------------------------------------
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def schedule_factory_reset(config: Config) -> None:
     """Write the reset flag durably; nothing is deleted until the next start."""
     flag = config.data_dir / RESET_FLAG
-    tmp = flag.with_name(RESET_FLAG + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"requested {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, flag)
-    _fsync_dir(config.data_dir)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_atomically(flag, f"requested {stamp}\n".encode())
 
 
 def apply_pending_factory_reset(config: Config) -> bool:
@@ -368,9 +344,9 @@ def apply_pending_factory_reset(config: Config) -> bool:
         keep.add(source)
         keep.update(source.parents)
     _wipe(data_dir, keep)
-    _fsync_dir(data_dir)
+    fsync_directory(data_dir)
     flag.unlink()
-    _fsync_dir(data_dir)
+    fsync_directory(data_dir)
     return True
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 import ssl
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from relay.config import Config
+from relay.durable import write_atomically
 
 # TLS 1.2 only with forward-secret AEAD suites; TLS 1.3 suites are all modern and preferred.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
@@ -59,15 +59,8 @@ def make_self_signed(domain: str, *, days: int = 36500) -> tuple[bytes, bytes]:
 
 def write_pair(cert_path: Path, key_path: Path, cert_pem: bytes, key_pem: bytes) -> None:
     """Write a certificate and key atomically (key readable by the owner only)."""
-    for path, data, mode in ((key_path, key_pem, 0o600), (cert_path, cert_pem, 0o644)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+    write_atomically(key_path, key_pem, mode=0o600)
+    write_atomically(cert_path, cert_pem, mode=0o644)
 
 
 def ensure_certificate(config: Config) -> None:

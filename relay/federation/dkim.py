@@ -9,7 +9,6 @@ relay's IP-only mode.
 from __future__ import annotations
 
 import base64
-import os
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from pathlib import Path
@@ -19,6 +18,8 @@ import dkim as dkimpy
 import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from relay.durable import write_atomically
 
 KEY_BITS = 2048
 TTL = 3600
@@ -54,14 +55,7 @@ def ensure_key(config: Any) -> None:
         serialization.PrivateFormat.TraditionalOpenSSL,
         serialization.NoEncryption(),
     )
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, pem)
 
 
 def record_value(config: Any) -> str:
