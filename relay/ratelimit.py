@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import trio
 
@@ -97,3 +98,31 @@ class AuthThrottle:
 
     def record_success(self, ip: str, account: str | None = None) -> None:
         self._failures.pop(f"acct:{account}", None)
+
+
+class ConnectionCounter:
+    """Open connections per key (a client IP, an account), refusing new ones beyond a cap."""
+
+    def __init__(self) -> None:
+        self._open: Counter[str] = Counter()
+
+    def claim(self, key: str, cap: int) -> bool:
+        if self._open[key] >= cap:
+            return False
+        self._open[key] += 1
+        return True
+
+    def release(self, key: str) -> None:
+        self._open[key] -= 1
+        if self._open[key] <= 0:
+            del self._open[key]
+
+    @contextmanager
+    def holding(self, key: str, cap: int) -> Iterator[bool]:
+        """Count a connection while it lasts; yields False (and counts nothing) over the cap."""
+        admitted = self.claim(key, cap)
+        try:
+            yield admitted
+        finally:
+            if admitted:
+                self.release(key)

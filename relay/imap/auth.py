@@ -16,7 +16,7 @@ from . import respond
 from .commands import Command
 from .compress import DeflateStream
 from .errors import Bad, Disconnect, No
-from .limits import limits_for, max_per_account
+from .limits import limits_for
 
 if TYPE_CHECKING:
     from .session import Session
@@ -122,7 +122,7 @@ async def _login(s: Session, user: str, password: str) -> tuple[str, str]:
         app.log.info("imap-login-failed", addr=app.log.redact(addr), reason=result.reason)
         raise No(AUTH_FAILED, "AUTHENTICATIONFAILED")
     app.auth_throttle.record_success(s.peer.ip, addr)
-    if not limits.claim_account(addr, max_per_account(app)):
+    if not limits.per_account.claim(addr, app.config.limits.max_connections_per_account):
         raise No("Too many connections for this account.", "LIMIT")
     s.user = addr
     s.engine.max_message = app.config.limits.max_message_size

@@ -31,7 +31,7 @@ from .engine import (
     ServerEngine,
 )
 from .errors import Bad, Disconnect, No
-from .limits import TooManyConnections, limits_for, max_per_ip
+from .limits import limits_for
 from .selected import SelectedMailbox
 
 RECEIVE_SIZE = 16 * 1024
@@ -55,9 +55,13 @@ _NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH"})
 
 
 async def handle(stream: trio.abc.Stream, peer: Peer, app: App, *, service: str) -> None:
-    limits = limits_for(app)
+    per_ip = limits_for(app).per_ip
     try:
-        with limits.connection(peer.ip, max_per_ip(app)):
+        with per_ip.holding(peer.ip, app.config.limits.max_connections_per_ip) as admitted:
+            if not admitted:
+                with trio.move_on_after(5):
+                    await stream.send_all(b"* BYE Too many connections from your address.\r\n")
+                return
             session = Session(stream, peer, app, service)
             try:
                 await session.run()
@@ -67,9 +71,6 @@ async def handle(stream: trio.abc.Stream, peer: Peer, app: App, *, service: str)
             finally:
                 with trio.CancelScope(shield=True):
                     await session.release()
-    except TooManyConnections:
-        with trio.move_on_after(5):
-            await stream.send_all(b"* BYE Too many connections from your address.\r\n")
     except (Disconnect, trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away or was sent away; nothing more to say
 
@@ -272,5 +273,5 @@ class Session:
 
     async def release(self) -> None:
         if self.user is not None:
-            limits_for(self.app).release_account(self.user)
+            limits_for(self.app).per_account.release(self.user)
         await self.close_watch()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from relay.ratelimit import GCRA
+from relay.ratelimit import GCRA, ConnectionCounter
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -16,7 +14,7 @@ class SMTPLimits:
     def __init__(self) -> None:
         self._send: GCRA | None = None
         self._send_params: tuple[int, int] | None = None
-        self._connections: dict[str, int] = {}
+        self.connections = ConnectionCounter()  # per client IP
 
     def send_limiter(self, app: App) -> GCRA:
         """The per-sender GCRA; rebuilt if a reload changed the limits."""
@@ -25,23 +23,6 @@ class SMTPLimits:
         if self._send is None or params != self._send_params:
             self._send, self._send_params = GCRA(*params), params
         return self._send
-
-    @contextmanager
-    def connection(self, ip: str, cap: int) -> Iterator[bool]:
-        """Count a connection from `ip` while it lasts; yields False when over the cap."""
-        count = self._connections.get(ip, 0)
-        if count >= cap:
-            yield False
-            return
-        self._connections[ip] = count + 1
-        try:
-            yield True
-        finally:
-            left = self._connections[ip] - 1
-            if left:
-                self._connections[ip] = left
-            else:
-                del self._connections[ip]
 
 
 def limits_for(app: App) -> SMTPLimits:

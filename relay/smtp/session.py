@@ -259,7 +259,7 @@ def _is_mailbox(address: str) -> bool:
 async def handle(stream: trio.abc.Stream, peer: Peer, app: App, *, service: str) -> None:
     limits = limits_for(app)
     cap = app.config.limits.max_connections_per_ip
-    with limits.connection(peer.ip, cap) as admitted:
+    with limits.connections.holding(peer.ip, cap) as admitted:
         if not admitted:
             app.log.warning("smtp-too-many-connections", ip=app.log.redact(peer.ip))
             with trio.move_on_after(5):
