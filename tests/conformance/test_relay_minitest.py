@@ -17,7 +17,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE_TIMEOUT = 1200
-NEEDED_MODULES = ("relay.smtp.session", "relay.imap.session", "relay.web.server")
 
 SSH_ADMIN = (
     "drives the relay host over ssh (nft firewall rules, journalctl); our relay is a local "
@@ -39,19 +38,7 @@ SINGLE_RELAY = [
 TWO_RELAYS = ["TestMultiRelay::test_one_on_one", "TestMultiRelay::test_securejoin"]
 
 
-def federation_ready() -> bool:
-    """Two relays can talk once the federation package exists and /mxdeliv is routed."""
-    if importlib.util.find_spec("relay.federation") is None:
-        return False
-    from relay.web import routes
-
-    return routes.find("/mxdeliv") is not None
-
-
 def _skip_reason() -> str | None:
-    missing = [m for m in NEEDED_MODULES if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"relay pieces not there yet: {', '.join(missing)}"
     if importlib.util.find_spec("relay_minitest") is None:
         return "cmlxc (relay_minitest) is not installed (pip install -e '.[test]')"
     if shutil.which("unshare") is None:
@@ -92,7 +79,7 @@ def minitest(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, s
     for test_id in NOT_RUNNABLE:
         deselect += ["--deselect", f"test_relay.py::{test_id}"]
     command = ["unshare", "--net", "--", sys.executable, "-m", "tests.conformance.minitest_runner"]
-    command += ["--out", str(out), *(["--relay2"] if federation_ready() else []), "--", *deselect]
+    command += ["--out", str(out), "--relay2", "--", *deselect]
     subprocess.run(command, cwd=REPO, timeout=SUITE_TIMEOUT, check=False)
     junit = out / "junit.xml"
     log = out / "minitest.log"
@@ -107,8 +94,6 @@ def minitest(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, s
 def test_minitest(minitest: dict[str, tuple[str, str]], test_id: str) -> None:
     if test_id in NOT_RUNNABLE:
         pytest.skip(f"cannot run here: {NOT_RUNNABLE[test_id]}")
-    if test_id in TWO_RELAYS and not federation_ready():
-        pytest.skip("needs a second relay on 127.0.0.2 and federation, which does not exist yet")
     assert test_id in minitest, f"relay_minitest did not run {test_id}"
     outcome, message = minitest[test_id]
     assert outcome == "passed", f"{test_id} {outcome}: {message[-3000:]}"
