@@ -148,7 +148,10 @@ class Profile:
     client: DCClient = field(repr=False)
     pending: list[AttrDict] = field(default_factory=list, repr=False)
     recent: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_EVENTS), repr=False)
-    core_log: deque[str] = field(default_factory=lambda: deque(maxlen=CORE_LOG_LINES), repr=False)
+    # (time.monotonic() when seen, line): the core's Info lines, for `logged()` and timings
+    core_log: deque[tuple[float, str]] = field(
+        default_factory=lambda: deque(maxlen=CORE_LOG_LINES), repr=False
+    )
 
     def call(self, fn: Callable[..., Any], *args: Any, timeout: float = DEFAULT_TIMEOUT) -> Any:
         return self.client.call(fn, *args, timeout=timeout)
@@ -181,7 +184,7 @@ class Profile:
             if event.kind == kind and where(event):
                 return event
             if event.kind == "Info":
-                self.core_log.append(event.msg)
+                self.core_log.append((time.monotonic(), event.msg))
             elif event.kind != "Warning":  # log lines are many; keep only state
                 self.pending.append(event)
         recent = "\n  ".join(self.recent)
@@ -191,7 +194,7 @@ class Profile:
 
     def logged(self, text: str, timeout: float = DEFAULT_TIMEOUT) -> str:
         """The core's Info log line containing `text`, already seen or coming."""
-        for line in self.core_log:
+        for _, line in self.core_log:
             if text in line:
                 return line
         return self.wait_for("Info", lambda event: text in event.msg, timeout).msg
