@@ -20,7 +20,7 @@ from relay.federation.origin import origin_check
 from relay.policy.checks import check_incoming, check_outgoing
 from relay.policy.headers import clean_submitted
 from relay.ratelimit import TooManyFailures
-from relay.smtp.engine import SMTPEngine
+from relay.smtp.engine import SMTPEngine, State
 from relay.smtp.events import (
     NEED_DATA,
     AuthAttempt,
@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from relay.app import App
     from relay.server import Peer
 
-PRE_AUTH_TIMEOUT = 60.0  # seconds of silence allowed before a submission client logs in
+PRE_AUTH_TIMEOUT = 60.0  # seconds for a whole command before a submission client logs in
 IDLE_TIMEOUT = 300.0  # RFC 5321 4.5.3.2: five minutes per command or data block
+MIN_DATA_RATE = 1024  # bytes per second a DATA section must average beyond IDLE_TIMEOUT
 TLS_HANDSHAKE_TIMEOUT = 15.0
 READ_SIZE = 65536
 
@@ -57,6 +58,9 @@ class Session:
         self.login: str | None = None
         self.rate_refusal: str | None = None  # decided once per transaction, at the first RCPT
         self.rate_checked = False
+        # Each command must arrive whole before this moment: a deadline per command, not per
+        # read, so a client trickling a byte now and then (slowloris) is still cut off.
+        self.deadline = trio.current_time() + self.timeout
         limits = app.config.limits
         self.engine = SMTPEngine(
             app.config.mail_domain,
@@ -104,8 +108,12 @@ class Session:
     # ---- I/O --------------------------------------------------------------------------------
 
     async def _receive(self) -> None:
-        with trio.move_on_after(self.timeout):
-            self.engine.receive_data(await self.stream.receive_some(READ_SIZE))
+        with trio.move_on_at(self.deadline):
+            data = await self.stream.receive_some(READ_SIZE)
+            if self.engine.state is State.DATA:
+                # A large message on a slow link may take longer, as long as it keeps moving.
+                self.deadline += len(data) / MIN_DATA_RATE
+            self.engine.receive_data(data)
             return
         self.engine.shutdown(f"4.4.2 {self.app.config.mail_domain} Error: timeout exceeded")
         await self._flush()
@@ -116,6 +124,8 @@ class Session:
         if data:
             with trio.move_on_after(IDLE_TIMEOUT):
                 await self.stream.send_all(data)
+                # A reply means a command was complete: the clock starts again for the next.
+                self.deadline = trio.current_time() + self.timeout
                 return
             raise _Hangup
 

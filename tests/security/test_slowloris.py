@@ -1,0 +1,60 @@
+"""Slowloris: a client that trickles bytes must still be cut off by the per-command timeout."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+import relay.imap.session
+import relay.smtp.session
+from tests.helpers import RelayServer
+
+
+async def _trickle_until_closed(stream: trio.abc.Stream, byte: bytes, every: float) -> bytes:
+    """Send `byte` every `every` seconds; return what the server said once it hung up.
+
+    A reset (our byte hit the closed socket) also counts as hung up."""
+    received = bytearray()
+    while True:
+        with trio.move_on_after(every):
+            try:
+                data = await stream.receive_some(4096)
+            except trio.BrokenResourceError:
+                return bytes(received)
+            if not data:
+                return bytes(received)
+            received += data
+            continue
+        try:
+            await stream.send_all(byte)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return bytes(received)
+
+
+@pytest.mark.parametrize("service", ["smtp", "submission"])
+async def test_smtp_trickled_command_line_is_cut_off(
+    relay_server: RelayServer, monkeypatch: pytest.MonkeyPatch, service: str
+) -> None:
+    monkeypatch.setattr(relay.smtp.session, "PRE_AUTH_TIMEOUT", 1.0)
+    monkeypatch.setattr(relay.smtp.session, "IDLE_TIMEOUT", 1.0)
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(relay_server.host, relay_server.port(service))
+        said = await _trickle_until_closed(stream, b"N", every=0.2)
+    assert said.startswith(b"220 ")
+    assert b"421 4.4.2" in said
+
+
+async def test_smtp_trickled_data_is_cut_off(
+    relay_server: RelayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay.smtp.session, "IDLE_TIMEOUT", 1.0)
+    rcpt = f"bob000001@{relay_server.domain}"
+    assert (await relay_server.app.store.login(rcpt, "correct-horse-1", create=True)).ok
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(relay_server.host, relay_server.port("smtp"))
+        await stream.send_all(
+            f"EHLO peer.example\r\nMAIL FROM:<a@peer.example>\r\nRCPT TO:<{rcpt}>\r\n"
+            "DATA\r\n".encode()
+        )
+        said = await _trickle_until_closed(stream, b"x", every=0.2)
+    assert b"354 " in said  # and then the relay hung up, or fail_after would have fired
