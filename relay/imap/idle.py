@@ -7,6 +7,7 @@ minutes so NAT boxes and the client's own five-minute IDLE timeout see a live co
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import trio
@@ -34,7 +35,8 @@ async def cmd_idle(s: Session, cmd: Command) -> str:
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_push_changes, s)
-            event = await s.next_event(None)  # no inactivity limit: keep-alives test the link
+            # No inactivity limit: the keep-alives test the link.
+            event = await s.next_event(math.inf)
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         if group.subgroup(_CONNECTION_GONE) is not None:

@@ -123,12 +123,14 @@ class Session:
 
     # -- input --------------------------------------------------------------------------------
 
-    async def next_event(self, timeout: float | None):  # noqa: ANN201 - engine event union
+    async def next_event(self, deadline: float):  # noqa: ANN201 - engine event union
+        """The next engine event; the client is logged out if it is not complete by `deadline`
+        (a moment, not a silence: a client trickling bytes is cut off all the same)."""
         while True:
             event = self.engine.next_event()
             if event is not NEED_DATA:
                 return event
-            with trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+            with trio.move_on_at(deadline) as scope:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
             if scope.cancelled_caught:
                 self.send(respond.status("BYE", "Disconnected for inactivity."))
@@ -138,7 +140,7 @@ class Session:
 
     async def read_auth_line(self) -> bytes:
         self.engine.expect_auth_response()
-        event = await self.next_event(PREAUTH_TIMEOUT)
+        event = await self.next_event(trio.current_time() + PREAUTH_TIMEOUT)
         if not isinstance(event, AuthResponse):
             raise Disconnect("connection closed during AUTHENTICATE")
         return event.data
@@ -155,9 +157,15 @@ class Session:
             respond.status("OK", "Chatmail relay ready.", "CAPABILITY " + auth.capabilities(self))
         )
         await self.flush()
+        deadline = None
         while not self.logged_out:
-            timeout = AUTH_TIMEOUT if self.user else PREAUTH_TIMEOUT
-            event = await self.next_event(timeout)
+            if deadline is None:
+                # One deadline for a whole command, its literals included.
+                timeout = AUTH_TIMEOUT if self.user else PREAUTH_TIMEOUT
+                deadline = trio.current_time() + timeout
+            event = await self.next_event(deadline)
+            if not isinstance(event, ContinueLiteral):
+                deadline = None
             if isinstance(event, CommandReceived):
                 await self.dispatch(event.command)
             elif isinstance(event, ContinueLiteral):

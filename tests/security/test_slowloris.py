@@ -58,3 +58,14 @@ async def test_smtp_trickled_data_is_cut_off(
         )
         said = await _trickle_until_closed(stream, b"x", every=0.2)
     assert b"354 " in said  # and then the relay hung up, or fail_after would have fired
+
+
+async def test_imap_trickled_command_line_is_cut_off(
+    relay_server: RelayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay.imap.session, "PREAUTH_TIMEOUT", 1.0)
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream(relay_server.host, relay_server.port("imap"))
+        said = await _trickle_until_closed(stream, b"a", every=0.2)
+    assert said.startswith(b"* OK")
+    assert said.endswith(b"* BYE Disconnected for inactivity.\r\n")
