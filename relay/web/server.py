@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 MAX_HEAD = 16 * 1024  # request line + headers; beyond this: 431
 HEAD_TIMEOUT = 15.0  # a whole request head, and the keep-alive idle time before it
-BODY_GRACE = 15.0  # a body gets this long plus its size at MIN_BODY_RATE
+BODY_GRACE = 15.0  # a body gets this long plus the time its bytes so far take at MIN_BODY_RATE
 MIN_BODY_RATE = 16 * 1024  # bytes per second: slower uploads are cut off with 408
 SEND_TIMEOUT = 30.0  # a client that does not read our answer is dropped
 MAX_REQUESTS_PER_CONNECTION = 1000
@@ -87,7 +87,7 @@ class HTTPSession:
             if has_body:  # not worth reading: answer, then close
                 response.headers.append(("Connection", "close"))
             else:
-                await self.read_body(0, 0)
+                await self.read_body(0)
         else:
             route = routes.find(request.path)
             assert route is not None
@@ -96,7 +96,7 @@ class HTTPSession:
             if declared is not None and int(declared) > max_body:
                 await self.send_error(413, too_large)
                 raise _Close
-            request.body = await self.read_body(max_body, int(declared or max_body), too_large)
+            request.body = await self.read_body(max_body, too_large)
             response = await self.call(route, request)
         await self.send_response(response, head_only=method == "HEAD")
 
@@ -122,13 +122,16 @@ class HTTPSession:
             return redirect(f"https://{config.mail_domain}{port}{request.target}", status)
         return None
 
-    async def read_body(self, max_body: int, expected: int, too_large: str = "") -> bytes:
+    async def read_body(self, max_body: int, too_large: str = "") -> bytes:
         chunks: list[bytes] = []
         size = 0
         if self.conn.they_are_waiting_for_100_continue:
             await self.send(h11.InformationalResponse(status_code=100, headers=[]))
         try:
-            with trio.fail_after(BODY_GRACE + expected / MIN_BODY_RATE):
+            # The time allowed grows with the bytes that actually arrived, not with the size
+            # the client announced: a large Content-Length buys no time to trickle (slowloris).
+            start = trio.current_time()
+            with trio.fail_after(BODY_GRACE) as scope:
                 while True:
                     event = await self.next_event()
                     if isinstance(event, h11.EndOfMessage):
@@ -137,6 +140,7 @@ class HTTPSession:
                         raise _Close
                     assert isinstance(event, h11.Data), event
                     size += len(event.data)
+                    scope.deadline = start + BODY_GRACE + size / MIN_BODY_RATE
                     if size > max_body:
                         await self.send_error(413, too_large)
                         raise _Close
