@@ -182,7 +182,9 @@ class Session:
             self.engine.reject(501, "5.1.3 Bad recipient address syntax")
             return
         if self.submission:
-            if sender.lower() != self.login:
+            # ASCII only: str.lower() folds some non-ASCII letters to ASCII ones (the Kelvin
+            # sign to "k"), which would let a user send as a look-alike of the login.
+            if not sender.isascii() or sender.lower() != self.login:
                 self.engine.reject(
                     553,
                     f"5.7.1 <{sender}>: Sender address rejected: not owned by user {self.login}",
