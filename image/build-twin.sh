@@ -80,12 +80,15 @@ echo chatmail >"$root/etc/hostname"
 ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
 # The preset file is the list of units the appliance enables; Buildroot applies it with
 # `systemctl preset-all`, here only for units that exist in Debian.
-grep '^enable ' "$root/usr/lib/systemd/system-preset/80-chatmail.preset" | while read -r _ unit; do
-    template=${unit/@*./@.}
-    if [ -e "$root/usr/lib/systemd/system/$unit" ] || [ -e "$root/usr/lib/systemd/system/$template" ]; then
-        chroot "$root" systemctl enable --quiet "$unit"
-    fi
-done
+grep '^enable ' "$root/usr/lib/systemd/system-preset/80-chatmail.preset" |
+    while read -r _ unit instances; do
+        [ -e "$root/usr/lib/systemd/system/$unit" ] || continue
+        if [ -n "$instances" ]; then # "enable foo@.service a b": the instances foo@a, foo@b
+            for i in $instances; do chroot "$root" systemctl enable --quiet "${unit/@./@$i.}"; done
+        else
+            chroot "$root" systemctl enable --quiet "$unit"
+        fi
+    done
 # No display, LEDs or button in a VM: hwctl runs its simulators, writing frames to RAM, and
 # tests press the simulated button with `python3 -m hwctl press --sim /run/hwctl-sim`.
 mkdir -p "$root/usr/lib/systemd/system/chatmail-hwctl.service.d"
