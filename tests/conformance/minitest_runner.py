@@ -35,6 +35,36 @@ STANDARD_PORTS = {
 }
 PER_TEST_TIMEOUT = 180
 
+# The suite's RelayAdmin runs `ssh root@HOST CMD` (nft rules, journalctl) on a relay's host. Here
+# every relay is a process in this namespace, so `ssh` runs CMD locally: a firewall rule is narrowed
+# to HOST's address, and `journalctl` reads that relay's log file. A cursor is a line number.
+SSH_SHIM = """#!/bin/sh
+host=${1#*@}
+shift
+export RELAY_LOG="$RELAY_LOG_DIR/relay-$host.log"
+if [ "$*" = "nft -f -" ]; then
+    sed "s/ tcp dport / ip daddr $host tcp dport /" | nft -f -
+else
+    sh -c "$*"
+fi
+"""
+JOURNALCTL_SHIM = """#!/bin/sh
+after=0 pattern=. show_cursor=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --show-cursor) show_cursor=1 ;;
+        --after-cursor) after=$2; shift ;;
+        -g) pattern=$2; shift ;;
+    esac
+    shift
+done
+if [ -n "$show_cursor" ]; then
+    echo "-- cursor: $(wc -l < "$RELAY_LOG")"
+else
+    tail -n +"$((after + 1))" "$RELAY_LOG" | grep -E -- "$pattern"
+fi
+"""
+
 
 def loopback_up() -> None:
     """`ip link set lo up` without needing iproute2: a new namespace starts with lo down."""
@@ -70,6 +100,15 @@ def start_relay(host: str, out: Path) -> RelayProcess:
         )
 
 
+def admin_shims(out: Path) -> Path:
+    shims = out / "bin"
+    shims.mkdir(exist_ok=True)
+    for name, text in (("ssh", SSH_SHIM), ("journalctl", JOURNALCTL_SHIM)):
+        (shims / name).write_text(text, encoding="utf-8")
+        (shims / name).chmod(0o755)
+    return shims
+
+
 def run_suite(out: Path, relay2: bool, extra: list[str]) -> int:
     suite = minitest_dir()
     ini = out / "pytest.ini"
@@ -82,7 +121,10 @@ def run_suite(out: Path, relay2: bool, extra: list[str]) -> int:
     env = {
         **os.environ,
         "PYTHONPATH": str(suite),  # its conftest imports `support` as a top-level module
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PATH": os.pathsep.join(
+            [str(admin_shims(out)), str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+        ),
+        "RELAY_LOG_DIR": str(out),
     }
     with (out / "minitest.log").open("wb") as log:
         return subprocess.run(
