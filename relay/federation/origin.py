@@ -3,8 +3,9 @@
 A DNS-name From domain needs a DKIM signature that verifies and whose `d=` is exactly that
 domain (strict alignment, as the official relay's filtermail). Domain-literal senders have no
 DNS to publish keys in; the official relay accepts them without a check and so do we (their
-messages are still end-to-end encrypted and signed, which the clients verify). The federation
-policy applies to the From domain and to the envelope sender's domain.
+messages are still end-to-end encrypted and signed, which the clients verify), except our own
+literal in LAN mode: our users' mail never comes from outside. The federation policy applies to
+the From domain and to the envelope sender's domain.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from relay.federation.policy import REJECT_REPLY, address_domain, normalize, pee
 NO_SIGNATURE = "554 5.7.1 No DKIM signature found"
 NO_VALID_SIGNATURE = "554 5.7.1 No valid DKIM signature found"
 BAD_HEADERS = "500 Failed to parse message headers"
+OWN_DOMAIN = "554 5.7.1 From address in our own domain, from outside"
 MAX_SIGNATURES = 8  # verified per message; more is an attempt to make us do DNS work
 KEY_CACHE_SIZE = 1000
 KEY_CACHE_SECONDS = 3600.0
@@ -70,6 +72,11 @@ async def origin_check(app: Any, message: bytes, mail_from: str) -> str | None:
             app.log.info("federation-policy-refused", domain=peer)
             return REJECT_REPLY
     if domain.startswith("["):
+        # No DNS, no DKIM key: nothing proves where such a message comes from. Our own users'
+        # mail never reaches us from outside, so a literal that is ours can only be forged.
+        if normalize(domain) == normalize(config.address_domain):
+            app.log.info("own-domain-from-outside", domain=domain)
+            return OWN_DOMAIN
         return None
     return await dkim_check(app, message, domain)
 
