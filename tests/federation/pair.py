@@ -1,32 +1,41 @@
-"""Whole relays in the test's trio loop, for federation between two (or more) of them.
+"""Whole relays for federation tests, each on its own loopback address.
 
-Each relay is `relay.server.serve` with its outbound worker, on its own loopback address. The
-peers' SMTP and HTTPS ports are the same number on every address, so one `peer_*_port`
-setting reaches all of them, as port 25 and 443 do on the internet.
+`Relay` is `relay.server.serve` in the test's trio loop (its store and log are at hand);
+`ChildRelay` is `relay serve` in a child process, for tests that stop, crash and restart a
+relay. The peers' SMTP and HTTPS ports are the same number on every address, so one
+`peer_*_port` setting reaches all of them, as port 25 and 443 do on the internet.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import imaplib
 import io
+import signal
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trio
 
-import relay.federation as federation
+from relay import config as config_mod
 from relay.config import Config, Listen
-from relay.federation import inbound
 from relay.log import Logger
 from relay.server import serve
-from relay.web import routes
+from relay.store import QueueEntry
 from tests.federation.conftest import with_federation
-from tests.helpers import SERVICES, client_context
+from tests.helpers import (
+    SERVICES,
+    RelayProcess,
+    client_context,
+    start_relay_process,
+    stop_relay_process,
+)
 
 PASSWORD = "password-for-tests"
 
@@ -60,35 +69,19 @@ def shared_ports(hosts: list[str]) -> dict[str, int]:
     return found
 
 
-def relay_config(data_dir: Path, host: str, ports: dict[str, int], **fed: Any) -> Any:
+def relay_config(data_dir: Path, host: str, ports: dict[str, int], **fed: Any) -> Config:
     """A LAN-mode relay on `host`, reaching its peers on the shared SMTP and HTTPS ports."""
     config = Config(mail_domain=host, data_dir=data_dir, listen=Listen(address=[host], **ports))
     keys = {"peer_smtp_port": ports["smtp"], "peer_https_port": ports["https"], "retry_initial": 1}
     return with_federation(config, **{**keys, **fed})
 
 
-def ensure_mxdeliv_route() -> None:
-    """Until the web server routes /mxdeliv itself, add the route the federation provides."""
-    if routes.find("/mxdeliv") is None:
-        routes.ROUTES.append(
-            routes.Route(
-                "/mxdeliv",
-                frozenset({"POST"}),
-                inbound.route,
-                max_body=lambda config: config.limits.max_message_size,
-                plain_http=True,
-            )
-        )
-
-
 @dataclass
-class Relay:
-    config: Any
-    log_stream: io.StringIO = field(default_factory=io.StringIO)
+class Endpoint:
+    """What users see of a relay: SMTPS submission and IMAPS."""
+
+    config: Config
     ca_file: str = ""  # clients trust this CA instead of the relay's own (self-signed) cert
-    app: Any = None
-    _scope: trio.CancelScope | None = None
-    _stopped: trio.Event | None = None
 
     @property
     def host(self) -> str:
@@ -97,36 +90,6 @@ class Relay:
     def address(self, local: str) -> str:
         return f"{local}@{self.config.address_domain}"
 
-    async def start(self, nursery: trio.Nursery) -> None:
-        ensure_mxdeliv_route()
-        self._stopped = trio.Event()
-        self.app = await nursery.start(self._run)
-
-    async def _run(self, task_status: trio.TaskStatus[Any]) -> None:
-        log = Logger(stream=self.log_stream, level="info")
-        try:
-            with trio.CancelScope() as self._scope:
-                async with trio.open_nursery() as inner:
-                    listening = await inner.start(
-                        lambda task_status: serve(self.config, log=log, task_status=task_status)
-                    )
-                    if federation.worker(listening.app) is None:
-                        await inner.start(federation.run_outbound, listening.app)
-                    task_status.started(listening.app)
-        finally:
-            self._stopped.set()
-
-    async def stop(self) -> None:
-        self._scope.cancel()
-        await self._stopped.wait()
-
-    def replacement(self, data_dir: Path) -> Relay:
-        """A relay for the same address with fresh data (a stopped relay's store stays locked
-        in this process: open_store skips closing its database when cancelled)."""
-        base = getattr(self.config, "_config", self.config)
-        config = dataclasses.replace(base, data_dir=data_dir)
-        return Relay(with_federation(config, **dataclasses.asdict(self.config.federation)))
-
     def client_context(self) -> ssl.SSLContext:
         if not self.ca_file:
             return client_context(self.config)
@@ -134,16 +97,8 @@ class Relay:
         ctx.check_hostname = False  # clients connect to the IP; the name is checked by peers
         return ctx
 
-    def log_lines(self, event: str) -> list[str]:
-        return [
-            line for line in self.log_stream.getvalue().splitlines() if f" {event} " in f"{line} "
-        ]
-
-    async def account(self, addr: str) -> None:
-        assert (await self.app.store.login(addr, PASSWORD, create=True)).ok
-
     async def submit(self, sender: str, recipients: list[str], message: bytes) -> None:
-        """Send like a Delta Chat client: SMTPS with login, in a thread (blocking smtplib)."""
+        """Send like a Delta Chat client: SMTPS with login (which creates the account)."""
 
         def send() -> None:
             port = self.config.listen.submissions
@@ -155,28 +110,103 @@ class Relay:
         await trio.to_thread.run_sync(send)
 
     async def fetch_inbox(self, addr: str) -> list[bytes]:
-        """Every message in INBOX over IMAPS, as a client sees it."""
+        """Every message in INBOX over IMAPS, as a client sees it (logging in creates it)."""
+        return await self.wait_for_mail(addr, count=0)
 
-        def fetch() -> list[bytes]:
-            ctx = self.client_context()
+    async def wait_for_mail(self, addr: str, count: int = 1, timeout: float = 20.0) -> list[bytes]:
+        """INBOX over IMAPS once it holds at least `count` messages."""
+
+        def poll() -> list[bytes]:
+            deadline = time.monotonic() + timeout
             with imaplib.IMAP4_SSL(
-                self.host, self.config.listen.imaps, ssl_context=ctx, timeout=20
+                self.host, self.config.listen.imaps, ssl_context=self.client_context(), timeout=20
             ) as imap:
                 imap.login(addr, PASSWORD)
                 imap.select("INBOX")
-                _, data = imap.uid("SEARCH", "ALL")
+                while True:
+                    _, data = imap.uid("SEARCH", "ALL")
+                    uids = data[0].split()
+                    if len(uids) >= count:
+                        break
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{len(uids)} of {count} messages for {addr}")
+                    time.sleep(0.05)
+                    imap.noop()
                 found = []
-                for uid in data[0].split():
+                for uid in uids:
                     _, parts = imap.uid("FETCH", uid, "(BODY.PEEK[])")
                     found.append(parts[0][1])
                 return found
 
-        return await trio.to_thread.run_sync(fetch)
+        return await trio.to_thread.run_sync(poll)
 
-    async def wait_for_mail(self, addr: str, count: int = 1, timeout: float = 20.0) -> list[bytes]:
-        with trio.fail_after(timeout):
-            while True:
-                snap = await self.app.store.snapshot(addr, "INBOX")
-                if len(snap.messages) >= count:
-                    return await self.fetch_inbox(addr)
-                await trio.sleep(0.05)
+    async def command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`relay <args> --config F`, as an operator types it."""
+        config_path = self.config.data_dir.with_suffix(".toml")
+        config_path.write_text(config_mod.to_toml(self.config), encoding="utf-8")
+        argv = [sys.executable, "-m", "relay", *args, "--config", str(config_path)]
+        return await trio.to_thread.run_sync(
+            lambda: subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        )
+
+
+@dataclass
+class Relay(Endpoint):
+    """`relay.server.serve` in the test's trio loop, logging into `log_stream`."""
+
+    log_stream: io.StringIO = field(default_factory=io.StringIO)
+    app: Any = None
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        log = Logger(stream=self.log_stream, level="info")
+        listening = await nursery.start(
+            lambda task_status: serve(self.config, log=log, task_status=task_status)
+        )
+        self.app = listening.app
+
+    def log_lines(self, event: str) -> list[str]:
+        return [
+            line for line in self.log_stream.getvalue().splitlines() if f" {event} " in f"{line} "
+        ]
+
+    async def account(self, addr: str) -> None:
+        assert (await self.app.store.login(addr, PASSWORD, create=True)).ok
+
+    async def queue(self) -> list[QueueEntry]:
+        return await self.app.store.queue_list()
+
+    async def queue_empty(self) -> bool:
+        return not await self.queue()
+
+    async def tried(self) -> bool:
+        """Every queued message has had at least one delivery attempt (and one is queued)."""
+        entries = await self.queue()
+        return bool(entries) and all(e.attempts for e in entries)
+
+
+@dataclass
+class ChildRelay(Endpoint):
+    """`relay serve --config F` in a child process; its log goes to `log_path`."""
+
+    child: RelayProcess | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.config.data_dir.with_suffix(".log")
+
+    async def start(self) -> None:
+        def run() -> RelayProcess:
+            with self.log_path.open("ab") as log:
+                path = self.config.data_dir.with_suffix(".toml")
+                return start_relay_process(self.config, path, stdout=log, stderr=subprocess.STDOUT)
+
+        self.child = await trio.to_thread.run_sync(run)
+
+    async def stop(self) -> None:
+        """SIGTERM, as systemd stops it."""
+        await trio.to_thread.run_sync(stop_relay_process, self.child)
+
+    async def crash(self) -> None:
+        """SIGKILL: the relay gets no chance to finish anything."""
+        self.child.process.send_signal(signal.SIGKILL)
+        await trio.to_thread.run_sync(self.child.process.wait)

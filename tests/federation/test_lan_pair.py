@@ -1,5 +1,6 @@
 """Two LAN-mode relays on 127.0.0.2 and 127.0.0.3 exchanging mail as their users see it:
-SMTPS submission on one, IMAPS on the other, /mxdeliv or SMTP between them."""
+SMTPS submission on one, IMAPS on the other, /mxdeliv or SMTP between them. Nothing but the
+relays themselves moves the mail: submission queues it, the outbound worker sends it."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from relay.federation import kick
+from tests.federation.conftest import wait_until
 from tests.federation.mail import encrypted, plain
-from tests.federation.pair import Relay, relay_config, shared_ports
+from tests.federation.pair import ChildRelay, Relay, relay_config, shared_ports
 from tests.helpers import client_context
 
 A_IP, B_IP = "127.0.0.2", "127.0.0.3"
@@ -44,7 +45,6 @@ async def exchange(a: Relay, b: Relay, text: str) -> tuple[bytes, bytes]:
     await b.account(bob)
     message = encrypted(alice, [bob], text)
     await a.submit(alice, [bob], message)
-    kick(a.app)
     [got] = await b.wait_for_mail(bob)
     return message, got
 
@@ -84,26 +84,29 @@ async def test_smtp_closed_http_carries_it(tmp_path: Path, ports, nursery) -> No
 
 
 async def test_both_closed_waits_in_the_queue_until_the_peer_is_back(
-    pair: tuple[Relay, Relay], nursery: trio.Nursery, tmp_path: Path
+    tmp_path: Path, ports, nursery: trio.Nursery
 ) -> None:
-    a, b = pair
-    alice, bob = a.address("alice1234"), b.address("bob123456")
-    await a.account(alice)
-    await b.account(bob)
-    await b.stop()
-    message = encrypted(alice, [bob], "are you there?")
-    await a.submit(alice, [bob], message)
-    kick(a.app)
-    with trio.fail_after(10):
-        while not (entries := await a.app.store.queue_list()) or not entries[0].attempts:
-            await trio.sleep(0.05)
-    assert entries[0].last_error.startswith("421 Failed to connect to any mail server")
-    back = b.replacement(tmp_path / "b-again")
-    await back.start(nursery)
-    await back.account(bob)
-    [got] = await back.wait_for_mail(bob, timeout=30)
-    assert body_of(got) == body_of(message)
-    assert await a.app.store.queue_list() == []
+    """B is `relay serve` in its own process: stopped as systemd stops it, then started again."""
+    a = Relay(relay_config(tmp_path / "a", A_IP, ports))
+    b = ChildRelay(relay_config(tmp_path / "b", B_IP, ports))
+    await a.start(nursery)
+    await b.start()
+    try:
+        alice, bob = a.address("alice1234"), b.address("bob123456")
+        await a.account(alice)
+        assert await b.fetch_inbox(bob) == []  # bob's first login creates his account
+        await b.stop()
+        message = encrypted(alice, [bob], "are you there?")
+        await a.submit(alice, [bob], message)
+        await wait_until(a.tried)
+        [entry] = await a.queue()
+        assert entry.last_error.startswith("421 Failed to connect to any mail server")
+        await b.start()
+        [got] = await b.wait_for_mail(bob, timeout=30)
+        assert body_of(got) == body_of(message)
+        await wait_until(a.queue_empty)
+    finally:
+        await b.stop()
 
 
 async def test_peers_refuse_unencrypted_mail_on_both_paths(pair: tuple[Relay, Relay]) -> None:
@@ -132,5 +135,4 @@ async def test_peers_refuse_unencrypted_mail_on_both_paths(pair: tuple[Relay, Re
     with pytest.raises(smtplib.SMTPDataError) as e:
         await trio.to_thread.run_sync(smtp)
     assert e.value.smtp_code == 523
-    assert await b.app.store.snapshot(bob, "INBOX") is not None
-    assert (await b.app.store.snapshot(bob, "INBOX")).messages == []
+    assert await b.fetch_inbox(bob) == []
