@@ -1,4 +1,8 @@
-"""Port 25 (MX): other relays deliver to our users; the same PGP gate, no AUTH, no relaying."""
+"""Port 25 (MX): other relays deliver to our users; the same PGP gate, no AUTH, no relaying.
+
+Senders here are domain literals (user@[127.0.0.9]), which have no DNS for DKIM keys and are
+accepted without a signature, as the official relay does; a DNS-name sender domain needs one.
+"""
 
 from __future__ import annotations
 
@@ -16,12 +20,12 @@ from tests.smtp.session_helpers import (
     plain,
 )
 
-REMOTE = "sender01@remote.example"
+REMOTE = "sender01@[127.0.0.9]"
 
 
 async def test_encrypted_mail_from_another_relay_is_stored(relay_server: RelayServer) -> None:
     [bob] = await create_accounts(relay_server, "bob000001")
-    message = b"DKIM-Signature: v=1; d=remote.example; b=x\r\n" + encrypted(REMOTE)
+    message = b"DKIM-Signature: v=1; d=example.org; b=x\r\n" + encrypted(REMOTE)
 
     def run() -> tuple[int, bytes]:
         with mx(relay_server) as client:
@@ -107,7 +111,11 @@ async def test_unencrypted_incoming_is_refused(relay_server: RelayServer) -> Non
 
 async def test_bounce_from_mailer_daemon_is_accepted(relay_server: RelayServer) -> None:
     [bob] = await create_accounts(relay_server, "bob000001")
-    report = mailer_daemon().replace(b"bob000001@[127.0.0.1]", bob.encode())
+    report = (
+        mailer_daemon()
+        .replace(b"bob000001@[127.0.0.1]", bob.encode())
+        .replace(b"MAILER-DAEMON@remote.example", b"MAILER-DAEMON@[127.0.0.9]")
+    )
 
     def run() -> dict:
         with mx(relay_server) as client:
@@ -128,3 +136,20 @@ async def test_forged_envelope_sender_is_accepted(relay_server: RelayServer) -> 
 
     assert await in_thread(run) == {}
     assert len(await inbox(relay_server, bob)) == 1
+
+
+async def test_unsigned_mail_from_a_dns_name_domain_is_refused(relay_server: RelayServer) -> None:
+    """Anyone could claim a DNS-name domain; only its DKIM signature shows the mail is its."""
+    [bob] = await create_accounts(relay_server, "bob000001")
+    sender = "sender01@remote.example"
+
+    def run() -> tuple[int, bytes]:
+        with mx(relay_server) as client:
+            try:
+                client.sendmail(sender, [bob], encrypted(sender))
+            except smtplib.SMTPDataError as e:
+                return e.smtp_code, e.smtp_error
+        return 0, b""
+
+    assert await in_thread(run) == (554, b"5.7.1 No DKIM signature found")
+    assert await inbox(relay_server, bob) == []
