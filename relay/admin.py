@@ -35,6 +35,7 @@ from relay.federation.queue_ops import QueueCommandError, admin_queue
 RESET_FLAG = ".factory-reset"
 MAX_LINE = 64 * 1024
 MAX_CONNECTIONS = 16
+SEND_TIMEOUT = 10.0  # a client that stops reading its answers or events is dropped
 PENDING_ONBOARDINGS = 32  # LAN credentials handed out and not used yet, newest kept
 DISK_DEGRADED_PERCENT = 90
 TIMESYNC_DIR = Path("/run/systemd/timesync")
@@ -249,7 +250,8 @@ async def _connection(service: AdminService, stream: trio.SocketStream, limiter)
 
     async def send(message: dict[str, Any]) -> None:
         async with send_lock:
-            await stream.send_all(json.dumps(message).encode() + b"\n")
+            with trio.fail_after(SEND_TIMEOUT):
+                await stream.send_all(json.dumps(message).encode() + b"\n")
 
     async def forward(events: trio.MemoryReceiveChannel[dict[str, Any]]) -> None:
         async with events:
@@ -273,7 +275,9 @@ async def _connection(service: AdminService, stream: trio.SocketStream, limiter)
                         reply = await _answer(service, line, nursery, forward)
                         await send(reply)
             nursery.cancel_scope.cancel()
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
+    except* (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
+        # The client went away or stopped reading. The nursery wraps this in a group, which
+        # a plain except would miss, and it would end serve_admin and with it the relay.
         pass
 
 
