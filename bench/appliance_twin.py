@@ -33,9 +33,14 @@ def sectors_written(twin: Twin) -> int:
     return int(stat[6]) * 512
 
 
-def relay_ready_seconds(twin: Twin) -> float:
-    out = twin.check("systemctl show -P ActiveEnterTimestampMonotonic chatmail-relay.service")
-    return int(out.strip()) / 1e6
+def relay_ready_seconds(twin: Twin, timeout: float = 60) -> float:
+    """When systemd got the relay's READY=1 (it may trail the first greeting by a moment)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = twin.check("systemctl show -P ActiveEnterTimestampMonotonic chatmail-relay")
+        if int(out.strip()) or time.monotonic() > deadline:
+            return int(out.strip()) / 1e6
+        time.sleep(1)
 
 
 def boot(twin: Twin) -> tuple[float, float, int]:
