@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
@@ -42,16 +43,29 @@ class GCRA:
             self._tat.popitem(last=False)
 
 
+def client_key(ip: str) -> str:
+    """One key per client: an IPv6 client usually owns a whole /64."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return f"ip:{ip}"
+    if address.version == 6:
+        return f"ip:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
+    return f"ip:{address}"
+
+
 class TooManyFailures(Exception):
     """Raised instead of attempting a login while a key is locked out."""
 
 
 class AuthThrottle:
-    """Failed logins cost time: each failure per IP and per account delays the next attempt.
+    """Failed logins cost time: each failure per client and per account delays the next attempt.
 
-    Failures are counted per key; after `free_failures` the next attempt waits
-    `base_delay * 2**(n - free_failures)` seconds (capped), and beyond `lockout_after`
-    attempts are refused outright until `window` seconds pass without failures.
+    Failures are counted per client network (an IPv4 address, an IPv6 /64) and per account;
+    after `free_failures` the next attempt waits `base_delay * 2**(n - free_failures)` seconds
+    (capped). A client beyond `lockout_after` failures is refused outright until `window`
+    seconds pass without failures. Accounts are only slowed down, never locked: a lockout per
+    account would let anyone lock a user out of their own mailbox.
     """
 
     def __init__(
@@ -80,15 +94,16 @@ class AuthThrottle:
         return count
 
     async def before_attempt(self, ip: str, account: str | None = None) -> None:
-        worst = max(self._count(f"ip:{ip}"), self._count(f"acct:{account}") if account else 0)
-        if worst >= self.lockout_after:
+        by_client = self._count(client_key(ip))
+        if by_client >= self.lockout_after:
             raise TooManyFailures(ip)
+        worst = max(by_client, self._count(f"acct:{account}") if account else 0)
         if worst > self.free_failures:
             exponent = worst - self.free_failures - 1
             await trio.sleep(min(self.max_delay, self.base_delay * 2**exponent))
 
     def record_failure(self, ip: str, account: str | None = None) -> None:
-        for key in (f"ip:{ip}", f"acct:{account}" if account else None):
+        for key in (client_key(ip), f"acct:{account}" if account else None):
             if key is None:
                 continue
             self._failures[key] = (self._count(key) + 1, self.clock())
