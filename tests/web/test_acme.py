@@ -133,6 +133,15 @@ async def wait_for_new_certificate(
 
 async def test_issue_serve_renew_and_swap_without_restart(relay_server, pebble):
     keeper = acme.CertificateKeeper(relay_server.app)
+
+    def ours(text: str) -> list[str]:
+        """The relay runs a keeper of its own (for the fixture's CA); these lines are ours."""
+        return [
+            line
+            for line in text.splitlines()
+            if "acme-failed" in line and f":{closed_port}/" in line
+        ]
+
     async with trio.open_nursery() as nursery:
         await nursery.start(keeper.run)
         first = await wait_for_new_certificate(keeper, None)
@@ -184,18 +193,27 @@ async def test_an_unreachable_ca_is_reported_and_retried(relay_server, monkeypat
     log = io.StringIO()
     monkeypatch.setattr(relay_server.app.log, "stream", log)
     keeper = acme.CertificateKeeper(relay_server.app)
+
+    def ours(text: str) -> list[str]:
+        """The relay runs a keeper of its own (for the fixture's CA); these lines are ours."""
+        return [
+            line
+            for line in text.splitlines()
+            if "acme-failed" in line and f":{closed_port}/" in line
+        ]
+
     async with trio.open_nursery() as nursery:
         await nursery.start(keeper.run)
         with trio.fail_after(30):
-            while log.getvalue().count("acme-failed") < 2:
+            while len(ours(log.getvalue())) < 2:
                 await trio.sleep(0.1)
         # Meanwhile the relay serves with the certificate it has.
         client = await connect(relay_server)
         assert (await client.request("GET", AUTOCONFIG)).status == 200
         await client.aclose()
         nursery.cancel_scope.cancel()
-    first_error = next(line for line in log.getvalue().splitlines() if "acme-failed" in line)
-    assert "cannot reach the ACME directory" in first_error and str(closed_port) in first_error
+    first_error = ours(log.getvalue())[0]
+    assert "cannot reach the ACME directory" in first_error
     assert "retry_in_s=" in first_error
 
 
