@@ -16,6 +16,7 @@ import trio
 
 from relay.server import Peer
 from relay.web import routes
+from relay.web.state import web_state
 from relay.web.types import Request, Response, redirect, text_response
 
 if TYPE_CHECKING:
@@ -35,9 +36,23 @@ class _Close(Exception):
 
 
 async def handle(stream: trio.abc.Stream, peer: Peer, app: App, *, service: str) -> None:
-    session = HTTPSession(stream, peer, app, service)
-    with contextlib.suppress(_Close):
-        await session.run()
+    cap = app.config.limits.max_connections_per_ip
+    with web_state(app).connections.holding(peer.ip, cap) as admitted:
+        if not admitted:
+            app.log.warning("http-too-many-connections", ip=app.log.redact(peer.ip))
+            with trio.move_on_after(5):
+                await stream.send_all(TOO_MANY_CONNECTIONS)
+            return
+        session = HTTPSession(stream, peer, app, service)
+        with contextlib.suppress(_Close):
+            await session.run()
+
+
+_BUSY_BODY = b"too many connections from your address\n"
+TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
 
 
 class HTTPSession:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from relay.config import Config
-from relay.ratelimit import GCRA
+from relay.ratelimit import GCRA, ConnectionCounter
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -26,6 +26,7 @@ def new_account_rate(config: Config) -> tuple[float, int]:
 class WebState:
     new_account_limit: GCRA
     recent: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    connections: ConnectionCounter = field(default_factory=ConnectionCounter)  # per client IP
 
     def remember(self, addr: str) -> bool:
         """Record an issued address; False if it was issued before."""
