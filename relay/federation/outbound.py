@@ -85,6 +85,7 @@ class Outbound:
             self.app.log.error("queue-attempt-failed", id=entry.id, error=repr(e))
         finally:
             self._busy.discard(entry.id)
+            self.kick()  # the entry's next attempt may be due before the next scan
 
     async def attempt(self, entry: QueueEntry) -> None:
         """One delivery attempt of one queue entry, with its bookkeeping."""
@@ -123,6 +124,8 @@ class Outbound:
         app.log.info(
             "queue-attempt",
             id=entry.id,
+            # Postfix's words, which operators and the conformance suite look for.
+            status="deferred" if waiting else "bounced" if failed else "sent",
             delivered=len(delivered),
             failed=len(failed),
             waiting=len(waiting),

@@ -68,7 +68,7 @@ class HTTPSession:
             try:
                 await self.one_request()
             except h11.RemoteProtocolError as e:
-                await self.send_error(e.error_status_hint, str(e) or "bad request")
+                await self.send_error(e.error_status_hint, f"{e or 'bad request'}\n")
                 return
             if self.conn.our_state is not h11.DONE or self.conn.their_state is not h11.DONE:
                 return
@@ -81,7 +81,7 @@ class HTTPSession:
         except trio.TooSlowError:
             if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
                 raise _Close from None  # an idle keep-alive connection: just close it
-            await self.send_error(408, "request head took too long")
+            await self.send_error(408, "request head took too long\n")
             raise _Close from None
         if isinstance(event, h11.ConnectionClosed):
             raise _Close
@@ -89,7 +89,7 @@ class HTTPSession:
         # h11 bounds only heads that arrive incomplete; one that arrives whole is checked here.
         head_size = len(event.target) + sum(len(k) + len(v) + 4 for k, v in event.headers)
         if head_size > MAX_HEAD:
-            await self.send_error(431, "request head too large")
+            await self.send_error(431, "request head too large\n")
             raise _Close
         method = event.method.decode("ascii", "replace")
         target = event.target.decode("ascii", "replace")
@@ -107,7 +107,7 @@ class HTTPSession:
             route = routes.find(request.path)
             assert route is not None
             max_body = route.max_body(self.app.config)
-            too_large = route.too_large or f"body larger than {max_body} bytes"
+            too_large = route.too_large or f"body larger than {max_body} bytes\n"
             if declared is not None and int(declared) > max_body:
                 await self.send_error(413, too_large)
                 raise _Close
@@ -161,7 +161,7 @@ class HTTPSession:
                         raise _Close
                     chunks.append(event.data)
         except trio.TooSlowError:
-            await self.send_error(408, "request body took too long")
+            await self.send_error(408, "request body took too long\n")
             raise _Close from None
 
     async def call(self, route: routes.Route, request: Request) -> Response:
@@ -200,11 +200,11 @@ class HTTPSession:
             await self.send(h11.Data(data=response.body))
         await self.send(h11.EndOfMessage())
 
-    async def send_error(self, status: int, message: str) -> None:
-        """Answer a request we will not serve, then let the connection close."""
+    async def send_error(self, status: int, body: str) -> None:
+        """Answer a request we will not serve with `body` as it is, then let the connection close."""
         if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
-        response = text_response(status, message + "\n", headers=[("Connection", "close")])
+        response = text_response(status, body, headers=[("Connection", "close")])
         with contextlib.suppress(_Close, h11.LocalProtocolError):
             await self.send_response(response)
 

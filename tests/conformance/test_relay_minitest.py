@@ -42,13 +42,7 @@ FIREWALL = [
 
 
 # Tests that fail for a known relay gap, with the gap; strict: a pass means remove the entry.
-RELAY_GAPS = {
-    "TestMultiRelay::test_delivery_port_blocked": (
-        "the relay defers correctly (421, retried) but its log line `queue-attempt ... waiting=1` "
-        "has neither Postfix's `status=deferred` nor madmail's `delivery attempt failed`, which "
-        "the test greps for (relay/federation/outbound.py)"
-    ),
-}
+RELAY_GAPS: dict[str, str] = {}
 
 
 def _skip_reason() -> str | None:

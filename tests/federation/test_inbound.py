@@ -146,11 +146,6 @@ async def test_a_message_over_the_limit_is_413_with_552(receiver: Relay) -> None
     assert status == 413 and body.rstrip(b"\n") == TOO_BIG
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relay bug: relay.web.server.HTTPSession.send_error appends a newline to the "
-    "route's too_large text, so the 413 body is not the anchor's exact reply line",
-)
 async def test_the_413_body_is_exactly_the_reply_line(receiver: Relay) -> None:
     assert await post(receiver, headers(ANNA, BOB), b"", length=MAX_SIZE + 1) == (413, TOO_BIG)
 

@@ -191,11 +191,6 @@ async def test_both_ports_closed_then_reopened_delivers_on_retry(
     assert len(peer.posts) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="relay bug: Outbound.run sleeps until the next rescan (RESCAN_SECONDS) after an "
-    "attempt reschedules a message, so a retry due sooner waits for that rescan",
-)
 async def test_a_retry_comes_when_it_is_due_not_at_the_next_queue_scan(
     start_sender: StartSender,
 ) -> None:
