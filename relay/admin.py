@@ -33,7 +33,7 @@ from relay.events import EventHub
 from relay.federation.queue_ops import QueueCommandError, admin_queue
 
 RESET_FLAG = ".factory-reset"
-MAX_LINE = 64 * 1024
+MAX_LINE = 16 << 20  # an identity import carries every account (about 150 bytes each)
 MAX_CONNECTIONS = 16
 SEND_TIMEOUT = 10.0  # a client that stops reading its answers or events is dropped
 PENDING_ONBOARDINGS = 32  # LAN credentials handed out and not used yet, newest kept

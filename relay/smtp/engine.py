@@ -30,6 +30,8 @@ from relay.smtp.syntax import SyntaxProblem, mail_param_problem, parse_path_and_
 
 MAX_COMMAND_LINE = 2048  # RFC says 512; AUTH PLAIN responses and long addresses need more
 MAX_ERRORS = 20  # protocol errors before we hang up, like Postfix's smtpd_hard_error_limit
+MAX_JUNK = 100  # NOOP/RSET/VRFY per connection, like Postfix's smtpd_junk_command_limit
+JUNK_COMMANDS = frozenset({"NOOP", "RSET", "VRFY"})
 
 
 class State(Enum):
@@ -81,6 +83,7 @@ class SMTPEngine:
         self.authenticated: str | None = None  # the username once AUTH succeeded
         self.helo: str | None = None
         self.errors = 0
+        self.junk = 0  # commands that only keep a connection alive
         self._in = bytearray()
         self._out = bytearray()
         self._eof = False
@@ -236,6 +239,12 @@ class SMTPEngine:
         handler = _COMMANDS.get(verb.upper())
         if handler is None:
             return self._error(500, "5.5.2 Error: command not recognized")
+        if verb.upper() in JUNK_COMMANDS:
+            self.junk += 1
+            if self.junk > MAX_JUNK:
+                self._reply(421, f"4.7.0 {self.hostname} Error: too many junk commands")
+                self._close("junk")
+                return None
         return handler(self, arg.strip())
 
     def _hello(self, name: str, *, extended: bool) -> None:

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from relay.smtp.engine import MAX_COMMAND_LINE, MAX_ERRORS, SMTPEngine
+from relay.smtp.engine import MAX_COMMAND_LINE, MAX_ERRORS, MAX_JUNK, SMTPEngine
 from relay.smtp.events import (
     NEED_DATA,
     AuthAttempt,
@@ -291,3 +291,16 @@ def test_undecodable_command_line() -> None:
     engine = make_engine()
     pump(engine, b"MAIL FROM:<\xff@x>\r\nNOOP\r\n")
     assert engine.data_to_send() == b"500 5.5.2 Error: bad UTF-8 syntax\r\n250 2.0.0 Ok\r\n"
+
+
+def test_a_client_that_only_keeps_the_connection_alive_is_sent_away() -> None:
+    engine = make_engine()
+    pump(engine, b"EHLO c\r\n")
+    engine.data_to_send()
+    pump(engine, b"NOOP\r\nRSET\r\nVRFY someone\r\n" * (MAX_JUNK // 3) + b"NOOP\r\n" * 3)
+    replies = engine.data_to_send().decode().split("\r\n")[:-1]
+    assert replies[:MAX_JUNK] == ["250 2.0.0 Ok", "250 2.0.0 Ok", "252 2.0.0 someone"] * (
+        MAX_JUNK // 3
+    ) + ["250 2.0.0 Ok"] * (MAX_JUNK % 3)
+    assert replies[-1].startswith("421 4.7.0 ") and "too many junk commands" in replies[-1]
+    assert isinstance(engine.next_event(), Closed)
