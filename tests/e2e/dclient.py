@@ -59,7 +59,11 @@ class LiveRelay:
             stop_relay_process(self.process)
             self.process = None
 
-    def restart(self) -> None:
+    def restart(self, crash: bool = False) -> None:
+        """Stop (SIGTERM, or SIGKILL when `crash`) and start again on the same ports and data."""
+        if crash and self.process is not None:
+            self.process.process.kill()
+            self.process.process.wait(10)
         self.stop()
         self.start()
 

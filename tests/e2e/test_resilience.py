@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.e2e.dclient import LiveRelay, Profile
 
 RECONNECT_TIMEOUT = 150  # the core backs off reconnects and rate-limits its own logins
@@ -20,8 +22,9 @@ def test_message_to_offline_receiver_arrives_when_it_comes_online(
     assert bob.wait_incoming().text == "while you were away"
 
 
+@pytest.mark.parametrize("crash", [False, True], ids=["sigterm", "sigkill"])
 def test_relay_restart_mid_conversation_loses_nothing(
-    relay: LiveRelay, pair: tuple[Profile, Profile]
+    relay: LiveRelay, pair: tuple[Profile, Profile], crash: bool
 ) -> None:
     alice, bob = pair
     to_bob, to_alice = alice.chat_with(bob), bob.chat_with(alice)
@@ -32,7 +35,7 @@ def test_relay_restart_mid_conversation_loses_nothing(
     bob.go_offline()
     msg = alice.call(to_bob.send_text, "stored across the restart")
     alice.wait_for("MsgDelivered", lambda e: e.msg_id == msg.id)
-    relay.restart()
+    relay.restart(crash=crash)
     bob.go_online(timeout=RECONNECT_TIMEOUT)
     assert bob.wait_incoming(timeout=RECONNECT_TIMEOUT).text == "stored across the restart"
 
