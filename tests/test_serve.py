@@ -198,3 +198,27 @@ def test_sighup_with_a_broken_config_keeps_serving(tmp_path: Path) -> None:
         stop_relay_process(relay)
     assert relay.process.stderr is not None
     assert "reload-failed" in relay.process.stderr.read().decode()
+
+
+async def test_a_stopped_relay_can_start_again_in_the_same_process(tmp_path: Path) -> None:
+    import trio
+
+    from relay.server import serve
+
+    config = make_config(tmp_path / "data")
+    addr = f"abcdefghi@{config.address_domain}"
+    for round_ in range(2):
+        async with trio.open_nursery() as nursery:
+            listening = await nursery.start(
+                lambda task_status: serve(
+                    config, log=Logger(level="error"), task_status=task_status
+                )
+            )
+            store = listening.app.store
+            assert (await store.login(addr, "password123", create=True)).ok
+            if round_ == 0:
+                await store.deliver([addr], b"Subject: kept\r\n\r\nbody\r\n")
+            else:
+                snapshot = await store.snapshot(addr, "INBOX")
+                assert len(snapshot.messages) == 1  # closed cleanly, reopened with its data
+            nursery.cancel_scope.cancel()

@@ -382,4 +382,5 @@ async def open_store(
             finally:
                 nursery.cancel_scope.cancel()
     finally:
-        await trio.to_thread.run_sync(close, db, seglog, lock)
+        with trio.CancelScope(shield=True):  # shutdown is a cancellation: close regardless
+            await trio.to_thread.run_sync(close, db, seglog, lock)
