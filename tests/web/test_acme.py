@@ -133,15 +133,6 @@ async def wait_for_new_certificate(
 
 async def test_issue_serve_renew_and_swap_without_restart(relay_server, pebble):
     keeper = acme.CertificateKeeper(relay_server.app)
-
-    def ours(text: str) -> list[str]:
-        """The relay runs a keeper of its own (for the fixture's CA); these lines are ours."""
-        return [
-            line
-            for line in text.splitlines()
-            if "acme-failed" in line and f":{closed_port}/" in line
-        ]
-
     async with trio.open_nursery() as nursery:
         await nursery.start(keeper.run)
         first = await wait_for_new_certificate(keeper, None)
