@@ -99,8 +99,13 @@ def start_relay_process(config: Config, config_path: Path, **popen: object) -> R
     process = subprocess.Popen(
         [sys.executable, "-m", "relay", "serve", "--config", str(config_path)], env=env, **popen
     )
-    for port in config.listen.services().values():
-        wait_for_port(config.listen.address[0], port)
+    try:
+        for port in config.listen.services().values():
+            wait_for_port(config.listen.address[0], port)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
     return RelayProcess(config=config, config_path=config_path, process=process)
 
 
