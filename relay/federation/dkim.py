@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from relay.addresses import parse_addresses
 from relay.durable import write_atomically
 
 KEY_BITS = 2048
@@ -82,7 +82,7 @@ def from_domain(message: bytes) -> str | None:
     """The domain of the single From address, lower case; None if there is not exactly one."""
     headers = BytesHeaderParser().parsebytes(message)
     values = headers.get_all("From") or []
-    addresses = getaddresses([str(v) for v in values])
+    addresses = [a for v in values for a in parse_addresses(str(v))]
     if len(addresses) != 1 or "@" not in addresses[0][1]:
         return None
     return addresses[0][1].rpartition("@")[2].lower()

@@ -13,7 +13,9 @@ from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
+
+from relay.addresses import parse_addresses
 
 from .fetchspec import Section
 from .searchkeys import MessageText
@@ -208,7 +210,7 @@ def _addresses(values: list[str] | None) -> list | None:
     if not values:
         return None
     result = []
-    for name, addr in getaddresses([_unfold(str(v)) for v in values]):
+    for name, addr in (a for v in values for a in parse_addresses(_unfold(str(v)))):
         if not name and not addr:
             continue
         mailbox, _, host = addr.rpartition("@") if "@" in addr else (addr, "", "")

@@ -8,8 +8,7 @@ Message sent to oneself (outgoing only), and a mailer-daemon report (incoming on
 
 from __future__ import annotations
 
-from email.utils import getaddresses
-
+from relay.addresses import parse_addresses
 from relay.policy.mime import MimeError, Part, children
 from relay.policy.openpgp import NotEncrypted, check_encrypted_packets, dearmor
 
@@ -81,7 +80,7 @@ def from_address(message: Part) -> str | None:
     fields = message.headers.get_all("From") or []
     if len(fields) != 1:
         return None
-    addresses = getaddresses([str(fields[0])])
+    addresses = parse_addresses(str(fields[0]))
     if len(addresses) != 1:
         return None
     address = addresses[0][1]

@@ -1,0 +1,22 @@
+"""Addresses in header fields, parsed the same way on every Python the relay runs on.
+
+`email.utils.getaddresses` drops domain literals (user@[10.0.0.2]) in its strict mode, which
+newer Pythons and patched distribution builds use; LAN-mode relays live on such addresses. The
+RFC 5322 parser behind `email.headerregistry` reads them on every version.
+"""
+
+from __future__ import annotations
+
+from email.errors import HeaderParseError
+from email.headerregistry import HeaderRegistry
+
+_REGISTRY = HeaderRegistry()
+
+
+def parse_addresses(value: str) -> list[tuple[str, str]]:
+    """(display name, addr-spec) of each address in a header value; groups are flattened."""
+    try:
+        header = _REGISTRY("To", value)  # any address header name selects the address parser
+        return [(a.display_name, a.addr_spec) for a in header.addresses]
+    except (HeaderParseError, ValueError, IndexError, TypeError):
+        return []
