@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from relay.config import Config
 from relay.log import Logger
-from relay.ratelimit import AuthThrottle
+from relay.ratelimit import AuthThrottle, ByteBudget
 from relay.tls import TLSManager
 
 if TYPE_CHECKING:
@@ -29,6 +29,14 @@ class App:
         default_factory=AuthThrottle
     )  # IMAP and SMTP count together
     _service_state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def body_budget(self) -> ByteBudget:
+        """Message bodies buffered in memory right now, shared by SMTP and HTTP."""
+        total = self.config.limits.max_message_bytes_in_flight
+        budget = self.service_state("body_budget", lambda: ByteBudget(total))
+        budget.total = total  # follows a reload
+        return budget
 
     def service_state(self, name: str, factory: Callable[[], T]) -> T:
         """State a service keeps for the life of this relay (rate limiters, connection counts)."""

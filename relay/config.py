@@ -69,6 +69,7 @@ class Limits:
     max_user_send_burst_size: int = 10
     max_mailbox_size: int = 500 << 20
     max_recipients: int = 1000  # also served as METADATA maxsmtprecipients
+    max_message_bytes_in_flight: int = 256 << 20  # bodies buffered at once, all connections
     max_connections_per_ip: int = 200
     max_connections_per_account: int = 20  # IMAP: a handful of devices plus their probes
     new_account_per_minute: int = 120  # /new per client IP, as the anchor's nginx: 2 r/s
@@ -300,6 +301,10 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError(f"limits.max_message_size: too small ({lim.max_message_size} bytes)")
     if lim.max_mailbox_size < lim.max_message_size:
         raise ConfigError("limits.max_mailbox_size: must be at least limits.max_message_size")
+    if lim.max_message_bytes_in_flight < lim.max_message_size:
+        raise ConfigError(
+            "limits.max_message_bytes_in_flight: must be at least limits.max_message_size"
+        )
     if lim.max_user_send_per_minute < 1:
         raise ConfigError("limits.max_user_send_per_minute: must be at least 1")
     if lim.max_user_send_burst_size < 1:

@@ -141,3 +141,25 @@ class ConnectionCounter:
         finally:
             if admitted:
                 self.release(key)
+
+
+class ByteBudget:
+    """Bytes of incoming message bodies held in memory at once, across every connection.
+
+    Each protocol charges what it buffers as it arrives and gives it back when the message is
+    stored or refused. Without one shared budget, a few hundred connections each sending a
+    message of the maximum size would exhaust a small board's memory.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+
+    def take(self, size: int) -> bool:
+        if self.used + size > self.total:
+            return False
+        self.used += size
+        return True
+
+    def give_back(self, size: int) -> None:
+        self.used = max(0, self.used - size)

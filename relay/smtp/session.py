@@ -58,6 +58,7 @@ class Session:
         self.login: str | None = None
         self.rate_refusal: str | None = None  # decided once per transaction, at the first RCPT
         self.rate_checked = False
+        self.body_bytes = 0  # charged to app.body_budget for the DATA being received
         # Each command must arrive whole before this moment: a deadline per command, not per
         # read, so a client trickling a byte now and then (slowloris) is still cut off.
         self.deadline = trio.current_time() + self.timeout
@@ -96,9 +97,18 @@ class Session:
                 elif isinstance(event, RcptTo):
                     await self._rcpt_to(event)
                 elif isinstance(event, MessageData):
-                    await self._message(event)
+                    try:
+                        await self._message(event)
+                    finally:
+                        self._give_back_body()
         except _Hangup:
             await self._close()
+        finally:
+            self._give_back_body()
+
+    def _give_back_body(self) -> None:
+        self.app.body_budget.give_back(self.body_bytes)
+        self.body_bytes = 0
 
     async def _close(self) -> None:
         # A clean close (TLS close_notify) tells the client the conversation ended on purpose.
@@ -113,6 +123,14 @@ class Session:
             if self.engine.state is State.DATA:
                 # A large message on a slow link may take longer, as long as it keeps moving.
                 self.deadline += len(data) / MIN_DATA_RATE
+                if not self.app.body_budget.take(len(data)):
+                    self.app.log.warning(
+                        "smtp-memory-budget-exhausted", ip=self.app.log.redact(self.peer.ip)
+                    )
+                    self.engine.shutdown("4.3.1 Insufficient system resources, try again later")
+                    await self._flush()
+                    raise _Hangup
+                self.body_bytes += len(data)
             self.engine.receive_data(data)
             return
         self.engine.shutdown(f"4.4.2 {self.app.config.mail_domain} Error: timeout exceeded")

@@ -62,6 +62,7 @@ class HTTPSession:
         self.app = app
         self.service = service
         self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self.body_bytes = 0  # charged to app.body_budget for the request being read
 
     async def run(self) -> None:
         for _ in range(MAX_REQUESTS_PER_CONNECTION):
@@ -111,8 +112,13 @@ class HTTPSession:
             if declared is not None and int(declared) > max_body:
                 await self.send_error(413, too_large)
                 raise _Close
-            request.body = await self.read_body(max_body, too_large)
-            response = await self.call(route, request)
+            budget = self.app.body_budget
+            try:
+                request.body = await self.read_body(max_body, too_large)
+                response = await self.call(route, request)
+            finally:
+                budget.give_back(self.body_bytes)
+                self.body_bytes = 0
         await self.send_response(response, head_only=method == "HEAD")
 
     def check(self, request: Request) -> Response | None:
@@ -159,6 +165,15 @@ class HTTPSession:
                     if size > max_body:
                         await self.send_error(413, too_large)
                         raise _Close
+                    if not self.app.body_budget.take(len(event.data)):
+                        self.app.log.warning(
+                            "http-memory-budget-exhausted", ip=self.app.log.redact(self.peer.ip)
+                        )
+                        await self.send_error(
+                            503, "insufficient system resources, try again later\n"
+                        )
+                        raise _Close
+                    self.body_bytes += len(event.data)
                     chunks.append(event.data)
         except trio.TooSlowError:
             await self.send_error(408, "request body took too long\n")

@@ -1,0 +1,79 @@
+"""Message bodies buffered at once share one memory budget across SMTP and HTTP."""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import smtplib
+
+import trio
+
+from tests.helpers import RelayServer
+from tests.smtp.session_helpers import PASSWORD, create_accounts
+
+
+def shrink_budget(server: RelayServer, size: int) -> None:
+    limits = dataclasses.replace(
+        server.app.config.limits, max_message_size=size, max_message_bytes_in_flight=size
+    )
+    server.app.config = dataclasses.replace(server.app.config, limits=limits)
+
+
+async def test_a_body_beyond_the_shared_budget_is_refused_for_now(
+    relay_server: RelayServer,
+) -> None:
+    shrink_budget(relay_server, 64 * 1024)
+    budget = relay_server.app.body_budget
+    assert budget.take(60 * 1024)  # other connections hold most of it
+    [alice] = await create_accounts(relay_server, "alice0001")
+
+    def submit() -> None:
+        ctx = relay_server.ssl_client_context()
+        with smtplib.SMTP_SSL(
+            relay_server.host, relay_server.port("submissions"), context=ctx
+        ) as smtp:
+            smtp.login(alice, PASSWORD)
+            smtp.sendmail(
+                alice, [alice], b"From: " + alice.encode() + b"\r\n\r\n" + b"x" * 20000 + b"\r\n"
+            )
+
+    try:
+        await trio.to_thread.run_sync(submit)
+        raise AssertionError("the message was accepted beyond the budget")
+    except (
+        smtplib.SMTPServerDisconnected,
+        smtplib.SMTPDataError,
+        smtplib.SMTPResponseException,
+    ) as e:
+        assert getattr(e, "smtp_code", 421) == 421
+    # The refused message's bytes went back; the budget holds only what others hold.
+    assert budget.used == 60 * 1024
+
+    def post() -> int:
+        conn = http.client.HTTPConnection(relay_server.host, relay_server.port("http"), timeout=10)
+        conn.request("POST", "/mxdeliv", body=b"x" * 20000, headers={"X-Mail-To": alice})
+        return conn.getresponse().status
+
+    assert await trio.to_thread.run_sync(post) == 503
+    assert budget.used == 60 * 1024
+    budget.give_back(60 * 1024)
+    assert await trio.to_thread.run_sync(post) == 400  # now read, and refused for what it is
+    assert budget.used == 0
+
+
+async def test_accepted_mail_gives_its_bytes_back(relay_server: RelayServer) -> None:
+    [alice] = await create_accounts(relay_server, "alice0002")
+
+    def submit() -> None:
+        ctx = relay_server.ssl_client_context()
+        with smtplib.SMTP_SSL(
+            relay_server.host, relay_server.port("submissions"), context=ctx
+        ) as smtp:
+            smtp.login(alice, PASSWORD)
+            try:
+                smtp.sendmail(alice, [alice], b"From: " + alice.encode() + b"\r\n\r\nplain\r\n")
+            except smtplib.SMTPDataError as e:
+                assert e.smtp_code == 523  # refused by the PGP gate, after the body was read
+
+    await trio.to_thread.run_sync(submit)
+    assert relay_server.app.body_budget.used == 0
