@@ -220,7 +220,7 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
             raise ConfigError(f"{key}: must be true or false, got {_show(value)}")
         return value
     if isinstance(default, int):
-        if isinstance(value, str) and key.endswith(("_size", "_space")):
+        if isinstance(value, str) and key.endswith(("_size", "_space", "_bytes_in_flight")):
             return _parse_size(key, value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: must be an integer, got {_show(value)}")

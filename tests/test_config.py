@@ -139,6 +139,18 @@ def test_defaults_follow_the_chatmail_relay(tmp_path: Path) -> None:
     assert config.address_domain == "chat.example.org" and not config.is_lan
 
 
+def test_byte_sizes_may_be_written_with_units(tmp_path: Path) -> None:
+    limits = {
+        "max_mailbox_size": "2G",
+        "max_message_bytes_in_flight": "128M",
+        "max_message_size": "10M",
+    }
+    config = config_mod.from_dict({"mail_domain": "a.org", "data_dir": "d", "limits": limits})
+    assert config.limits.max_mailbox_size == 2 << 30
+    assert config.limits.max_message_bytes_in_flight == 128 << 20
+    assert config.limits.max_message_size == 10 << 20
+
+
 def test_lan_mode_addresses_use_ip_literals(tmp_path: Path) -> None:
     config = config_mod.from_dict({"mail_domain": "192.168.1.20", "data_dir": str(tmp_path)})
     assert config.is_lan
