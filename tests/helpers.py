@@ -50,10 +50,10 @@ def client_context(config: Config) -> ssl.SSLContext:
     return ctx
 
 
-@dataclass
-class RelayServer:
+class Reachable:
+    """How a test reaches a relay, from its config: host, ports, domain, trusted certificate."""
+
     config: Config
-    app: App
 
     def port(self, service: str) -> int:
         return getattr(self.config.listen, service)
@@ -71,13 +71,16 @@ class RelayServer:
 
 
 @dataclass
-class RelayProcess:
+class RelayServer(Reachable):
+    config: Config
+    app: App
+
+
+@dataclass
+class RelayProcess(Reachable):
     config: Config
     config_path: Path
     process: subprocess.Popen[bytes]
-
-    def port(self, service: str) -> int:
-        return getattr(self.config.listen, service)
 
 
 def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:

@@ -26,7 +26,7 @@ from deltachat_rpc_client import Account, DeltaChat, Rpc
 from deltachat_rpc_client._utils import AttrDict
 
 from relay.config import Config
-from tests.helpers import RelayProcess, client_context, start_relay_process, stop_relay_process
+from tests.helpers import Reachable, RelayProcess, start_relay_process, stop_relay_process
 
 DEFAULT_TIMEOUT = 60.0
 RECENT_EVENTS = 40  # kept per profile for the failure message
@@ -39,7 +39,7 @@ def rpc_server_path() -> str | None:
     return str(beside) if beside.exists() else shutil.which("deltachat-rpc-server")
 
 
-class LiveRelay:
+class LiveRelay(Reachable):
     """`relay serve --config F` as a child process that a test may stop and start again."""
 
     def __init__(self, config: Config, workdir: Path) -> None:
@@ -66,20 +66,6 @@ class LiveRelay:
             self.process.process.wait(10)
         self.stop()
         self.start()
-
-    @property
-    def host(self) -> str:
-        return self.config.listen.address[0]
-
-    @property
-    def domain(self) -> str:
-        return self.config.address_domain
-
-    def port(self, service: str) -> int:
-        return getattr(self.config.listen, service)
-
-    def ssl_context(self):  # noqa: ANN201 - ssl.SSLContext
-        return client_context(self.config)
 
     def new_account(self, timeout: float = 10.0) -> dict[str, Any]:
         """POST /new on the plain HTTP port, as the invite page's link does in LAN mode."""

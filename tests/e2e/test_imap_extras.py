@@ -32,7 +32,9 @@ TOKEN_RE = re.compile(rb'(/[^\s()"]+)|(NIL)|"((?:[^"\\]|\\.)*)"|\{(\d+)\+?\}')
 
 
 def _imap(relay: LiveRelay, profile: Profile) -> imaplib.IMAP4_SSL:
-    imap = imaplib.IMAP4_SSL(relay.host, relay.port("imaps"), ssl_context=relay.ssl_context())
+    imap = imaplib.IMAP4_SSL(
+        relay.host, relay.port("imaps"), ssl_context=relay.ssl_client_context()
+    )
     imap.login(profile.addr, profile.password)
     return imap
 

@@ -17,7 +17,7 @@ def _submit_plain(relay: LiveRelay, service: str, sender: dict, rcpt: str) -> in
     """Send one plain-text mail over real TLS; the reply code that refused it (0: accepted)."""
     message = MIMEText("this is not encrypted")
     message["From"], message["To"], message["Subject"] = sender["email"], rcpt, "plain"
-    context = relay.ssl_context()
+    context = relay.ssl_client_context()
     if service == "submissions":
         smtp = smtplib.SMTP_SSL(relay.host, relay.port(service), context=context, timeout=10)
     else:
@@ -39,7 +39,7 @@ def _submit_plain(relay: LiveRelay, service: str, sender: dict, rcpt: str) -> in
 def test_plain_message_over_raw_smtp_is_refused_with_523(relay: LiveRelay, service: str) -> None:
     sender, receiver = relay.new_account(), relay.new_account()
     with imaplib.IMAP4_SSL(
-        relay.host, relay.port("imaps"), ssl_context=relay.ssl_context()
+        relay.host, relay.port("imaps"), ssl_context=relay.ssl_client_context()
     ) as imap:
         imap.login(receiver["email"], receiver["password"])  # the account exists from now on
 

@@ -12,6 +12,15 @@ from tests.helpers import RelayServer
 from tests.smtp.session_helpers import PASSWORD, create_accounts
 
 
+def submit(server: RelayServer, addr: str, body: bytes) -> None:
+    """Send one message over SMTPS as the account itself."""
+    with smtplib.SMTP_SSL(
+        server.host, server.port("submissions"), context=server.ssl_client_context()
+    ) as smtp:
+        smtp.login(addr, PASSWORD)
+        smtp.sendmail(addr, [addr], b"From: " + addr.encode() + b"\r\n\r\n" + body + b"\r\n")
+
+
 def shrink_budget(server: RelayServer, size: int) -> None:
     limits = dataclasses.replace(
         server.app.config.limits, max_message_size=size, max_message_bytes_in_flight=size
@@ -61,7 +70,7 @@ async def test_a_body_beyond_the_shared_budget_is_refused_for_now(
     assert budget.used == 0
 
 
-async def test_accepted_mail_gives_its_bytes_back(relay_server: RelayServer) -> None:
+async def test_a_message_read_and_refused_gives_its_bytes_back(relay_server: RelayServer) -> None:
     [alice] = await create_accounts(relay_server, "alice0002")
 
     def submit() -> None:
