@@ -63,7 +63,7 @@ async def serve(
 ) -> None:
     """Run the relay until cancelled, or until SIGTERM/SIGINT when `handle_signals`."""
     from relay.admin import apply_pending_factory_reset, serve_admin
-    from relay.federation import dkim, run_outbound
+    from relay.federation import run_outbound
     from relay.store import open_store
 
     log = log or Logger(no_log=config.privacy.no_log)
@@ -72,7 +72,6 @@ async def serve(
     if apply_pending_factory_reset(config):
         log.warning("factory-reset-applied", data_dir=config.data_dir)
     tls = TLSManager(config)
-    dkim.ensure_key(config)
     async with open_store(config, log) as store, trio.open_nursery() as nursery:
         app = App(config=config, store=store, tls=tls, log=log)
         ports = {}
