@@ -67,9 +67,26 @@ def ensure_certificate(config: Config) -> None:
     """Create a self-signed certificate once; in acme mode it serves until the CA's arrives."""
     if config.tls.mode == "files":
         return
-    if config.cert_path.exists() and config.key_path.exists():
+    if config.cert_path.exists() and config.key_path.exists() and names_domain(config):
         return
+    # None yet, or one for another domain (a LAN box that got a new address): make a new one.
     write_pair(config.cert_path, config.key_path, *make_self_signed(config.mail_domain))
+
+
+def names_domain(config: Config) -> bool:
+    """Whether the certificate on disk is for config.mail_domain (an ACME one always is)."""
+    if config.tls.mode == "acme":
+        return True
+    try:
+        cert = x509.load_pem_x509_certificate(config.cert_path.read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return False
+    try:
+        wanted: object = ipaddress.ip_address(config.mail_domain)
+        return wanted in names.get_values_for_type(x509.IPAddress)
+    except ValueError:
+        return config.mail_domain in names.get_values_for_type(x509.DNSName)
 
 
 def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:

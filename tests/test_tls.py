@@ -112,3 +112,15 @@ def test_unreadable_certificate_is_a_clear_error(tmp_path: Path) -> None:
     )
     with pytest.raises(TLSError, match="cannot load certificate"):
         TLSManager(config)
+
+
+def test_a_lan_box_with_a_new_address_gets_a_certificate_for_it(tmp_path: Path) -> None:
+    old = Config(mail_domain="192.168.1.20", data_dir=tmp_path)
+    TLSManager(old)
+    kept = old.cert_path.read_bytes()
+    TLSManager(old)
+    assert old.cert_path.read_bytes() == kept  # same address: the certificate stays
+    moved = Config(mail_domain="192.168.1.33", data_dir=tmp_path)
+    manager = TLSManager(moved)
+    names = manager.certificate().extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert names.value.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("192.168.1.33")]
