@@ -10,9 +10,11 @@ Received) before they are stored, remote ones are queued exactly as given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from relay import federation
+from relay.federation.bounce import send_bounce
 from relay.policy.headers import clean_for_storage
 from relay.store import NoSuchAccount, QuotaExceeded
 
@@ -44,6 +46,11 @@ async def deliver(app: App, sender: str, recipients: list[str], data: bytes) -> 
         result.queue_id = await app.store.enqueue(sender, remote, data)
         result.queued = remote
         federation.kick(app)
+    if result.failed and result.accepted:
+        # The sender gets its 250 for the others, so the failures must reach it as a report.
+        arrived = datetime.now(UTC)
+        if await send_bounce(app, sender, result.failed, data, arrived):
+            federation.kick(app)
     return result
 
 

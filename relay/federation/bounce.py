@@ -11,6 +11,8 @@ from datetime import datetime
 from email.utils import format_datetime, formatdate
 from typing import Any
 
+from relay.store import NoSuchAccount, QuotaExceeded
+
 MAX_ORIGINAL_HEADERS = 64 * 1024
 
 
@@ -88,3 +90,25 @@ def make_bounce(
     if not head.endswith(b"\r\n"):
         head += b"\r\n"
     return head + f"\r\n--{boundary}--\r\n".encode()
+
+
+async def send_bounce(
+    app: Any, sender: str, failures: dict[str, str], message: bytes, arrived: datetime
+) -> bool:
+    """Report failed recipients to the sender, locally or through the queue.
+
+    Never for a null sender (a bounce itself), so bounces cannot loop. Returns True when the
+    report went into the outbound queue, so the caller can wake the queue worker.
+    """
+    if not sender:
+        return False
+    report = make_bounce(app.config, sender, failures, message, arrived)
+    app.log.info("bounced", sender=app.log.redact(sender), recipients=len(failures))
+    if not app.config.is_local_address(sender):
+        await app.store.enqueue("", [sender], report)
+        return True
+    try:
+        await app.store.deliver([sender], report, sender="")
+    except (NoSuchAccount, QuotaExceeded) as e:
+        app.log.info("bounce-dropped", reason=type(e).__name__)
+    return False

@@ -14,9 +14,9 @@ from typing import Any
 import trio
 
 from relay.federation import dkim
-from relay.federation.bounce import make_bounce
+from relay.federation.bounce import send_bounce
 from relay.federation.transport import deliver_all
-from relay.store import NoSuchAccount, NoSuchQueueEntry, QueueEntry, QuotaExceeded, StoreError
+from relay.store import NoSuchQueueEntry, QueueEntry, StoreError
 
 RESCAN_SECONDS = 10.0  # also picks up `relay queue retry` made while we sleep
 MAX_PARALLEL = 100  # messages in flight at once (each fans out to its domains)
@@ -133,17 +133,6 @@ class Outbound:
         )
 
     async def _bounce(self, entry: QueueEntry, failed: dict[str, str], message: bytes) -> None:
-        """Tell the sender; never for a bounce itself (null sender), so bounces cannot loop."""
-        app, config = self.app, self.app.config
-        if not entry.sender:
-            return
-        report = make_bounce(config, entry.sender, failed, message, _aware(entry.created))
-        if config.is_local_address(entry.sender):
-            try:
-                await app.store.deliver([entry.sender], report, sender="")
-            except (NoSuchAccount, QuotaExceeded) as e:
-                app.log.info("bounce-dropped", id=entry.id, reason=type(e).__name__)
-        else:
-            await app.store.enqueue("", [entry.sender], report)
+        arrived = _aware(entry.created)
+        if await send_bounce(self.app, entry.sender, failed, message, arrived):
             self.kick()
-        app.log.info("bounced", id=entry.id, recipients=len(failed))
