@@ -40,21 +40,23 @@ def _parse(content: bytes) -> mime.Part | str:
         return f"500 Failed to parse message: {e}"
 
 
-def _from_header(message: mime.Part) -> str | Decision:
+def _message_and_from(content: bytes, mail_from: str) -> tuple[mime.Part, str] | Decision:
+    """The parsed message and its single From address, or the refusal when either fails."""
+    message = _parse(content)
+    if isinstance(message, str):
+        return Decision("rejected", message, mail_from)
     address = from_address(message)
     if address is None:
         value = " ".join(str(v) for v in message.headers.get_all("From") or [])
         return Decision("rejected", f"500 Invalid FROM header: {value[:200]}", "")
-    return address
+    return message, address
 
 
 def check_outgoing(content: bytes, mail_from: str, recipients: list[str]) -> Decision:
-    message = _parse(content)
-    if isinstance(message, str):
-        return Decision("rejected", message, mail_from)
-    header_from = _from_header(message)
-    if isinstance(header_from, Decision):
-        return header_from
+    parsed = _message_and_from(content, mail_from)
+    if isinstance(parsed, Decision):
+        return parsed
+    message, header_from = parsed
     if header_from.lower() != mail_from.lower():
         return Decision(
             "rejected", f"500 Invalid FROM <{header_from}> for <{mail_from}>", mail_from
@@ -70,12 +72,10 @@ def check_outgoing(content: bytes, mail_from: str, recipients: list[str]) -> Dec
 
 
 def check_incoming(content: bytes, mail_from: str, recipients: list[str]) -> Decision:
-    message = _parse(content)
-    if isinstance(message, str):
-        return Decision("rejected", message, mail_from)
-    header_from = _from_header(message)
-    if isinstance(header_from, Decision):
-        return header_from
+    parsed = _message_and_from(content, mail_from)
+    if isinstance(parsed, Decision):
+        return parsed
+    message, header_from = parsed
     # A forwarded or forged envelope sender is not refused, but bounces must not go to it.
     if header_from.lower() != mail_from.lower():
         mail_from = ""
