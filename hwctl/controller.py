@@ -23,6 +23,7 @@ INFO_SECONDS = 30.0  # how long the info page stays before the invite comes back
 STATUS_EVERY = 60.0  # health poll for the LEDs and the status line
 RECONNECT_MAX = 10.0
 UNREACHABLE_AFTER = 30.0  # only then tell it on the panel: a restart should not cost a refresh
+RESET_WAITS_FOR_RELAY = 60.0  # a reset asked for while the relay is (re)starting waits for it
 
 
 @dataclass
@@ -227,6 +228,8 @@ class Controller:
             "Factory reset", ["Erasing accounts and mail...", "The relay restarts empty."]
         )
         try:
+            with trio.move_on_after(RESET_WAITS_FOR_RELAY):
+                await self.connected.wait()
             if self.client is None:
                 raise AdminError("relay not connected")
             await self.client.call("factory_reset")
