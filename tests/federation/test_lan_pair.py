@@ -61,26 +61,22 @@ async def test_mail_goes_both_ways_over_mxdeliv(pair: tuple[Relay, Relay]) -> No
         assert "via=https" in line
 
 
-async def test_https_closed_falls_back_to_smtp(tmp_path: Path, ports, nursery) -> None:
+@pytest.mark.parametrize(
+    ("closed", "carrier"),
+    [("https", "smtp"), ("smtp", "https")],
+    ids=["https-closed-falls-back-to-smtp", "smtp-closed-https-carries-it"],
+)
+async def test_one_closed_port_the_other_carries_it(
+    tmp_path: Path, ports, nursery, closed: str, carrier: str
+) -> None:
     a = Relay(relay_config(tmp_path / "a", A_IP, ports))
-    b = Relay(relay_config(tmp_path / "b", B_IP, {**ports, "https": 0}))
+    b = Relay(relay_config(tmp_path / "b", B_IP, {**ports, closed: 0}))
     await a.start(nursery)
     await b.start(nursery)
-    sent, got = await exchange(a, b, "over smtp")
+    sent, got = await exchange(a, b, f"over {carrier}")
     assert body_of(got) == body_of(sent)
     [line] = a.log_lines("federation-delivered")
-    assert "via=smtp" in line
-
-
-async def test_smtp_closed_http_carries_it(tmp_path: Path, ports, nursery) -> None:
-    a = Relay(relay_config(tmp_path / "a", A_IP, ports))
-    b = Relay(relay_config(tmp_path / "b", B_IP, {**ports, "smtp": 0}))
-    await a.start(nursery)
-    await b.start(nursery)
-    sent, got = await exchange(a, b, "over https")
-    assert body_of(got) == body_of(sent)
-    [line] = a.log_lines("federation-delivered")
-    assert "via=https" in line
+    assert f"via={carrier}" in line
 
 
 async def test_both_closed_waits_in_the_queue_until_the_peer_is_back(
