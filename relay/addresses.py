@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from email.errors import HeaderParseError
 from email.headerregistry import HeaderRegistry
+from email.parser import BytesHeaderParser
 
 _REGISTRY = HeaderRegistry()
 
@@ -20,3 +21,13 @@ def parse_addresses(value: str) -> list[tuple[str, str]]:
         return [(a.display_name, a.addr_spec) for a in header.addresses]
     except (HeaderParseError, ValueError, IndexError, TypeError):
         return []
+
+
+def from_domain(message: bytes) -> str | None:
+    """The domain of the single From address, lower case; None if there is not exactly one."""
+    headers = BytesHeaderParser().parsebytes(message)
+    values = headers.get_all("From") or []
+    addresses = [a for v in values for a in parse_addresses(str(v))]
+    if len(addresses) != 1 or "@" not in addresses[0][1]:
+        return None
+    return addresses[0][1].rpartition("@")[2].lower()

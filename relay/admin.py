@@ -30,7 +30,7 @@ from relay.app import App
 from relay.config import Config
 from relay.durable import fsync_directory, write_atomically
 from relay.events import EventHub
-from relay.federation.queue_ops import QueueCommandError, admin_queue
+from relay.outbound.queue_ops import QueueCommandError, admin_queue
 
 RESET_FLAG = ".factory-reset"
 MAX_LINE = 16 << 20  # an identity import carries every account (about 150 bytes each)
@@ -63,7 +63,7 @@ class AdminService:
 
     async def relay_store_events(self) -> None:
         """Turn the store's account events into admin events with onboarding context."""
-        with self.app.store.events.subscribe() as events:
+        with self.app.events.subscribe() as events:
             async for event in events:
                 if event["type"] == "account_created":
                     await self.account_created(event["addr"])
@@ -74,7 +74,8 @@ class AdminService:
             self.pending.remove(addr)
         try:
             accounts: int | None = await self.app.store.account_count()
-        except Exception:  # a login must never fail because of this notification
+        except Exception as e:  # a login must never fail because of this notification
+            self.app.log.exception("admin-account-count-failed", e)
             accounts = None
         self.app.log.info("account-created", addr=self.app.log.redact(addr), accounts=accounts)
         self.hub.publish(
@@ -106,7 +107,7 @@ class AdminService:
         try:
             accounts = await self.app.store.account_count()
         except Exception as e:  # the display must still be able to say what is wrong
-            self.app.log.error("admin-status-store", error=repr(e))
+            self.app.log.exception("admin-status-store", e)
             accounts, state = -1, "error"
             problems.append("store unavailable")
         disk = disk_used_percent(config.data_dir)
@@ -298,7 +299,7 @@ async def _answer(service: AdminService, line: bytes, nursery, forward) -> dict[
     except RpcError as e:
         return _error(rid, e.code, str(e))
     except Exception as e:
-        service.app.log.error("admin-call-failed", method=request["method"], error=repr(e))
+        service.app.log.exception("admin-call-failed", e, method=request["method"])
         return _error(rid, -32603, "internal error")
 
 

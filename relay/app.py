@@ -1,45 +1,70 @@
-"""What every service shares: the live configuration, the store, TLS and the logger."""
+"""What every service shares for the life of one relay: the live configuration, the store, TLS,
+the logger, and the limits that must count across services (connections per IP, bodies in
+memory, login failures, send rates).
+
+A process may run several relays (the tests do), so none of this is module-global.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from relay.config import Config
+from relay.core.accounts import Accounts
+from relay.events import EventHub
 from relay.log import Logger
-from relay.ratelimit import AuthThrottle, ByteBudget
+from relay.net import Admission
+from relay.onboarding import IssuedAddresses
+from relay.ratelimit import GCRA, AuthThrottle, ByteBudget, ReloadableGCRA
 from relay.tls import TLSManager
 
 if TYPE_CHECKING:
-    from relay.store import Store
+    from relay.services import ServiceRegistry
+    from relay.store import MailStore
 
-T = TypeVar("T")
+
+def _send_rate(config: Config) -> tuple[float, int]:
+    return config.limits.max_user_send_per_minute, config.limits.max_user_send_burst_size
+
+
+def _new_account_rate(config: Config) -> tuple[float, int]:
+    return config.limits.new_account_per_minute, config.limits.new_account_burst
 
 
 @dataclass
 class App:
     config: Config  # replaced as a whole on reload: read it per decision, do not cache sections
-    store: Store
+    store: MailStore
     tls: TLSManager
     log: Logger
     started_at: float = field(default_factory=time.time)
-    auth_throttle: AuthThrottle = field(
-        default_factory=AuthThrottle
-    )  # IMAP and SMTP count together
-    _service_state: dict[str, Any] = field(default_factory=dict)
+    admission: Admission = field(default_factory=Admission)  # over every service
+    auth_throttle: AuthThrottle = field(default_factory=AuthThrottle)  # IMAP and SMTP together
+    accounts: Accounts = field(default_factory=Accounts)  # login cache, first logins in flight
+    events: EventHub = field(default_factory=EventHub)  # {"type": "account_created", "addr"}
+    issued: IssuedAddresses = field(default_factory=IssuedAddresses)  # by /new, never twice
+    services: ServiceRegistry | None = None  # set by relay.server once the registry runs
+    # Called after something was queued for other relays; the queue worker installs itself.
+    on_queued: Callable[[], None] = field(default=lambda: None)
+    _body_budget: ByteBudget = field(default_factory=lambda: ByteBudget(0))
+    _send_rate: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_send_rate))
+    _new_accounts: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_new_account_rate))
 
     @property
     def body_budget(self) -> ByteBudget:
-        """Message bodies buffered in memory right now, shared by SMTP and HTTP."""
-        total = self.config.limits.max_message_bytes_in_flight
-        budget = self.service_state("body_budget", lambda: ByteBudget(total))
-        budget.total = total  # follows a reload
-        return budget
+        """Message bodies buffered in memory right now, shared by SMTP, IMAP and HTTP."""
+        self._body_budget.total = self.config.limits.max_message_bytes_in_flight  # follows reload
+        return self._body_budget
 
-    def service_state(self, name: str, factory: Callable[[], T]) -> T:
-        """State a service keeps for the life of this relay (rate limiters, connection counts)."""
-        if name not in self._service_state:
-            self._service_state[name] = factory()
-        return self._service_state[name]
+    @property
+    def send_rate(self) -> GCRA:
+        """Mail per sender and minute (submission); rebuilt if a reload changed the limits."""
+        return self._send_rate.get(self.config)
+
+    @property
+    def new_account_rate(self) -> GCRA:
+        """/new requests per client IP."""
+        return self._new_accounts.get(self.config)

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-
-import trio
 
 from relay import config as config_mod
 from relay.config import Config, ConfigError
-from relay.federation import cli as queue_cli
-from relay.federation import dkim
-from relay.log import Logger
+from relay.outbound import dkim, queue_cli
 from relay.tls import TLSError, ensure_certificate
 
 EXIT_CONFIG = 2
 EMBEDDED_DATA_DIR = Path("relay-data")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: list[str] | None = None, *, serve: Command | None = None) -> int:
+    """The `relay` command; `serve` is given by the composition root (relay.server.main)."""
+    parser = _parser(serve)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(serve: Command | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="relay", description="A chatmail relay for Delta Chat.")
     sub = parser.add_subparsers()
 
@@ -53,9 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing config file")
     p.set_defaults(command=cmd_init)
 
-    p = sub.add_parser("serve", help="run the relay (no --config: a local test relay on 127.0.0.1)")
-    p.add_argument("--config", type=Path)
-    p.set_defaults(command=cmd_serve)
+    if serve is not None:
+        text = "run the relay (no --config: a local test relay on 127.0.0.1)"
+        p = sub.add_parser("serve", help=text)
+        p.add_argument("--config", type=Path)
+        p.set_defaults(command=serve)
 
     p = sub.add_parser("check-config", help="validate a config file and exit")
     p.add_argument("config", type=Path)
@@ -124,59 +127,15 @@ def load_or_embedded(path: Path | None) -> Config:
     return Config.embedded_default(EMBEDDED_DATA_DIR.resolve())
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from relay.admin import RestartRequested
-    from relay.server import serve
-
-    restart = True
-    while restart:  # a factory reset or restored identity restarts the relay in-process
-        config = load_or_embedded(args.config)
-        log = Logger(no_log=config.privacy.no_log)
-
-        async def run(config: Config = config, log: Logger = log) -> None:
-            async with trio.open_nursery() as nursery:
-                listening = await nursery.start(
-                    lambda task_status: serve(
-                        config, log=log, handle_signals=True, task_status=task_status
-                    )
-                )
-                if args.config is None:
-                    _print_embedded_banner(config, listening.ports)
-
-        restart = False
-        try:
-            trio.run(run)
-        except* RestartRequested:
-            log.warning("restarting")
-            restart = True
-    return 0
-
-
-def _print_embedded_banner(config: Config, ports: dict[str, int]) -> None:
-    from relay.onboarding import dclogin_url, new_credentials
-
-    addr, password = new_credentials(config)
-    lines = [
-        f"chatmail relay for {config.address_domain}, data in {config.data_dir}",
-        *(f"  {service:<12} {config.mail_domain}:{port}" for service, port in ports.items()),
-        "",
-        "Onboard in Delta Chat: scan or paste this link (a fresh account, created at first login):",
-        f"  {dclogin_url(config, addr, password)}",
-        f"or open http://{config.mail_domain}:{ports.get('http', 0)}/ for the invite page.",
-        "Stop with Ctrl-C.",
-    ]
-    print("\n".join(lines), flush=True)
-
-
 def cmd_dns(args: argparse.Namespace) -> int:
-    from relay.web.commands import dns_records
+    from relay.cli_text import dns_records
 
     print(dns_records(load_or_embedded(args.config)), end="")
     return 0
 
 
 def cmd_invite(args: argparse.Namespace) -> int:
-    from relay.web.commands import invite_text
+    from relay.cli_text import invite_text
 
     print(invite_text(load_or_embedded(args.config)), end="")
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+import traceback
 from typing import Any, TextIO
 
 REDACTED = "<redacted>"
@@ -43,6 +44,12 @@ class Logger:
 
     def error(self, event: str, **fields: Any) -> None:
         self._emit("error", event, fields)
+
+    def exception(self, event: str, error: BaseException, **fields: Any) -> None:
+        """An error event with the exception and its traceback, still on one line (newlines
+        escaped); in no-log mode addresses and IPs in it are scrubbed like everywhere else."""
+        trace = "".join(traceback.format_exception(error)).strip()
+        self._emit("error", event, {**fields, "error": repr(error), "traceback": trace})
 
     def _emit(self, level: str, event: str, fields: dict[str, Any]) -> None:
         if _LEVELS[level] < self.threshold:

@@ -9,12 +9,30 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections import OrderedDict
 from urllib.parse import quote
 
 from relay.config import Config
 
 LOCALPART_ALPHABET = string.ascii_lowercase + string.digits
 PASSWORD_ALPHABET = string.ascii_letters + string.digits + string.punctuation
+RECENT_ADDRESSES = 100_000  # issued but maybe never used: never hand them out twice
+
+
+class IssuedAddresses:
+    """Addresses handed out recently (bounded, oldest forgotten first)."""
+
+    def __init__(self) -> None:
+        self._recent: OrderedDict[str, None] = OrderedDict()
+
+    def remember(self, addr: str) -> bool:
+        """Record an issued address; False if it was issued before."""
+        if addr in self._recent:
+            return False
+        self._recent[addr] = None
+        while len(self._recent) > RECENT_ADDRESSES:
+            self._recent.popitem(last=False)
+        return True
 
 
 def new_credentials(config: Config) -> tuple[str, str]:

@@ -7,6 +7,7 @@ import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import trio
 
@@ -41,6 +42,21 @@ class GCRA:
         self._tat.move_to_end(key)
         while len(self._tat) > MAX_TRACKED_KEYS:
             self._tat.popitem(last=False)
+
+
+class ReloadableGCRA:
+    """A GCRA whose (per_minute, burst) come from the live config: rebuilt when they change."""
+
+    def __init__(self, params: Callable[[Any], tuple[float, int]]) -> None:
+        self.params = params
+        self._limiter: GCRA | None = None
+        self._current: tuple[float, int] | None = None
+
+    def get(self, config: Any) -> GCRA:
+        params = self.params(config)
+        if self._limiter is None or params != self._current:
+            self._limiter, self._current = GCRA(*params), params
+        return self._limiter
 
 
 def client_key(ip: str) -> str:
@@ -120,6 +136,9 @@ class ConnectionCounter:
 
     def __init__(self) -> None:
         self._open: Counter[str] = Counter()
+
+    def count(self, key: str) -> int:
+        return self._open[key]
 
     def claim(self, key: str, cap: int) -> bool:
         if self._open[key] >= cap:

@@ -1,49 +1,70 @@
-"""`relay serve`: every listener in one trio process, with reload and clean shutdown.
+"""`relay serve`: the composition root. It builds the App, declares every service once, runs them
+in the service registry, and handles signals (reload on SIGHUP, clean stop on SIGTERM/SIGINT).
 
-The server owns sockets and TLS for implicit-TLS ports; everything that happens inside a
-connection belongs to the protocol modules, which all expose the same `handle()`.
+Nothing in relay/ imports this module; it imports everything. Signal handling is installed
+before the store opens and before any port listens, so a SIGTERM at any moment after start ends
+the relay cleanly (exit code 0) instead of killing it with the default action.
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import ctypes.util
 import dataclasses
-import importlib
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import trio
 
+from relay import cli, sdnotify
 from relay import config as config_mod
-from relay import sdnotify
+from relay.admin import RestartRequested, apply_pending_factory_reset, serve_admin
 from relay.app import App
 from relay.config import Config, ConfigError
+from relay.imap import session as imap
 from relay.log import Logger
+from relay.onboarding import dclogin_url, new_credentials
+from relay.outbound import run_outbound
+from relay.services import Service, ServiceRegistry
+from relay.smtp import session as smtp
+from relay.store import open_store
 from relay.tls import TLSError, TLSManager
+from relay.web import server as web
+from relay.web.acme import CertificateKeeper
 
-# Listener name -> (module with handle(), implicit TLS?)
-SERVICES: dict[str, tuple[str, bool]] = {
-    "smtp": ("relay.smtp.session", False),
-    "submissions": ("relay.smtp.session", True),
-    "submission": ("relay.smtp.session", False),
-    "imaps": ("relay.imap.session", True),
-    "imap": ("relay.imap.session", False),
-    "https": ("relay.web.server", True),
-    "http": ("relay.web.server", False),
-}
-TLS_HANDSHAKE_TIMEOUT = 15.0
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 MMAP_THRESHOLD = 1 << 20
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-Handler = Callable[..., Awaitable[None]]
+
+async def run_admin_socket(
+    app: App, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    await serve_admin(app, app.config.data_dir / "admin.sock", task_status=task_status)
 
 
-@dataclass(frozen=True)
-class Peer:
-    ip: str
-    port: int
+async def run_certificate_keeper(
+    app: App, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    await CertificateKeeper(app).run(task_status=task_status)
+
+
+SERVICES = [
+    Service("smtp", "tcp", "starttls", smtp.handle, smtp.TOO_MANY_CONNECTIONS),
+    Service("submissions", "tcp", "implicit", smtp.handle, smtp.TOO_MANY_CONNECTIONS),
+    Service("submission", "tcp", "starttls", smtp.handle, smtp.TOO_MANY_CONNECTIONS),
+    Service("imaps", "tcp", "implicit", imap.handle, imap.TOO_MANY_CONNECTIONS),
+    Service("imap", "tcp", "starttls", imap.handle, imap.TOO_MANY_CONNECTIONS),
+    Service("https", "tcp", "implicit", web.handle, web.TOO_MANY_CONNECTIONS),
+    Service("http", "tcp", "none", web.handle, web.TOO_MANY_CONNECTIONS),
+    Service("admin", "task", run=run_admin_socket),
+    Service("outbound", "task", run=run_outbound),
+    Service("acme", "task", run=run_certificate_keeper),
+]
 
 
 @dataclass
@@ -52,6 +73,16 @@ class Listening:
 
     ports: dict[str, int]
     app: App
+    services: ServiceRegistry
+
+
+def enabled_services(config: Config) -> dict[str, int | None]:
+    """The services this configuration runs, in start order, with the port of each listener."""
+    wanted: dict[str, int | None] = dict(config.listen.services())
+    wanted |= {"admin": None, "outbound": None}
+    if config.tls.mode == "acme":
+        wanted["acme"] = None
+    return wanted
 
 
 async def serve(
@@ -61,37 +92,62 @@ async def serve(
     handle_signals: bool = False,
     task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run the relay until cancelled, or until SIGTERM/SIGINT when `handle_signals`."""
-    from relay.admin import apply_pending_factory_reset, serve_admin
-    from relay.federation import run_outbound
-    from relay.store import open_store
+    """Run the relay until cancelled, or until SIGTERM/SIGINT when `handle_signals`.
 
+    A stop signal during start-up ends the relay cleanly too; `task_status.started()` is then
+    never called.
+    """
     log = log or Logger(no_log=config.privacy.no_log)
+    signals: AbstractContextManager[AsyncIterator[int] | None] = (
+        trio.open_signal_receiver(*STOP_SIGNALS, signal.SIGHUP) if handle_signals else nullcontext()
+    )
+    with signals as receiver:
+        async with trio.open_nursery() as nursery:
+            running = _Running(log)
+            if receiver is not None:
+                nursery.start_soon(_signals, receiver, running, nursery.cancel_scope)
+            await _serve(config, log, running, task_status)
+            nursery.cancel_scope.cancel()
+
+
+@dataclass
+class _Running:
+    log: Logger
+    app: App | None = None  # None until the store is open
+
+
+async def _serve(
+    config: Config, log: Logger, running: _Running, task_status: trio.TaskStatus[Listening]
+) -> None:
     return_big_buffers_to_the_os()
     config.data_dir.mkdir(parents=True, exist_ok=True)
     if apply_pending_factory_reset(config):
         log.warning("factory-reset-applied", data_dir=config.data_dir)
     tls = TLSManager(config)
     async with open_store(config, log) as store, trio.open_nursery() as nursery:
-        app = App(config=config, store=store, tls=tls, log=log)
-        ports = {}
-        for service, port in config.listen.services().items():
-            ports[service] = await nursery.start(_listen, app, service, port)
-        await nursery.start(serve_admin, app, config.data_dir / "admin.sock")
-        await nursery.start(run_outbound, app)
-        if config.tls.mode == "acme":
-            from relay.web.acme import CertificateKeeper
-
-            await nursery.start(CertificateKeeper(app).run)
-        if handle_signals:
-            nursery.start_soon(_signals, app, nursery.cancel_scope)
+        app = running.app = App(config=config, store=store, tls=tls, log=log)
+        registry = app.services = ServiceRegistry(app, nursery, SERVICES)
+        for name, port in enabled_services(config).items():
+            await registry.start(name, port)
         nursery.start_soon(sdnotify.watchdog_loop)
-        for service, port in ports.items():
-            log.info(
-                "listening", service=service, port=port, address=",".join(config.listen.address)
-            )
+        for name, port in registry.ports.items():
+            log.info("listening", service=name, port=port, address=",".join(config.listen.address))
         sdnotify.notify("READY=1")
-        task_status.started(Listening(ports=ports, app=app))
+        task_status.started(Listening(ports=registry.ports, app=app, services=registry))
+
+
+async def _signals(
+    receiver: AsyncIterator[int], running: _Running, stop: trio.CancelScope
+) -> None:
+    async for signum in receiver:
+        if signum == signal.SIGHUP:
+            if running.app is not None:  # before the store is open there is nothing to reload
+                reload(running.app)
+            continue
+        running.log.info("shutdown", signal=signal.Signals(signum).name)
+        sdnotify.notify("STOPPING=1")
+        stop.cancel()
+        return
 
 
 def return_big_buffers_to_the_os() -> None:
@@ -107,66 +163,6 @@ def return_big_buffers_to_the_os() -> None:
     libc = ctypes.CDLL(name)
     if hasattr(libc, "mallopt"):  # glibc only
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-
-
-async def _listen(
-    app: App,
-    service: str,
-    port: int,
-    *,
-    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    module, implicit_tls = SERVICES[service]
-    handler: Handler = importlib.import_module(module).handle
-    listeners: list[trio.SocketListener] = []
-    for address in app.config.listen.address:
-        listeners += await trio.open_tcp_listeners(port, host=address)
-    bound = listeners[0].socket.getsockname()[1]
-
-    async def on_connection(tcp: trio.SocketStream) -> None:
-        stream: trio.abc.Stream = tcp
-        try:
-            ip, peer_port = tcp.socket.getpeername()[:2]
-            if implicit_tls:
-                tls = await _tls_accept(app, tcp)
-                if tls is None:
-                    return
-                stream = tls
-            await handler(stream, Peer(ip=ip, port=peer_port), app, service=service)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass  # the peer went away; nothing to report
-        except Exception as e:  # one connection must never take the relay down
-            app.log.error("connection-crashed", service=service, error=repr(e))
-        finally:
-            with trio.move_on_after(1) as scope:
-                scope.shield = True
-                await trio.aclose_forcefully(stream)
-
-    task_status.started(bound)
-    await trio.serve_listeners(on_connection, listeners)
-
-
-async def _tls_accept(app: App, stream: trio.SocketStream) -> trio.SSLStream | None:
-    tls_stream = trio.SSLStream(stream, app.tls.context, server_side=True)
-    with trio.move_on_after(TLS_HANDSHAKE_TIMEOUT):
-        try:
-            await tls_stream.do_handshake()
-        except trio.BrokenResourceError:
-            return None  # failed handshake: old protocol, wrong port, scanner
-        return tls_stream
-    return None
-
-
-async def _signals(app: App, cancel_scope: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as receiver:
-        async for signum in receiver:
-            if signum == signal.SIGHUP:
-                reload(app)
-                continue
-            app.log.info("shutdown", signal=signal.Signals(signum).name)
-            sdnotify.notify("STOPPING=1")
-            cancel_scope.cancel()
-            return
 
 
 def reload(app: App) -> bool:
@@ -188,3 +184,51 @@ def reload(app: App) -> bool:
     app.log.no_log = app.config.privacy.no_log
     app.log.info("reloaded")
     return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The `relay` command (its console script and `python -m relay`)."""
+    return cli.main(argv, serve=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    restart = True
+    while restart:  # a factory reset or restored identity restarts the relay in-process
+        config = cli.load_or_embedded(args.config)
+        log = Logger(no_log=config.privacy.no_log)
+
+        banner: trio.TaskStatus[Listening] = (
+            _EmbeddedBanner(config) if args.config is None else trio.TASK_STATUS_IGNORED
+        )
+        restart = False
+        try:
+            trio.run(partial(serve, config, log=log, handle_signals=True, task_status=banner))
+        except* RestartRequested:
+            log.warning("restarting")
+            restart = True
+    return 0
+
+
+class _EmbeddedBanner(trio.TaskStatus[Listening]):
+    """Stands in for a task status: once the relay listens, print how to onboard."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def started(self, value: Listening | None = None) -> None:
+        if value is not None:
+            _print_embedded_banner(self.config, value.ports)
+
+
+def _print_embedded_banner(config: Config, ports: dict[str, int]) -> None:
+    addr, password = new_credentials(config)
+    lines = [
+        f"chatmail relay for {config.address_domain}, data in {config.data_dir}",
+        *(f"  {service:<12} {config.mail_domain}:{port}" for service, port in ports.items()),
+        "",
+        "Onboard in Delta Chat: scan or paste this link (a fresh account, created at first login):",
+        f"  {dclogin_url(config, addr, password)}",
+        f"or open http://{config.mail_domain}:{ports.get('http', 0)}/ for the invite page.",
+        "Stop with Ctrl-C.",
+    ]
+    print("\n".join(lines), flush=True)

@@ -19,4 +19,5 @@ python3 -m venv .venv
 .venv/bin/pip install -q -e '.[test]'
 
 .venv/bin/ruff check relay hwctl tests bench
+.venv/bin/mypy  # relay/, configured in pyproject.toml
 exec .venv/bin/pytest "$@"

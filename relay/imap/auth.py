@@ -8,15 +8,13 @@ import base64
 import binascii
 from typing import TYPE_CHECKING
 
-import trio
-
-from relay.ratelimit import TooManyFailures
+from relay.core.accounts import authenticate
+from relay.net import tls_handshake
 
 from . import respond
 from .commands import Command
 from .compress import DeflateStream
 from .errors import Bad, Disconnect, No
-from .limits import limits_for
 
 if TYPE_CHECKING:
     from .session import Session
@@ -26,7 +24,6 @@ _BASE = "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+"
 _CHATMAIL = "XDELTAPUSH XCHATMAIL"
 _AFTER_LOGIN = "NAMESPACE UIDPLUS MOVE CONDSTORE SPECIAL-USE UNSELECT CHILDREN QUOTA METADATA"
 AUTH_FAILED = "Authentication failed."
-TLS_HANDSHAKE_TIMEOUT = 15.0
 
 
 def capabilities(s: Session) -> str:
@@ -60,11 +57,9 @@ async def cmd_starttls(s: Session, cmd: Command) -> str:
     s.take_buffered_input()
 
     async def switch() -> None:
-        tls_stream = trio.SSLStream(s.stream, s.app.tls.context, server_side=True)
-        with trio.move_on_after(TLS_HANDSHAKE_TIMEOUT) as scope:
-            await tls_stream.do_handshake()
-        if scope.cancelled_caught:
-            raise Disconnect("TLS handshake timed out")
+        tls_stream = await tls_handshake(s.stream, s.app.tls.context)
+        if tls_stream is None:
+            raise Disconnect("TLS handshake failed or timed out")
         s.stream = tls_stream
         s.tls = True
 
@@ -107,28 +102,15 @@ async def _login(s: Session, user: str, password: str) -> tuple[str, str]:
             "Plaintext authentication disallowed on non-secure connections.", "PRIVACYREQUIRED"
         )
     app = s.app
-    addr = user.strip().lower()
-    limits = limits_for(app)
-    try:
-        await app.auth_throttle.before_attempt(s.peer.ip, addr)
-    except TooManyFailures:
-        raise No(AUTH_FAILED, "AUTHENTICATIONFAILED") from None
-    if not app.config.is_local_address(addr):
-        app.auth_throttle.record_failure(s.peer.ip, None)
+    outcome = await authenticate(app, s.peer.ip, user, password, via=s.service)
+    if not outcome.ok:
         raise No(AUTH_FAILED, "AUTHENTICATIONFAILED")
-    result = await app.store.login(addr, password, create=True)
-    if not result.ok:
-        app.auth_throttle.record_failure(s.peer.ip, addr)
-        app.log.info("imap-login-failed", addr=app.log.redact(addr), reason=result.reason)
-        raise No(AUTH_FAILED, "AUTHENTICATIONFAILED")
-    app.auth_throttle.record_success(s.peer.ip, addr)
-    if not limits.per_account.claim(addr, app.config.limits.max_connections_per_account):
+    addr = outcome.addr
+    if not app.admission.per_account.claim(addr, app.config.limits.max_connections_per_account):
         raise No("Too many connections for this account.", "LIMIT")
     s.user = addr
     s.engine.max_message = app.config.limits.max_message_size
     await s.open_watch()
-    if result.created:
-        app.log.info("account-created", addr=app.log.redact(addr), via="imap")
     return "CAPABILITY " + capabilities(s), "Logged in"
 
 

@@ -108,6 +108,11 @@ class ServerEngine:
         data, self._buf, self._scanned = bytes(self._buf), bytearray(), 0
         return data
 
+    @property
+    def in_literal(self) -> bool:
+        """Literal bytes are awaited (kept or discarded): bulk data, not a command line."""
+        return bool(self._literal_left or self._discard_left)
+
     # -- output -----------------------------------------------------------------------------
 
     def next_event(self) -> Event | Closed | _NeedData:

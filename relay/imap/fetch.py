@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from relay.store import MessageMeta, NoSuchMessage
 
-from . import mime, respond
+from . import message_parts, respond
 from .commands import Command, Fetch
 from .errors import Bad
 from .fetchspec import FetchAtt
@@ -69,11 +69,11 @@ async def cmd_fetch(s: Session, cmd: Command) -> str:
 
 def fetch_items(atts: list[FetchAtt], meta: MessageMeta, data: bytes | None) -> list:
     items: list = []
-    parsed: mime.Entity | None = None
+    parsed: message_parts.Entity | None = None
     for att in atts:
         name = att.name
         if att.section is not None:
-            value: object = mime.section_bytes(data or b"", att.section)
+            value: object = message_parts.section_bytes(data or b"", att.section)
             if att.partial is not None:
                 start, length = att.partial
                 value = value[start : start + length]
@@ -91,16 +91,16 @@ def fetch_items(atts: list[FetchAtt], meta: MessageMeta, data: bytes | None) -> 
         elif name == "RFC822":
             value = Literal(data or b"")
         elif name in ("RFC822.HEADER", "RFC822.TEXT"):
-            offset = mime.split_header(data or b"")
+            offset = message_parts.split_header(data or b"")
             value = Literal(
                 (data or b"")[:offset] if name == "RFC822.HEADER" else (data or b"")[offset:]
             )
         else:
-            parsed = parsed or mime.parse(data or b"")
+            parsed = parsed or message_parts.parse(data or b"")
             if name == "ENVELOPE":
-                value = mime.envelope(parsed)
+                value = message_parts.envelope(parsed)
             else:
-                value = mime.bodystructure(parsed, extended=name == "BODYSTRUCTURE")
+                value = message_parts.bodystructure(parsed, extended=name == "BODYSTRUCTURE")
         items += [Atom(att.response_name()), value]
     return items
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from relay.net import Deadline
 from relay.store import MailboxChange
 
 from . import respond
@@ -36,7 +37,7 @@ async def cmd_idle(s: Session, cmd: Command) -> str:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_push_changes, s)
             # No inactivity limit: the keep-alives test the link.
-            event = await s.next_event(math.inf)
+            event = await s.next_event(Deadline(math.inf, min_rate=1))
             nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         if group.subgroup(_CONNECTION_GONE) is not None:

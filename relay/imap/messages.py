@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from relay.store import MailboxError, NoSuchMailbox, NoSuchMessage, QuotaExceeded
 
-from . import mime, respond
+from . import message_parts, respond
 from .commands import Command, Search, Store
 from .errors import Bad, No
 from .respond import Atom
@@ -74,7 +74,7 @@ async def cmd_search(s: Session, cmd: Command) -> str:
         text: MessageText | None = None
         if want_content:
             try:
-                text = mime.message_text(await s.store.read(s.addr, selected.name, meta.uid))
+                text = message_parts.message_text(await s.store.read(s.addr, selected.name, meta.uid))
             except NoSuchMessage:
                 continue
         candidate = Candidate(

@@ -1,16 +1,16 @@
 """METADATA (RFC 5464) as the chatmail relay serves it, and QUOTA (RFC 9208).
 
 Server entries (mailbox "") come from the configuration. The only writable entry is
-/private/devicetoken on INBOX, with the anchor's semantics: a SET adds a token (or refreshes
-one already known), GET returns every live token joined by spaces, in the order first set.
+/private/devicetoken on INBOX (relay.core.tokens): a SET adds a token (or refreshes one already
+known), GET returns every live token joined by spaces, in the order first set.
 """
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 from relay.config import Config
+from relay.core.tokens import DEVICETOKEN, add_token, clear_tokens, read_tokens, valid_token
 
 from . import respond
 from .commands import Command, GetMetadata
@@ -19,14 +19,8 @@ from .mailboxes import mailbox_name
 from .respond import Atom, Literal
 
 if TYPE_CHECKING:
-    from relay.store import Store
-
     from .session import Session
 
-DEVICETOKEN = "/private/devicetoken"
-TOKEN_LIFETIME = 90 * 24 * 3600  # tokens not set again for 90 days are dropped
-MAX_TOKENS = 20  # one per device; bounded so a client cannot grow the entry without limit
-MAX_TOKEN_LENGTH = 4096
 QUOTA_ROOT = "User quota"
 SERVER_KEYS = (
     "/shared/comment",
@@ -50,37 +44,6 @@ def server_value(config: Config, key: str) -> str | None:
     if name in ("comment", "irohrelay", "turn", "appversions"):
         return getattr(config.metadata, name) or None
     return None
-
-
-async def read_tokens(store: Store, addr: str, now: float | None = None) -> list[str]:
-    """The live device tokens of an account (also what the push notifier sends to)."""
-    return [token for _, token in _live(await store.get_metadata(addr, DEVICETOKEN), now)]
-
-
-def _live(raw: str | None, now: float | None) -> list[tuple[float, str]]:
-    now = time.time() if now is None else now
-    entries = []
-    for line in (raw or "").splitlines():
-        stamp, _, token = line.partition(" ")
-        try:
-            when = float(stamp)
-        except ValueError:
-            continue
-        # Stamps far in the future are treated as invalid, as the anchor does.
-        if token and now - TOKEN_LIFETIME < when <= now + 60:
-            entries.append((when, token))
-    return entries
-
-
-async def add_token(store: Store, addr: str, token: str, now: float | None = None) -> None:
-    now = time.time() if now is None else now
-    entries = _live(await store.get_metadata(addr, DEVICETOKEN), now)
-    if token in (t for _, t in entries):
-        entries = [(now if t == token else w, t) for w, t in entries]  # refresh, keep order
-    else:
-        entries.append((now, token))
-    entries = entries[-MAX_TOKENS:]
-    await store.set_metadata(addr, DEVICETOKEN, "\n".join(f"{w:.0f} {t}" for w, t in entries))
 
 
 async def cmd_getmetadata(s: Session, cmd: Command) -> str | tuple[str, str]:
@@ -112,10 +75,10 @@ async def cmd_setmetadata(s: Session, cmd: Command) -> str:
         if mailbox != "INBOX" or entry.lower() != DEVICETOKEN:
             raise No("Setmetadata failed: entry is read-only or unknown.")
         if value is None:
-            await s.store.set_metadata(s.addr, DEVICETOKEN, None)
+            await clear_tokens(s.store, s.addr)
             continue
         token = value.decode("utf-8", "replace").strip()
-        if not token or len(token) > MAX_TOKEN_LENGTH or any(c.isspace() for c in token):
+        if not valid_token(token):
             raise No("Setmetadata failed: invalid device token.")
         await add_token(s.store, s.addr, token)
     return "Setmetadata completed."

@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 import trio
 
 from relay.app import App
-from relay.server import Peer
+from relay.net import Deadline, Peer
 from relay.store import MailboxChange
 
 from . import auth, fetch, idle, mailboxes, messages, metadata, respond
@@ -31,13 +31,13 @@ from .engine import (
     ServerEngine,
 )
 from .errors import Bad, Disconnect, No
-from .limits import limits_for
 from .selected import SelectedMailbox
 
 RECEIVE_SIZE = 16 * 1024
 FLUSH_AT = 64 * 1024
 PREAUTH_TIMEOUT = 60.0  # a client that has not logged in gets one minute per command
 AUTH_TIMEOUT = 30 * 60.0  # RFC 3501 §5.4: the autologout timer is at least 30 minutes
+MIN_LITERAL_RATE = 1024  # bytes per second an APPEND's message must average beyond the timeout
 SEND_TIMEOUT = 60.0
 CLOSE_TIMEOUT = 2.0
 
@@ -54,23 +54,20 @@ HANDLERS: dict[str, tuple[str, Handler]] = {
 _NO_EXPUNGE = frozenset({"FETCH", "STORE", "SEARCH"})
 
 
-async def handle(stream: trio.abc.Stream, peer: Peer, app: App, *, service: str) -> None:
-    per_ip = limits_for(app).per_ip
+TOO_MANY_CONNECTIONS = b"* BYE Too many connections from your address.\r\n"
+
+
+async def handle(stream: trio.abc.Stream, peer: Peer, app: App, service: str) -> None:
     try:
-        with per_ip.holding(peer.ip, app.config.limits.max_connections_per_ip) as admitted:
-            if not admitted:
-                with trio.move_on_after(5):
-                    await stream.send_all(b"* BYE Too many connections from your address.\r\n")
-                return
-            session = Session(stream, peer, app, service)
-            try:
-                await session.run()
-                # A clean TLS close (close_notify) tells the client nothing was cut off.
-                with trio.move_on_after(CLOSE_TIMEOUT):
-                    await session.stream.aclose()
-            finally:
-                with trio.CancelScope(shield=True):
-                    await session.release()
+        session = Session(stream, peer, app, service)
+        try:
+            await session.run()
+            # A clean TLS close (close_notify) tells the client nothing was cut off.
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await session.stream.aclose()
+        finally:
+            with trio.CancelScope(shield=True):
+                await session.release()
     except (Disconnect, trio.BrokenResourceError, trio.ClosedResourceError):
         pass  # the client went away or was sent away; nothing more to say
 
@@ -92,6 +89,7 @@ class Session:
         self.after_response: Callable[[], Awaitable[None]] | None = None
         self.logged_out = False
         self._out = bytearray()
+        self.body_bytes = 0  # literal bytes charged to app.body_budget for the current command
 
     @property
     def store(self):  # noqa: ANN201 - the store's type lives with the store
@@ -123,24 +121,44 @@ class Session:
 
     # -- input --------------------------------------------------------------------------------
 
-    async def next_event(self, deadline: float):  # noqa: ANN201 - engine event union
+    async def next_event(self, deadline: Deadline):  # noqa: ANN201 - engine event union
         """The next engine event; the client is logged out if it is not complete by `deadline`
-        (a moment, not a silence: a client trickling bytes is cut off all the same)."""
+        (a moment, not a silence: a client trickling bytes is cut off all the same). Literal
+        bytes (an APPEND's message) buy time at MIN_LITERAL_RATE and are charged to the
+        relay's memory budget for message bodies until the command is done."""
         while True:
             event = self.engine.next_event()
             if event is not NEED_DATA:
                 return event
-            with trio.move_on_at(deadline) as scope:
+            in_literal = self.engine.in_literal
+            with trio.move_on_at(deadline.at) as scope:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
             if scope.cancelled_caught:
                 self.send(respond.status("BYE", "Disconnected for inactivity."))
                 await self.flush()
                 raise Disconnect("idle timeout")
+            if in_literal and data:
+                deadline.extend_for(len(data))
+                await self._charge_body(len(data))
             self.engine.receive_data(data)
+
+    async def _charge_body(self, size: int) -> None:
+        if not self.app.body_budget.take(size):
+            self.app.log.warning(
+                "imap-memory-budget-exhausted", ip=self.app.log.redact(self.peer.ip)
+            )
+            self.send(respond.status("BYE", "Insufficient system resources, try again later."))
+            await self.flush()
+            raise Disconnect("memory budget exhausted")
+        self.body_bytes += size
+
+    def give_back_body(self) -> None:
+        self.app.body_budget.give_back(self.body_bytes)
+        self.body_bytes = 0
 
     async def read_auth_line(self) -> bytes:
         self.engine.expect_auth_response()
-        event = await self.next_event(trio.current_time() + PREAUTH_TIMEOUT)
+        event = await self.next_event(Deadline(PREAUTH_TIMEOUT, min_rate=MIN_LITERAL_RATE))
         if not isinstance(event, AuthResponse):
             raise Disconnect("connection closed during AUTHENTICATE")
         return event.data
@@ -162,7 +180,7 @@ class Session:
             if deadline is None:
                 # One deadline for a whole command, its literals included.
                 timeout = AUTH_TIMEOUT if self.user else PREAUTH_TIMEOUT
-                deadline = trio.current_time() + timeout
+                deadline = Deadline(timeout, min_rate=MIN_LITERAL_RATE)
             event = await self.next_event(deadline)
             if not isinstance(event, ContinueLiteral):
                 deadline = None
@@ -186,6 +204,8 @@ class Session:
                 return
             elif isinstance(event, IdleDone | AuthResponse):
                 self.send(respond.status("BAD", "Unexpected input."))
+            if deadline is None:  # the command is done: its literal is stored or refused
+                self.give_back_body()
             await self.flush()
 
     async def dispatch(self, cmd: Command) -> None:
@@ -280,6 +300,7 @@ class Session:
         selected.note_change(MailboxChange(selected.name, "exists", uids))
 
     async def release(self) -> None:
+        self.give_back_body()
         if self.user is not None:
-            limits_for(self.app).per_account.release(self.user)
+            self.app.admission.per_account.release(self.user)
         await self.close_watch()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from relay.policy import mime
+from relay.policy import structure as mime
 from relay.policy.pgp import (
     from_address,
     is_autocrypt_setup_to_self,
@@ -17,14 +17,15 @@ from relay.policy.pgp import (
     is_securejoin_request,
     why_not_encrypted,
 )
+from relay.reply import Reply
 
-UNENCRYPTED = "523 Encryption Needed: Invalid Unencrypted Mail"
+UNENCRYPTED = Reply(523, "", "Encryption Needed: Invalid Unencrypted Mail")
 
 
 @dataclass(frozen=True)
 class Decision:
     kind: str  # "encrypted", "securejoin", "autocrypt-setup", "mailer-daemon" or "rejected"
-    reply: str | None  # the full SMTP reply line for a rejection, None to accept
+    reply: Reply | None  # the refusal, None to accept
     mail_from: str  # the envelope sender to deliver with (incoming may reset it to "")
     detail: str = ""  # why, for logs only
 
@@ -33,22 +34,22 @@ class Decision:
         return self.reply is None
 
 
-def _parse(content: bytes) -> mime.Part | str:
+def _parse(content: bytes) -> mime.Part | Reply:
     try:
         return mime.parse(content)
     except mime.MimeError as e:
-        return f"500 Failed to parse message: {e}"
+        return Reply(500, "", f"Failed to parse message: {e}")
 
 
 def _message_and_from(content: bytes, mail_from: str) -> tuple[mime.Part, str] | Decision:
     """The parsed message and its single From address, or the refusal when either fails."""
     message = _parse(content)
-    if isinstance(message, str):
+    if isinstance(message, Reply):
         return Decision("rejected", message, mail_from)
     address = from_address(message)
     if address is None:
         value = " ".join(str(v) for v in message.headers.get_all("From") or [])
-        return Decision("rejected", f"500 Invalid FROM header: {value[:200]}", "")
+        return Decision("rejected", Reply(500, "", f"Invalid FROM header: {value[:200]}"), "")
     return message, address
 
 
@@ -58,9 +59,8 @@ def check_outgoing(content: bytes, mail_from: str, recipients: list[str]) -> Dec
         return parsed
     message, header_from = parsed
     if header_from.lower() != mail_from.lower():
-        return Decision(
-            "rejected", f"500 Invalid FROM <{header_from}> for <{mail_from}>", mail_from
-        )
+        refusal = Reply(500, "", f"Invalid FROM <{header_from}> for <{mail_from}>")
+        return Decision("rejected", refusal, mail_from)
     reason = why_not_encrypted(message, outgoing=True)
     if reason is None:
         return Decision("encrypted", None, mail_from)

@@ -9,8 +9,8 @@ Message sent to oneself (outgoing only), and a mailer-daemon report (incoming on
 from __future__ import annotations
 
 from relay.addresses import parse_addresses
-from relay.policy.mime import MimeError, Part, children
 from relay.policy.openpgp import NotEncrypted, check_encrypted_packets, dearmor
+from relay.policy.structure import MimeError, Part, children
 
 SECUREJOIN_REQUESTS = ("vc-request", "vg-request")
 

@@ -1,11 +1,17 @@
 """The message store: append-only segment log for bodies, SQLite index, group commit.
 
-Contract: see Store in relay/store/store.py. Everything callers need is exported here.
+Contract: the MailStore Protocol in relay/store/api.py (Store is the embedded implementation).
+Everything callers need is exported here.
 """
 
+from .api import MailStore
 from .store import Store, open_store
 from .types import (
-    LoginResult,
+    AuthRecord,
+    Delivery,
+    DeliveryOutcome,
+    DeliveryReport,
+    ExpiryResult,
     MailboxChange,
     MailboxEntry,
     MailboxError,
@@ -21,7 +27,12 @@ from .types import (
 )
 
 __all__ = [
-    "LoginResult",
+    "AuthRecord",
+    "Delivery",
+    "DeliveryOutcome",
+    "DeliveryReport",
+    "ExpiryResult",
+    "MailStore",
     "MailboxChange",
     "MailboxEntry",
     "MailboxError",

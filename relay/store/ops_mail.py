@@ -6,27 +6,14 @@ events, and returns the caller's result. Raising a StoreError discards everythin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from .planner import (
-    SPECIAL_USE,
-    Mailbox,
-    Planner,
-    canonical_name,
-    decode_flags,
-    encode_flags,
-    message_meta,
-    normalize_flags,
-)
+from . import rules
+from .planner import Mailbox, Planner, message_meta
+from .rules import canonical_name, decode_flags, encode_flags, normalize_flags
 from .segments import Location
-from .types import FlagMode, MailboxError, MessageMeta, NoSuchAccount, QuotaExceeded
-
-# chatmail (dovecot quota_warning + chatmail-quota-expire): above 75 % of the quota the oldest
-# mail is removed down to 70 %, but never mail younger than a day.
-QUOTA_EXPIRE_ABOVE = 0.75
-QUOTA_EXPIRE_TARGET = 0.70
-QUOTA_SPARE_YOUNGER_THAN = 86400
+from .types import FlagMode, MailboxError, MessageMeta, QuotaExceeded
 
 
 def _insert(
@@ -52,36 +39,42 @@ def _insert(
     return uid, loc
 
 
-def _make_room(p: Planner, addr: str, size: int) -> None:
+def make_room(p: Planner, addr: str, size: int) -> None:
     """chatmail quota behaviour for one recipient; raises QuotaExceeded if it cannot take size."""
-    quota = p.config.limits.max_mailbox_size
-    if size > quota:
+    plan = rules.make_room(
+        p.account_usage(addr), size, p.config.limits.max_mailbox_size, _oldest_first(p, addr), p.now
+    )
+    if not plan.fits:
         raise QuotaExceeded(addr)
-    used = p.account_usage(addr)
-    if used + size > quota * QUOTA_EXPIRE_ABOVE:
-        expire_oldest(p, addr, int(quota * QUOTA_EXPIRE_TARGET) - size)
-        used = p.account_usage(addr)
-    if used + size > quota:
-        raise QuotaExceeded(addr)
+    expunge_pairs(p, addr, plan.expunge)
 
 
 def expire_oldest(p: Planner, addr: str, target: int) -> int:
     """Expunge the account's oldest messages until usage <= target; spares mail under a day old."""
-    used = p.account_usage(addr)
-    victims: dict[int, list[int]] = {}
-    rows = p.conn.execute(
+    victims, _ = rules.oldest_to_expunge(
+        p.account_usage(addr), target, _oldest_first(p, addr), p.now
+    )
+    return expunge_pairs(p, addr, victims)
+
+
+def _oldest_first(p: Planner, addr: str) -> Iterator[rules.MessageRow]:
+    # A generator, so the query only runs when the rules actually look at the messages.
+    yield from p.conn.execute(
         "SELECT m.mailbox, m.uid, m.size, m.date FROM messages m JOIN mailboxes b"
         " ON b.id = m.mailbox WHERE b.addr=? ORDER BY m.date, m.mailbox, m.uid",
         (addr,),
     )
-    for mailbox_id, uid, size, date in rows:
-        if used <= target or date > p.now - QUOTA_SPARE_YOUNGER_THAN:
-            break
-        victims.setdefault(mailbox_id, []).append(uid)
-        used -= size
-    for mailbox_id, uids in victims.items():
+
+
+def expunge_pairs(p: Planner, addr: str, pairs: Iterable[tuple[int, int]]) -> int:
+    """Expunge (mailbox id, uid) pairs of one account: one record per mailbox, in first-seen
+    order. Returns how many messages went."""
+    by_mailbox: dict[int, list[int]] = {}
+    for mailbox_id, uid in pairs:
+        by_mailbox.setdefault(mailbox_id, []).append(uid)
+    for mailbox_id, uids in by_mailbox.items():
         expunge_ids(p, addr, mailbox_id, uids)
-    return sum(len(u) for u in victims.values())
+    return sum(len(u) for u in by_mailbox.values())
 
 
 def expunge_ids(p: Planner, addr: str, mailbox_id: int, uids: list[int]) -> None:
@@ -92,18 +85,13 @@ def expunge_ids(p: Planner, addr: str, mailbox_id: int, uids: list[int]) -> None
     p.event(addr, name, "expunge", uids)
 
 
-def deliver(p: Planner, recipients: Sequence[str], data: bytes) -> None:
-    """Store one message in INBOX of every recipient; the body is logged once and shared."""
-    targets: list[Mailbox] = []
-    for addr in dict.fromkeys(recipients):
-        mbx = p.find_mailbox(addr, "INBOX")
-        if mbx is None:
-            raise NoSuchAccount(addr)
-        _make_room(p, addr, len(data))
-        targets.append(p.mailbox(addr, "INBOX"))  # re-read: room-making may have changed it
+def store_copies(p: Planner, addrs: Sequence[str], data: bytes) -> None:
+    """Insert data into the INBOX of each addr (room already made); the body is logged once
+    and every further copy points at it."""
     loc = None
     date = int(p.now)
-    for mbx in targets:
+    for addr in addrs:
+        mbx = p.mailbox(addr, "INBOX")  # read now: room-making may have changed it
         if loc is None:
             _, loc = _insert(p, mbx, frozenset(), date, body=data)
         else:
@@ -114,7 +102,7 @@ def append(
     p: Planner, addr: str, mailbox: str, data: bytes, flags: Iterable[str], date: int | None
 ) -> tuple[int, int]:
     mbx = p.mailbox(addr, mailbox)
-    _make_room(p, addr, len(data))
+    make_room(p, addr, len(data))
     mbx = p.mailbox(addr, mailbox)
     uid, _ = _insert(
         p, mbx, normalize_flags(flags), int(p.now) if date is None else date, body=data
@@ -210,7 +198,7 @@ def create_mailbox(p: Planner, addr: str, name: str, *, subscribed: bool = True)
             "n": name,
             "v": p.next_uidvalidity(),
             "s": int(subscribed),
-            "su": SPECIAL_USE.get(name.lower()),
+            "su": rules.special_use(name),
         }
     )
 

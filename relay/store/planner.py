@@ -8,22 +8,16 @@ sees its effect. After the batch is durable the same records are applied for rea
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from . import index
+from .rules import canonical_name, day_number, decode_flags
 from .segments import Batch, Location
 from .types import MailboxChange, MessageMeta, NoSuchAccount, NoSuchMailbox
-
-SYSTEM_FLAGS = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
-SPECIAL_USE = {
-    "drafts": "\\Drafts",
-    "sent": "\\Sent",
-    "sent messages": "\\Sent",
-    "trash": "\\Trash",
-    "junk": "\\Junk",
-}
 
 
 @dataclass(slots=True)
@@ -65,10 +59,26 @@ class Planner:
         del self.records[mark[1] :]
         del self.events[mark[2] :]
 
+    @contextmanager
+    def part(self) -> Iterator[None]:
+        """A part of one operation that may fail alone (one recipient of a delivery): if the
+        block raises, its index changes, records and events are undone and the error goes on
+        to the caller, who may carry on with the rest of the operation."""
+        mark = self.mark()
+        self.conn.execute("SAVEPOINT part")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO part")
+            self.conn.execute("RELEASE part")
+            self.reset(mark)
+            raise
+        self.conn.execute("RELEASE part")
+
     # -- lookups used by many operations -------------------------------------------------
 
     def today(self) -> int:
-        return int(self.now // 86400)
+        return day_number(self.now)
 
     def require_account(self, addr: str) -> None:
         if not self.conn.execute("SELECT 1 FROM accounts WHERE addr=?", (addr,)).fetchone():
@@ -99,10 +109,6 @@ class Planner:
         return row.fetchone()[0] or 0
 
 
-def canonical_name(name: str) -> str:
-    return "INBOX" if name.upper() == "INBOX" else name
-
-
 def find_mailbox(conn: sqlite3.Connection, addr: str, name: str) -> Mailbox | None:
     row = conn.execute(
         "SELECT id, addr, name, uidvalidity, uidnext, modseq, bytes, subscribed, special_use"
@@ -110,24 +116,6 @@ def find_mailbox(conn: sqlite3.Connection, addr: str, name: str) -> Mailbox | No
         (addr, canonical_name(name)),
     ).fetchone()
     return Mailbox(*row) if row else None
-
-
-def normalize_flags(flags: Any) -> frozenset[str]:
-    """System flags in canonical case; \\Recent is session state and never stored."""
-    out = set()
-    for f in flags:
-        f = SYSTEM_FLAGS.get(f.lower(), f)
-        if f.lower() != "\\recent" and f:
-            out.add(f)
-    return frozenset(out)
-
-
-def encode_flags(flags: frozenset[str]) -> str:
-    return " ".join(sorted(flags))
-
-
-def decode_flags(text: str) -> frozenset[str]:
-    return frozenset(text.split()) if text else frozenset()
 
 
 def to_datetime(ts: int) -> datetime:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 
-from .planner import canonical_name, find_mailbox, message_meta, to_datetime
+from .planner import find_mailbox, message_meta, to_datetime
+from .rules import canonical_name
 from .segments import Location, SegmentLog
 from .types import (
+    AuthRecord,
     MailboxEntry,
     MailboxSnapshot,
     NoSuchAccount,
@@ -17,11 +19,10 @@ from .types import (
 )
 
 
-def auth_row(conn: sqlite3.Connection, addr: str) -> tuple[str | None, bool, int]:
-    """(password hash or None, blocked, last login day)."""
+def auth_record(conn: sqlite3.Connection, addr: str) -> AuthRecord:
     row = conn.execute("SELECT pwhash, login_day FROM accounts WHERE addr=?", (addr,)).fetchone()
-    blocked = conn.execute("SELECT 1 FROM blocked WHERE addr=?", (addr,)).fetchone() is not None
-    return (row[0], blocked, row[1]) if row else (None, blocked, 0)
+    blocked = is_blocked(conn, addr)
+    return AuthRecord(row[0], blocked, row[1]) if row else AuthRecord(None, blocked, 0)
 
 
 def account_exists(conn: sqlite3.Connection, addr: str) -> bool:

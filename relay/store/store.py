@@ -1,17 +1,17 @@
-"""Store facade: the async API every protocol uses (SMTP, IMAP, web, federation).
+"""The embedded store: the MailStore interface (relay/store/api.py) over the segment log and
+the SQLite index.
 
 Writes go to the single group-commit writer; reads go to the database thread; bodies are read
-from the segment files in worker threads; password hashing runs in at most two threads.
+from the segment files in worker threads. The chatmail rules the operations apply live in
+rules.py.
 """
 
 from __future__ import annotations
 
-import hmac
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -19,17 +19,18 @@ from typing import Any
 
 import trio
 
-from relay.events import EventHub
-
-from . import ops_admin, ops_mail, queries
-from .accounts import creation_refusal, is_local
+from . import expiry, ops_accounts, ops_delivery, ops_mail, ops_queue, queries
 from .notify import Notifier
 from .opening import close, lock_directory, recover
-from .passwords import LoginCache, hash_password, verify_password
+from .rules import day_number
 from .segments import Location, SegmentLog
 from .types import (
+    AccountCreation,
+    AuthRecord,
+    Delivery,
+    DeliveryOutcome,
+    ExpiryResult,
     FlagMode,
-    LoginResult,
     MailboxChange,
     MailboxEntry,
     MailboxSnapshot,
@@ -44,16 +45,9 @@ SEGMENT_SIZE = 8 << 20
 EXPIRY_INTERVAL = 3600.0
 
 
-@dataclass
-class _Creation:
-    """A first login in progress: later logins of the same address wait for it."""
-
-    password: str
-    done: trio.Event = field(default_factory=trio.Event)
-    ok: bool = False
-
-
 class Store:
+    """The embedded store; satisfies relay.store.api.MailStore."""
+
     def __init__(self, config: Any, log: Any, db: Database, seglog: SegmentLog, writer: Writer):
         self.config = config  # replace on reload; read per decision
         self.log = log
@@ -61,84 +55,34 @@ class Store:
         self._seglog = seglog
         self._writer = writer
         self._notifier = writer.notifier
-        self._cache = LoginCache()
-        self._hash_limiter = trio.CapacityLimiter(2)  # Argon2id uses 19 MiB per running hash
-        self._creating: dict[str, _Creation] = {}
-        self.events = EventHub()  # {"type": "account_created", "addr": ...}
 
     def _now(self) -> float:
         return self._writer.clock()
 
-    # -- accounts ---------------------------------------------------------------------------
+    def today(self) -> int:
+        """The store clock's day number (login days are counted in it)."""
+        return day_number(self._now())
 
-    async def login(self, addr: str, password: str, *, create: bool) -> LoginResult:
+    # -- account primitives -----------------------------------------------------------------
+
+    async def account_auth(self, addr: str) -> AuthRecord:
+        return await self._db.run(queries.auth_record, addr.lower())
+
+    async def add_account(self, addr: str, pwhash: str) -> AccountCreation:
+        """Create addr with an already computed password hash (and its INBOX). 'exists' when
+        it is there already (a concurrent first login won), 'blocked' if it may never be."""
+        fn = partial(ops_accounts.create_account, addr=addr.lower(), pwhash=pwhash)
+        return await self._writer.submit(fn)
+
+    async def touch_login(self, addr: str) -> None:
+        """Record today as addr's last login (inactive accounts expire). At most one write a
+        day; a failure is logged, not raised: it must never fail the login itself."""
         addr = addr.lower()
-        if not is_local(self.config, addr):
-            return LoginResult(False, reason="not a local address")
-        pwhash, blocked, login_day = await self._db.run(queries.auth_row, addr)
-        if pwhash is not None:
-            if not await self._verify(addr, password, pwhash):
-                return LoginResult(False, reason="wrong password")
-            if login_day < int(self._now() // 86400):
-                await self._touch_login(addr)  # at most once a day per account
-            return LoginResult(True)
-        if blocked:
-            return LoginResult(False, reason="address is blocked")
-        if not create:
-            return LoginResult(False, reason="no such account")
-        acc = self.config.accounts
-        if not (acc.jit and acc.registration_open):
-            return LoginResult(False, reason="registration closed")
-        return await self._create(addr, password)
-
-    async def create_account(self, addr: str, password: str) -> LoginResult:
-        """Explicit creation (e.g. the web /new flow when JIT is off): needs registration_open."""
-        addr = addr.lower()
-        if not self.config.accounts.registration_open:
-            return LoginResult(False, reason="registration closed")
-        return await self._create(addr, password)
-
-    async def _create(self, addr: str, password: str) -> LoginResult:
-        inflight = self._creating.get(addr)
-        if inflight is not None:
-            await inflight.done.wait()
-            if inflight.ok and hmac.compare_digest(inflight.password.encode(), password.encode()):
-                return LoginResult(True)
-            return await self.login(addr, password, create=False)
-        creation = self._creating[addr] = _Creation(password)
+        record = await self.account_auth(addr)
+        if record.pwhash is None or record.login_day >= self.today():
+            return
         try:
-            refusal = await trio.to_thread.run_sync(creation_refusal, self.config, addr, password)
-            if refusal:
-                return LoginResult(False, reason=refusal)
-            async with self._hash_limiter:
-                pwhash = await trio.to_thread.run_sync(hash_password, password)
-            outcome = await self._writer.submit(
-                partial(ops_admin.create_account, addr=addr, pwhash=pwhash)
-            )
-            if outcome == "created":
-                self._cache.remember(addr, password, pwhash)
-                creation.ok = True
-                self.events.publish({"type": "account_created", "addr": addr})
-                return LoginResult(True, created=True)
-            if outcome == "blocked":
-                return LoginResult(False, reason="address is blocked")
-            return await self.login(addr, password, create=False)
-        finally:
-            del self._creating[addr]
-            creation.done.set()
-
-    async def _verify(self, addr: str, password: str, pwhash: str) -> bool:
-        if self._cache.check(addr, password, pwhash):
-            return True
-        async with self._hash_limiter:
-            ok = await trio.to_thread.run_sync(verify_password, password, pwhash)
-        if ok:
-            self._cache.remember(addr, password, pwhash)
-        return ok
-
-    async def _touch_login(self, addr: str) -> None:
-        try:
-            await self._writer.submit(partial(ops_admin.touch_login, addr=addr))
+            await self._writer.submit(partial(ops_accounts.touch_login, addr=addr))
         except StoreError as e:
             self.log.warning("store_login_touch_failed", error=str(e))
 
@@ -157,31 +101,30 @@ class Store:
         """Re-create backed-up accounts; existing and blocked addresses are left alone."""
         created = 0
         for account in accounts:
-            addr = account["addr"].lower()
-            create = partial(ops_admin.create_account, addr=addr, pwhash=account["pwhash"])
-            created += await self._writer.submit(create) == "created"
+            created += await self.add_account(account["addr"], account["pwhash"]) == "created"
         return created
 
     async def delete_account(self, addr: str) -> None:
         addr = addr.lower()
-        await self._writer.submit(partial(ops_admin.delete_account, addr=addr))
-        self._cache.forget(addr)
+        await self._writer.submit(partial(ops_accounts.delete_account, addr=addr))
 
     async def block(self, addr: str) -> None:
         """Remove the account (if any) and refuse to ever create it again."""
         addr = addr.lower()
-        await self._writer.submit(partial(ops_admin.block, addr=addr))
-        self._cache.forget(addr)
+        await self._writer.submit(partial(ops_accounts.block, addr=addr))
 
     async def is_blocked(self, addr: str) -> bool:
         return await self._db.run(queries.is_blocked, addr.lower())
 
     # -- delivery ---------------------------------------------------------------------------
 
-    async def deliver(self, recipients: list[str], data: bytes, *, sender: str = "") -> None:
-        """sender is accepted for the contract; the store does not keep envelope senders."""
-        rcpts = [r.lower() for r in recipients]
-        await self._writer.submit(partial(ops_mail.deliver, recipients=rcpts, data=data))
+    async def deliver(self, delivery: Delivery) -> DeliveryOutcome:
+        """Store the local copies, queue the remote one and the report on failures, all in one
+        operation: it returns once all of it is durable, or raises and none of it is.
+
+        Local recipients without an account or over quota do not fail the operation: they are
+        listed in outcome.failed (and the report callback builds what the sender is told)."""
+        return await self._writer.submit(partial(ops_delivery.deliver, delivery=delivery))
 
     async def append(
         self,
@@ -282,8 +225,17 @@ class Store:
 
     async def set_metadata(self, addr: str, key: str, value: str | None) -> None:
         await self._writer.submit(
-            partial(ops_admin.set_metadata, addr=addr.lower(), key=key, value=value)
+            partial(ops_accounts.set_metadata, addr=addr.lower(), key=key, value=value)
         )
+
+    async def update_metadata(
+        self, addr: str, key: str, change: Callable[[str | None], str | None]
+    ) -> str | None:
+        """Atomic read-modify-write: change(old) runs in the database thread (keep it pure and
+        quick) between the other writes, and its result is stored (None deletes). Returns the
+        new value once it is durable."""
+        fn = partial(ops_accounts.update_metadata, addr=addr.lower(), key=key, change=change)
+        return await self._writer.submit(fn)
 
     async def quota_usage(self, addr: str) -> int:
         return await self._db.run(queries.quota_usage, addr.lower())
@@ -292,14 +244,14 @@ class Store:
 
     async def enqueue(self, sender: str, recipients: list[str], data: bytes) -> str:
         return await self._writer.submit(
-            partial(ops_admin.enqueue, sender=sender, recipients=list(recipients), data=data)
+            partial(ops_queue.enqueue, sender=sender, recipients=list(recipients), data=data)
         )
 
     async def queue_list(self) -> list[QueueEntry]:
         return await self._db.run(queries.queue_list)
 
     async def queue_remove(self, id: str, recipients: list[str] | None = None) -> None:
-        await self._writer.submit(partial(ops_admin.queue_remove, qid=id, recipients=recipients))
+        await self._writer.submit(partial(ops_queue.queue_remove, qid=id, recipients=recipients))
 
     async def queue_update(
         self,
@@ -311,7 +263,7 @@ class Store:
     ) -> None:
         at = None if next_attempt is None else int(next_attempt.timestamp())
         fn = partial(
-            ops_admin.queue_update,
+            ops_queue.queue_update,
             qid=id,
             attempts=attempts,
             next_attempt=at,
@@ -325,11 +277,11 @@ class Store:
 
     # -- expiry -----------------------------------------------------------------------------
 
-    async def expire(self) -> ops_admin.ExpiryResult:
+    async def expire(self) -> ExpiryResult:
         """One expiry pass (the timer calls this hourly): expired mail and inactive accounts go,
         then segments nothing points into are unlinked whole."""
-        result = await self._writer.submit(ops_admin.expire)
-        today = int(self._now() // 86400)
+        result = await self._writer.submit(expiry.expire)
+        today = self.today()
         result.segments = await self._writer.exclusive(
             lambda conn, log: queries.drop_dead_segments(conn, log, today)
         )

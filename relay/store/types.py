@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 ChangeKind = Literal["exists", "expunge", "flags", "resync"]
 FlagMode = Literal["add", "remove", "replace"]
+AccountCreation = Literal["created", "exists", "blocked"]
+ReportFate = Literal["", "delivered", "queued", "dropped"]
 
 
 class StoreError(Exception):
@@ -71,13 +74,6 @@ class MailboxChange:
 
 
 @dataclass(frozen=True, slots=True)
-class LoginResult:
-    ok: bool
-    created: bool = False
-    reason: str = ""  # for logs only; clients get a generic failure
-
-
-@dataclass(frozen=True, slots=True)
 class MailboxEntry:
     name: str
     subscribed: bool
@@ -94,3 +90,52 @@ class QueueEntry:
     attempts: int
     next_attempt: datetime
     last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRecord:
+    """What login needs to know about an address, read in one go."""
+
+    pwhash: str | None  # None: no such account
+    blocked: bool
+    login_day: int  # store day number of the last recorded login (0 without an account)
+
+
+@dataclass
+class ExpiryResult:
+    accounts: int = 0
+    messages: int = 0
+    segments: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """What the caller wants sent to the sender when some local recipients fail."""
+
+    data: bytes  # the report message (multipart/report) to deliver
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One incoming message for the store to take in a single all-or-nothing operation."""
+
+    sender: str  # envelope sender, "" for a null sender
+    local: tuple[str, ...]  # local recipients (any case; the store lower-cases them)
+    local_data: bytes  # the copy stored in local INBOXes
+    remote: tuple[str, ...] = ()  # remote recipients: ONE queue entry with remote_data
+    remote_data: bytes = b""
+    sender_is_local: bool = False  # where a report goes: sender's INBOX, or the queue
+    # Builds the report from the failures; runs in the database thread, so it must be pure
+    # (no I/O, no awaiting) and quick. None, or returning None: no report.
+    report: Callable[[dict[str, StoreError]], DeliveryReport | None] | None = None
+
+
+@dataclass
+class DeliveryOutcome:
+    delivered: list[str] = field(default_factory=list)  # local recipients stored
+    queued: list[str] = field(default_factory=list)  # remote recipients queued
+    queue_id: str | None = None
+    failed: dict[str, StoreError] = field(default_factory=dict)  # NoSuchAccount, QuotaExceeded
+    # "" (none), "delivered" (sender's INBOX), "queued", or "dropped" (the sender's INBOX
+    # could not take it; not an error: the sender already has its answer for the others)
+    report: ReportFate = ""

@@ -262,8 +262,10 @@ class CertificateKeeper:
                 await self.obtain()
                 retry = FIRST_RETRY
             except Exception as e:  # never let certificate trouble stop the mail service
-                error = str(e) if isinstance(e, AcmeError) else repr(e)
-                self.app.log.error("acme-failed", error=error, retry_in_s=round(retry))
+                if isinstance(e, AcmeError):  # the CA's own words say it all
+                    self.app.log.error("acme-failed", error=str(e), retry_in_s=round(retry))
+                else:
+                    self.app.log.exception("acme-failed", e, retry_in_s=round(retry))
                 await self._sleep(retry * random.uniform(0.8, 1.2))
                 retry = min(retry * 2, MAX_RETRY)
             self._woken()

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from relay.config import Config
 from relay.onboarding import dcaccount_url, dclogin_url, new_credentials
-from relay.web.state import web_state
 from relay.web.types import Request, Response, json_response, redirect
 
 if TYPE_CHECKING:
@@ -44,7 +43,7 @@ def registration_refusal(config: Config) -> tuple[int, str] | None:
 
 def rate_limited(app: App, ip: str) -> int | None:
     """None when `ip` may have new credentials now, else the seconds to wait."""
-    limit = web_state(app).new_account_limit
+    limit = app.new_account_rate
     if limit.allow(ip):
         return None
     return max(1, math.ceil(limit.retry_after(ip)))
@@ -52,10 +51,9 @@ def rate_limited(app: App, ip: str) -> int | None:
 
 async def fresh_credentials(app: App) -> tuple[str, str] | None:
     """An address never issued before and not taken, with its password."""
-    state = web_state(app)
     for _ in range(MAX_ATTEMPTS):
         addr, password = new_credentials(app.config)
-        if state.remember(addr) and not await app.store.account_exists(addr):
+        if app.issued.remember(addr) and not await app.store.account_exists(addr):
             return addr, password
     return None
 

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from relay.config import Config
-from relay.federation import inbound
-from relay.web import acme, autoconfig, invite, onboard
+from relay.web import acme, autoconfig, invite, mxdeliv, onboard
 from relay.web.types import Request, Response
 
 if TYPE_CHECKING:
@@ -55,7 +54,7 @@ ROUTES: list[Route] = [
     Route(
         "/mxdeliv",
         frozenset({"POST"}),
-        inbound.route,
+        mxdeliv.route,
         max_body=lambda config: config.limits.max_message_size,
         plain_http=True,
         too_large="552 Message exceeds maximum size",

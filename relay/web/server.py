@@ -14,9 +14,8 @@ from typing import TYPE_CHECKING
 import h11
 import trio
 
-from relay.server import Peer
+from relay.net import Deadline, Peer
 from relay.web import routes
-from relay.web.state import web_state
 from relay.web.types import Request, Response, redirect, text_response
 
 if TYPE_CHECKING:
@@ -35,17 +34,10 @@ class _Close(Exception):
     """The connection is finished (closed by the peer, timed out, or unusable)."""
 
 
-async def handle(stream: trio.abc.Stream, peer: Peer, app: App, *, service: str) -> None:
-    cap = app.config.limits.max_connections_per_ip
-    with web_state(app).connections.holding(peer.ip, cap) as admitted:
-        if not admitted:
-            app.log.warning("http-too-many-connections", ip=app.log.redact(peer.ip))
-            with trio.move_on_after(5):
-                await stream.send_all(TOO_MANY_CONNECTIONS)
-            return
-        session = HTTPSession(stream, peer, app, service)
-        with contextlib.suppress(_Close):
-            await session.run()
+async def handle(stream: trio.abc.Stream, peer: Peer, app: App, service: str) -> None:
+    session = HTTPSession(stream, peer, app, service)
+    with contextlib.suppress(_Close):
+        await session.run()
 
 
 _BUSY_BODY = b"too many connections from your address\n"
@@ -151,7 +143,7 @@ class HTTPSession:
         try:
             # The time allowed grows with the bytes that actually arrived, not with the size
             # the client announced: a large Content-Length buys no time to trickle (slowloris).
-            start = trio.current_time()
+            deadline = Deadline(BODY_GRACE, min_rate=MIN_BODY_RATE)
             with trio.fail_after(BODY_GRACE) as scope:
                 while True:
                     event = await self.next_event()
@@ -161,7 +153,8 @@ class HTTPSession:
                         raise _Close
                     assert isinstance(event, h11.Data), event
                     size += len(event.data)
-                    scope.deadline = start + BODY_GRACE + size / MIN_BODY_RATE
+                    deadline.extend_for(len(event.data))
+                    scope.deadline = deadline.at
                     if size > max_body:
                         await self.send_error(413, too_large)
                         raise _Close
@@ -184,7 +177,7 @@ class HTTPSession:
         try:
             response = await route.handler(request, self.app)
         except Exception as e:  # a bug in one page must not kill the connection silently
-            self.app.log.error("http-handler-failed", path=request.path, error=repr(e))
+            self.app.log.exception("http-handler-failed", e, path=request.path)
             return text_response(500, "internal error\n")
         self.app.log.debug(
             "http",

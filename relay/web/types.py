@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from relay.server import Peer
+from relay.net import Peer
 
 # Sent with every response: nothing on these pages needs scripts, frames or outside resources.
 SECURITY_HEADERS = [

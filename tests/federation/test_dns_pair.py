@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from relay.config import TLS, Config, Listen
-from relay.federation import dkim
+from relay.outbound import dkim
 from tests.federation.conftest import wait_until, with_federation
 from tests.federation.dnsmasq import run_dnsmasq
 from tests.federation.mail import encrypted

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from relay import federation
-from relay.federation.outbound import RESCAN_SECONDS
+from relay.outbound.worker import RESCAN_SECONDS
 from tests.federation.conftest import PEER_IP, SENDER_IP, closed_port, wait_until
 from tests.federation.mail import encrypted
 from tests.federation.pair import ChildRelay, Relay, relay_config

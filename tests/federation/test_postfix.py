@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from relay.config import Config
-from relay.federation import dkim
+from relay.outbound import dkim
 from tests.federation.dnsmasq import run_dnsmasq
 from tests.federation.mail import encrypted
 from tests.federation.pair import Relay, relay_config, shared_ports

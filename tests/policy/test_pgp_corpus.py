@@ -27,7 +27,7 @@ def test_corpus_is_big_enough() -> None:
 
 
 def _outcome(decision) -> str:  # type: ignore[no-untyped-def]
-    return "accept" if decision.accepted else decision.reply
+    return "accept" if decision.accepted else str(decision.reply)
 
 
 @pytest.mark.parametrize("sample", ALL, ids=[s.name for s in ALL])
@@ -59,16 +59,16 @@ def _encrypted(sender: str = SENDER) -> bytes:
 def test_outgoing_from_must_match_envelope() -> None:
     forged = _encrypted("someone@example.org")
     decision = check_outgoing(forged, SENDER, [RECIPIENT])
-    assert decision.reply == f"500 Invalid FROM <someone@example.org> for <{SENDER}>"
+    assert str(decision.reply) == f"500 Invalid FROM <someone@example.org> for <{SENDER}>"
     # case does not matter
     assert check_outgoing(_encrypted(SENDER.upper()), SENDER, [RECIPIENT]).accepted
 
 
 def test_missing_or_ambiguous_from_header() -> None:
     message = _encrypted().replace(f"From: <{SENDER}>\r\n".encode(), b"From: nobody\r\n")
-    assert check_outgoing(message, SENDER, [RECIPIENT]).reply == "500 Invalid FROM header: nobody"
+    assert str(check_outgoing(message, SENDER, [RECIPIENT]).reply) == "500 Invalid FROM header: nobody"
     two = _encrypted().replace(b"From:", b"From: <x@y>\r\nFrom:", 1)
-    assert check_incoming(two, SENDER, [RECIPIENT]).reply.startswith("500 Invalid FROM header")
+    assert str(check_incoming(two, SENDER, [RECIPIENT]).reply).startswith("500 Invalid FROM header")
 
 
 def test_incoming_forged_envelope_is_reset_not_refused() -> None:
@@ -80,4 +80,4 @@ def test_incoming_forged_envelope_is_reset_not_refused() -> None:
 
 def test_no_headers_at_all() -> None:
     decision = check_outgoing(b"\r\njust a body\r\n", SENDER, [RECIPIENT])
-    assert decision.reply.startswith("500 Failed to parse message")
+    assert str(decision.reply).startswith("500 Failed to parse message")

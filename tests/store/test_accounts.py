@@ -113,7 +113,7 @@ async def test_concurrent_first_logins_with_different_passwords_one_wins(store: 
 
 
 async def test_blocked_address_is_removed_and_never_recreated(store: Store, alice: str) -> None:
-    await store.deliver([alice], b"Subject: hi\r\n\r\nhello\r\n")
+    await store.deliver_to_inboxes([alice], b"Subject: hi\r\n\r\nhello\r\n")
     await store.block(alice)
     assert await store.is_blocked(alice)
     assert not await store.account_exists(alice)
@@ -122,7 +122,7 @@ async def test_blocked_address_is_removed_and_never_recreated(store: Store, alic
 
 
 async def test_deleted_account_can_be_created_again_empty(store: Store, alice: str) -> None:
-    await store.deliver([alice], b"Subject: hi\r\n\r\nhello\r\n")
+    await store.deliver_to_inboxes([alice], b"Subject: hi\r\n\r\nhello\r\n")
     await store.delete_account(alice)
     assert not await store.account_exists(alice)
     assert not (await store.login(alice, PASSWORD, create=False)).ok
@@ -143,7 +143,7 @@ async def test_accounts_and_password_survive_restart(tmp_path: Path) -> None:
 
 
 async def test_stored_hash_is_salted_argon2id(store: Store) -> None:
-    from relay.store.passwords import hash_password, verify_password
+    from relay.core.passwords import hash_password, verify_password
 
     h1, h2 = hash_password(PASSWORD), hash_password(PASSWORD)
     assert h1.startswith("$argon2id$v=19$") and h1 != h2

@@ -103,7 +103,7 @@ async def apply(store: Store, model: dict[str, Box], op: tuple) -> None:
         box.highest_uid = uid
         box.msgs[uid] = (frozenset(flags), data)
     elif kind == "deliver":
-        await store.deliver([A], op[1])
+        await store.deliver_to_inboxes([A], op[1])
         box = model["INBOX"]
         box.highest_uid += 1  # the next uid is exactly one above the last one
         box.msgs[box.highest_uid] = (frozenset(), op[1])

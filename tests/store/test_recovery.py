@@ -51,14 +51,14 @@ async def prepare(data_dir: Path, tmp: Path) -> tuple[Path, Path, int, int]:
     async with open_store(config, Logger(level="error"), expiry_interval=None) as store:
         assert (await store.login(A, PASSWORD, create=True)).ok
         for n in range(1, 5):
-            await store.deliver([A], b"message %d" % n)
+            await store.deliver_to_inboxes([A], b"message %d" % n)
         await store.expunge(A, "INBOX", [2])
     store_dir = data_dir / "store"
     saved = tmp / "index-before"
     save_index(store_dir, saved)
     before = log_end(store_dir)
     async with open_store(config, Logger(level="error"), expiry_interval=None) as store:
-        await store.deliver([A], b"message 5")
+        await store.deliver_to_inboxes([A], b"message 5")
         await store.expunge(A, "INBOX", [3])
     return store_dir, saved, before, log_end(store_dir)
 
@@ -92,7 +92,7 @@ async def test_torn_last_batch_is_ignored_and_the_log_continues(tmp_path: Path) 
             f.truncate(cut)
         assert await uids_and_bodies(data_dir) == expected, cut
         async with open_store(store_config(data_dir), Logger(level="error")) as store:
-            await store.deliver([A], b"after the crash")
+            await store.deliver_to_inboxes([A], b"after the crash")
         found = await uids_and_bodies(data_dir)
         assert found[max(found)] == b"after the crash"
         assert max(found) >= 5

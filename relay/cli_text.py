@@ -8,8 +8,8 @@ import socket
 from urllib.parse import urlsplit
 
 from relay.config import Config
-from relay.federation.dkim import dkim_dns_record
 from relay.onboarding import dcaccount_url, dclogin_url, new_credentials
+from relay.outbound.dkim import dkim_dns_record
 from relay.web import acme, qr
 from relay.web.autoconfig import mta_sts_policy
 from relay.web.onboard import needs_dclogin

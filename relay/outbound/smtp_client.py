@@ -12,8 +12,8 @@ from collections import deque
 
 import trio
 
-from relay.federation.net import TransportError, open_connection, start_tls
-from relay.federation.smtp_reply import Reply, ReplyError, ReplyReader
+from relay.outbound.connect import TransportError, open_connection, start_tls
+from relay.outbound.smtp_reply import PeerReply, ReplyError, ReplyReader
 from relay.smtp.events import stuff
 
 REPLY_TIMEOUT = 300.0  # RFC 5321 4.5.3.2 asks for minutes; a slow peer is not a dead one
@@ -26,10 +26,10 @@ class _Conversation:
         self.stream = stream
         self.peer = peer
         self.reader = ReplyReader()
-        self.replies: deque[Reply] = deque()
+        self.replies: deque[PeerReply] = deque()
         self.extensions: set[str] = set()  # EHLO keywords, after STARTTLS when there was one
 
-    async def reply(self, timeout: float = REPLY_TIMEOUT) -> Reply:
+    async def reply(self, timeout: float = REPLY_TIMEOUT) -> PeerReply:
         with trio.move_on_after(timeout):
             while not self.replies:
                 data = await self.stream.receive_some(4096)
@@ -42,7 +42,7 @@ class _Conversation:
     async def send(self, *lines: str) -> None:
         await self.stream.send_all("".join(f"{line}\r\n" for line in lines).encode())
 
-    async def command(self, line: str) -> Reply:
+    async def command(self, line: str) -> PeerReply:
         await self.send(line)
         return await self.reply()
 

@@ -15,10 +15,10 @@ from typing import Any
 
 import trio
 
-from relay.federation import http_client, smtp_client
-from relay.federation.mx import RouteError, Target, find_targets
-from relay.federation.net import TransportError, client_context, verifies_certificates
-from relay.federation.policy import REJECT_REPLY, peer_allowed
+from relay.outbound import http_client, smtp_client
+from relay.outbound.connect import TransportError, client_context, verifies_certificates
+from relay.policy.peers import REJECT_REPLY, peer_allowed
+from relay.resolver import RouteError, Target, find_targets
 from relay.smtp.events import stuff
 
 NO_MXDELIV_SECONDS = 30 * 60
@@ -37,7 +37,7 @@ async def deliver_domain(
     """Each recipient's SMTP reply line: 2xx delivered, 4xx try later, 5xx give up."""
     config = app.config
     if not peer_allowed(config, domain):
-        return dict.fromkeys(recipients, REJECT_REPLY)
+        return dict.fromkeys(recipients, str(REJECT_REPLY))
     fed = config.federation
     try:
         targets = await find_targets(domain, fed)

@@ -18,14 +18,15 @@ import dkim as dkimpy
 import trio
 from dkim.util import InvalidTagValueList, parse_tag_value
 
-from relay.federation.dkim import from_domain
-from relay.federation.mx import txt_record
-from relay.federation.policy import REJECT_REPLY, address_domain, normalize, peer_allowed
+from relay.addresses import from_domain
+from relay.policy.peers import REJECT_REPLY, address_domain, normalize, peer_allowed
+from relay.reply import Reply
+from relay.resolver import txt_record
 
-NO_SIGNATURE = "554 5.7.1 No DKIM signature found"
-NO_VALID_SIGNATURE = "554 5.7.1 No valid DKIM signature found"
-BAD_HEADERS = "500 Failed to parse message headers"
-OWN_DOMAIN = "554 5.7.1 From address in our own domain, from outside"
+NO_SIGNATURE = Reply(554, "5.7.1", "No DKIM signature found")
+NO_VALID_SIGNATURE = Reply(554, "5.7.1", "No valid DKIM signature found")
+BAD_HEADERS = Reply(500, "", "Failed to parse message headers")
+OWN_DOMAIN = Reply(554, "5.7.1", "From address in our own domain, from outside")
 MAX_SIGNATURES = 8  # verified per message; more is an attempt to make us do DNS work
 KEY_CACHE_SIZE = 1000
 KEY_CACHE_SECONDS = 3600.0
@@ -58,8 +59,8 @@ class KeyCache:
 keys = KeyCache()
 
 
-async def origin_check(app: Any, message: bytes, mail_from: str) -> str | None:
-    """None if the message may come from where it says, else the SMTP reply line."""
+async def origin_check(app: Any, message: bytes, mail_from: str) -> Reply | None:
+    """None if the message may come from where it says, else the refusal."""
     config = app.config
     try:
         domain = from_domain(message)
@@ -81,7 +82,7 @@ async def origin_check(app: Any, message: bytes, mail_from: str) -> str | None:
     return await dkim_check(app, message, domain)
 
 
-async def dkim_check(app: Any, message: bytes, domain: str) -> str | None:
+async def dkim_check(app: Any, message: bytes, domain: str) -> Reply | None:
     try:
         signatures = _signatures(message)
     except (InvalidTagValueList, dkimpy.DKIMException, ValueError):

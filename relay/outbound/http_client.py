@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import h11
 import trio
 
-from relay.federation.net import TransportError, open_connection, start_tls
+from relay.outbound.connect import TransportError, open_connection, start_tls
 
 REQUEST_TIMEOUT = 60.0  # as the official relay's transport
 MAX_REPLY_BODY = 16 * 1024  # an SMTP reply line; anything longer is not a chatmail peer

@@ -17,25 +17,32 @@ Status codes, where the official relay (filtermail) and madmail differ:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from relay.delivery import deliver
-from relay.federation.origin import origin_check
-from relay.federation.policy import REJECT_REPLY
-from relay.policy.checks import check_incoming
+from relay.core.delivery import STORAGE_FAILED
+from relay.core.inbound import (
+    BAD_SENDER,
+    NO_RECIPIENTS,
+    accept_incoming,
+    recipient_refusal,
+    sender_refusal,
+)
+from relay.policy.peers import REJECT_REPLY
+from relay.reply import Reply
 from relay.smtp.dataframe import DataReader
 from relay.smtp.events import unstuff
 from relay.web.types import Request, Response
 
-TOO_BIG = "552 Message exceeds maximum size"
-INVALID_DATA = "500 Invalid DATA"
-STORAGE_FAILED = "451 4.3.0 Error: queue file write error"
+if TYPE_CHECKING:
+    from relay.app import App
 
-Reply = tuple[int, bytes]
+TOO_BIG = Reply(552, "", "Message exceeds maximum size")
+INVALID_DATA = Reply(500, "", "Invalid DATA")
+ACCEPTED = Reply(250, "", "OK")  # what filtermail and madmail answer
 
 
-def _reply(status: int, line: str) -> Reply:
-    return status, line.encode("utf-8", "replace")
+def _answer(status: int, reply: Reply) -> Response:
+    return Response(status, str(reply).encode("utf-8", "replace"))
 
 
 def _addresses(values: list[str]) -> list[str]:
@@ -49,12 +56,7 @@ def _addresses(values: list[str]) -> list[str]:
     return found
 
 
-def _is_mailbox(address: str) -> bool:
-    local, at, domain = address.rpartition("@")
-    return bool(at and local and domain) and not any(c in address for c in " <>\r\n\t")
-
-
-def transmission_problem(body: bytes, max_size: int) -> str | None:
+def transmission_problem(body: bytes, max_size: int) -> Reply | None:
     """The SMTP DATA framing rules applied to a /mxdeliv body (SMTP transmission form)."""
     reader = DataReader(max_size)
     rest = reader.feed(body + b".\r\n")
@@ -64,47 +66,35 @@ def transmission_problem(body: bytes, max_size: int) -> str | None:
     return None
 
 
-async def mxdeliv(app: Any, request_headers: list[tuple[str, str]], body: bytes) -> Reply:
-    config, log = app.config, app.log
-    max_size = config.limits.max_message_size
+async def mxdeliv(app: App, request_headers: list[tuple[str, str]], body: bytes) -> Response:
+    max_size = app.config.limits.max_message_size
     if len(body) > max_size:
-        return _reply(413, TOO_BIG)
+        return _answer(413, TOO_BIG)
     headers = [(name.lower(), value) for name, value in request_headers]
     senders = _addresses([v for k, v in headers if k == "x-mail-from"])
     recipients = list(
         dict.fromkeys(a.lower() for a in _addresses([v for k, v in headers if k == "x-mail-to"]))
     )
     sender = senders[0] if senders else ""
-    if len(senders) > 1 or (sender and not _is_mailbox(sender)):
-        return _reply(400, "501 5.1.7 Bad sender address syntax")
-    if not recipients:
-        return _reply(400, "554 5.5.1 Error: no valid recipients")
+    refusal = BAD_SENDER if len(senders) > 1 else sender_refusal(sender)
+    if refusal is None and not recipients:
+        refusal = NO_RECIPIENTS
     for rcpt in recipients:
-        if not _is_mailbox(rcpt):
-            return _reply(400, "501 5.1.3 Bad recipient address syntax")
-        if not config.is_local_address(rcpt):
-            return _reply(400, f"554 5.7.1 <{rcpt}>: Relay access denied")
+        refusal = refusal or recipient_refusal(app, rcpt)
+    if refusal is not None:
+        return _answer(400, refusal)
     problem = transmission_problem(body, max_size)
     if problem is not None:
-        return _reply(413 if problem == TOO_BIG else 400, problem)
-    content = unstuff(body)
-    decision = check_incoming(content, sender, recipients)
-    refusal = decision.reply or await origin_check(app, content, sender)
-    if refusal is not None:
-        log.info("mxdeliv-rejected", sender=log.redact(sender), reply=refusal[:80])
-        return _reply(403 if refusal == REJECT_REPLY else 400, refusal)
-    try:
-        result = await deliver(app, decision.mail_from, recipients, content)
-    except Exception as e:  # storage trouble: the sender keeps the message and retries
-        log.error("mxdeliv-delivery-failed", error=repr(e))
-        return _reply(500, STORAGE_FAILED)
-    if not result.accepted:
-        return _reply(400, next(iter(result.failed.values())))
-    log.info("mxdeliv-accepted", kind=decision.kind, local=len(result.delivered), size=len(body))
-    return _reply(200, "250 OK")
+        return _answer(413 if problem == TOO_BIG else 400, problem)
+    outcome = await accept_incoming(app, sender, recipients, unstuff(body))
+    reply = outcome.reply
+    if reply.accepted:
+        return _answer(200, ACCEPTED)
+    if reply == STORAGE_FAILED:
+        return _answer(500, reply)  # the sender keeps the message and retries
+    return _answer(403 if reply == REJECT_REPLY else 400, reply)
 
 
-async def route(request: Request, app: Any) -> Response:
+async def route(request: Request, app: App) -> Response:
     """The web server's handler for POST /mxdeliv (see relay.web.routes)."""
-    status, body = await mxdeliv(app, request.headers, request.body)
-    return Response(status, body)
+    return await mxdeliv(app, request.headers, request.body)

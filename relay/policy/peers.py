@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-REJECT_REPLY = "550 5.7.1 Federation policy rejection"
+from relay.reply import Reply
+
+REJECT_REPLY = Reply(550, "5.7.1", "Federation policy rejection")
 
 
 def normalize(domain: str) -> str:

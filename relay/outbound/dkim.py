@@ -9,7 +9,6 @@ relay's IP-only mode.
 from __future__ import annotations
 
 import base64
-from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from relay.addresses import parse_addresses
+from relay.addresses import from_domain
 from relay.durable import write_atomically
 
 KEY_BITS = 2048
@@ -76,16 +75,6 @@ def dkim_dns_record(config: Any) -> str:
     chunks = " ".join(f'"{value[i : i + TXT_CHUNK]}"' for i in range(0, len(value), TXT_CHUNK))
     name = f"{config.federation.dkim_selector}._domainkey.{config.mail_domain}."
     return f"{name} {TTL} IN TXT ( {chunks} )"
-
-
-def from_domain(message: bytes) -> str | None:
-    """The domain of the single From address, lower case; None if there is not exactly one."""
-    headers = BytesHeaderParser().parsebytes(message)
-    values = headers.get_all("From") or []
-    addresses = [a for v in values for a in parse_addresses(str(v))]
-    if len(addresses) != 1 or "@" not in addresses[0][1]:
-        return None
-    return addresses[0][1].rpartition("@")[2].lower()
 
 
 def signed_headers(message: bytes) -> list[bytes]:

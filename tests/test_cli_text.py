@@ -11,7 +11,7 @@ import dns.zone
 
 from relay.config import TLS, Accounts, Config, Listen
 from relay.web import acme
-from relay.web.commands import dns_records, invite_text
+from relay.cli_text import dns_records, invite_text
 from tests.web.test_new import parse_dclogin
 
 DOMAIN = "chat.example.org"

@@ -13,7 +13,7 @@ class ReplyError(Exception):
 
 
 @dataclass(frozen=True)
-class Reply:
+class PeerReply:
     code: int
     lines: tuple[str, ...]  # text after the code, one per line
 
@@ -40,7 +40,7 @@ class ReplyReader:
         self._lines: list[str] = []
         self._code = 0
 
-    def feed(self, data: bytes) -> list[Reply]:
+    def feed(self, data: bytes) -> list[PeerReply]:
         self._buf += data
         replies = []
         while True:
@@ -55,7 +55,7 @@ class ReplyReader:
             if reply is not None:
                 replies.append(reply)
 
-    def _line(self, line: str) -> Reply | None:
+    def _line(self, line: str) -> PeerReply | None:
         code, sep = line[:3], line[3:4]
         if not (code.isdigit() and sep in ("", " ", "-")) or code[0] not in "2345":
             raise ReplyError(f"not an SMTP reply: {line[:80]!r}")
@@ -67,6 +67,6 @@ class ReplyReader:
             raise ReplyError("too many reply lines")
         if sep == "-":
             return None
-        reply = Reply(code=self._code, lines=tuple(self._lines))
+        reply = PeerReply(code=self._code, lines=tuple(self._lines))
         self._lines = []
         return reply

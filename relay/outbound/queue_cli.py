@@ -15,7 +15,7 @@ from typing import Any
 
 import trio
 
-from relay.federation.queue_ops import QueueCommandError, queue_command
+from relay.outbound.queue_ops import QueueCommandError, queue_command
 
 ADMIN_TIMEOUT = 30.0
 

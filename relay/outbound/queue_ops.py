@@ -60,7 +60,7 @@ async def queue_command(store: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 async def admin_queue(app: Any, params: dict[str, Any]) -> dict[str, Any]:
     """The admin socket's "queue" method: as queue_command, and a retry starts at once."""
-    from relay.federation import kick
+    from relay.outbound import kick
 
     result = await queue_command(app.store, params)
     if params.get("action") == "retry":

@@ -11,7 +11,7 @@ from datetime import datetime
 from email.utils import format_datetime, formatdate
 from typing import Any
 
-from relay.store import NoSuchAccount, QuotaExceeded
+from relay.store import Delivery
 
 MAX_ORIGINAL_HEADERS = 64 * 1024
 
@@ -95,7 +95,7 @@ def make_bounce(
 async def send_bounce(
     app: Any, sender: str, failures: dict[str, str], message: bytes, arrived: datetime
 ) -> bool:
-    """Report failed recipients to the sender, locally or through the queue.
+    """Report recipients that failed for good to the sender, locally or through the queue.
 
     Never for a null sender (a bounce itself), so bounces cannot loop. Returns True when the
     report went into the outbound queue, so the caller can wake the queue worker.
@@ -104,11 +104,17 @@ async def send_bounce(
         return False
     report = make_bounce(app.config, sender, failures, message, arrived)
     app.log.info("bounced", sender=app.log.redact(sender), recipients=len(failures))
-    if not app.config.is_local_address(sender):
-        await app.store.enqueue("", [sender], report)
-        return True
-    try:
-        await app.store.deliver([sender], report, sender="")
-    except (NoSuchAccount, QuotaExceeded) as e:
-        app.log.info("bounce-dropped", reason=type(e).__name__)
-    return False
+    local = app.config.is_local_address(sender)
+    outcome = await app.store.deliver(
+        Delivery(
+            sender="",
+            local=(sender,) if local else (),
+            local_data=report if local else b"",
+            remote=() if local else (sender,),
+            remote_data=b"" if local else report,
+        )
+    )
+    if outcome.failed:
+        error = next(iter(outcome.failed.values()))
+        app.log.info("bounce-dropped", reason=type(error).__name__)
+    return bool(outcome.queued)

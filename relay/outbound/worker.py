@@ -13,9 +13,9 @@ from typing import Any
 
 import trio
 
-from relay.federation import dkim
-from relay.federation.bounce import send_bounce
-from relay.federation.transport import deliver_all
+from relay.outbound import dkim
+from relay.outbound.bounce import send_bounce
+from relay.outbound.transport import deliver_all
 from relay.store import NoSuchQueueEntry, QueueEntry, StoreError
 
 RESCAN_SECONDS = 10.0  # also picks up `relay queue retry` made while we sleep
@@ -82,7 +82,7 @@ class Outbound:
             async with self._limiter:
                 await self.attempt(entry)
         except StoreError as e:
-            self.app.log.error("queue-attempt-failed", id=entry.id, error=repr(e))
+            self.app.log.exception("queue-attempt-failed", e, id=entry.id)
         finally:
             self._busy.discard(entry.id)
             self.kick()  # the entry's next attempt may be due before the next scan
@@ -98,7 +98,7 @@ class Outbound:
             signed = await dkim.sign(config, message)
             results = await deliver_all(app, entry.sender, entry.recipients, signed)
         except Exception as e:  # a bug must cost a retry, never the message
-            app.log.error("queue-attempt-crashed", id=entry.id, error=repr(e))
+            app.log.exception("queue-attempt-crashed", e, id=entry.id)
             results = {}
         results = {r: results.get(r, "451 4.3.0 Local error") for r in entry.recipients}
         delivered = [r for r in entry.recipients if results[r].startswith("2")]

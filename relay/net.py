@@ -1,0 +1,78 @@
+"""What every connection-oriented service shares: who is calling, whether they may, and how long
+they may take.
+
+- `Peer`: the client's address as the services see it.
+- `Admission`: one per-IP connection cap summed over every service (SMTP, IMAP, HTTP, ...), so a
+  single address cannot hold `max_connections_per_ip` connections on each of them, and the
+  per-account cap of logged-in sessions.
+- `tls_handshake()`: the one server-side TLS handshake, with the one timeout, used for implicit
+  TLS ports and for STARTTLS alike.
+- `Deadline`: a deadline per command plus a minimum byte rate for bulk data (SMTP DATA, IMAP
+  APPEND literals, HTTP bodies), so a client trickling bytes (slowloris) is cut off while a large
+  message on a slow but moving link gets the time it needs.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import trio
+
+from relay.ratelimit import ConnectionCounter
+
+TLS_HANDSHAKE_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class Peer:
+    ip: str
+    port: int
+
+
+@dataclass
+class Admission:
+    per_ip: ConnectionCounter = field(default_factory=ConnectionCounter)
+    per_account: ConnectionCounter = field(default_factory=ConnectionCounter)
+
+    @contextmanager
+    def connection(self, peer: Peer, cap: int) -> Iterator[bool]:
+        """Count a connection of any service while it lasts; False (nothing counted) beyond cap."""
+        with self.per_ip.holding(peer.ip, cap) as admitted:
+            yield admitted
+
+
+async def tls_handshake(
+    stream: trio.abc.Stream, context: ssl.SSLContext
+) -> trio.SSLStream[trio.abc.Stream] | None:
+    """The server side of a TLS handshake; None if it failed or took too long (old protocol,
+    wrong port, scanner, a client that never speaks)."""
+    tls = trio.SSLStream(stream, context, server_side=True)
+    with trio.move_on_after(TLS_HANDSHAKE_TIMEOUT):
+        try:
+            await tls.do_handshake()
+        except trio.BrokenResourceError:
+            return None
+        return tls
+    return None
+
+
+class Deadline:
+    """The moment by which the current command must be complete.
+
+    `restart(seconds)` starts the clock for a new command; `extend_for(nbytes)` grants bulk
+    data the time its bytes take at `min_rate` bytes per second, so the time allowed grows with
+    what actually arrived, never with what a client announced.
+    """
+
+    def __init__(self, seconds: float, *, min_rate: int) -> None:
+        self.min_rate = min_rate
+        self.at = trio.current_time() + seconds
+
+    def restart(self, seconds: float) -> None:
+        self.at = trio.current_time() + seconds
+
+    def extend_for(self, nbytes: int) -> None:
+        self.at += nbytes / self.min_rate
