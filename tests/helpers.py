@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import trio
 
 from relay import config as config_mod
 from relay.app import App
 from relay.config import Config, Listen
+from relay.core.passwords import hash_password
+from relay.store import Delivery, DeliveryOutcome, MailStore
 
 SERVICES = ("smtp", "submissions", "submission", "imaps", "imap", "https", "http")
 
@@ -128,3 +131,19 @@ def require_tool(name: str) -> str:
     if path is None:
         pytest.skip(f"{name} is not installed (the README's test command installs it)")
     return path
+
+
+async def make_account(store: MailStore, address: str, password: str) -> bool:
+    """Create an account directly in the store (no login); True if it is there now (created,
+    or already there from an earlier run), False if the address is blocked."""
+    pwhash = await trio.to_thread.run_sync(hash_password, password)
+    return await store.add_account(address, pwhash) != "blocked"
+
+
+async def deliver_to(store: MailStore, recipients: list[str], data: bytes) -> DeliveryOutcome:
+    """Store `data` in the INBOX of each recipient; raises the first recipient's refusal
+    (NoSuchAccount, QuotaExceeded), the others still get it."""
+    outcome = await store.deliver(Delivery(sender="", local=tuple(recipients), local_data=data))
+    if outcome.failed:
+        raise next(iter(outcome.failed.values()))
+    return outcome

@@ -9,9 +9,9 @@ from pathlib import Path
 import dns.rdatatype
 import dns.zone
 
+from relay.cli_text import dns_records, invite_text
 from relay.config import TLS, Accounts, Config, Listen
 from relay.web import acme
-from relay.cli_text import dns_records, invite_text
 from tests.web.test_new import parse_dclogin
 
 DOMAIN = "chat.example.org"

@@ -19,7 +19,14 @@ from relay import config as config_mod
 from relay.config import Accounts, Privacy
 from relay.log import Logger
 from relay.tls import make_self_signed, write_pair
-from tests.helpers import client_context, make_config, start_relay_process, stop_relay_process
+from tests.helpers import (
+    client_context,
+    deliver_to,
+    make_account,
+    make_config,
+    start_relay_process,
+    stop_relay_process,
+)
 
 BANNERS = {"smtp": b"220 ", "submission": b"220 ", "imap": b"* OK"}
 TLS_SERVICES = ("submissions", "imaps", "https")
@@ -215,9 +222,9 @@ async def test_a_stopped_relay_can_start_again_in_the_same_process(tmp_path: Pat
                 )
             )
             store = listening.app.store
-            assert (await store.login(addr, "password123", create=True)).ok
+            assert await make_account(store, addr, "password123")
             if round_ == 0:
-                await store.deliver([addr], b"Subject: kept\r\n\r\nbody\r\n")
+                await deliver_to(store, [addr], b"Subject: kept\r\n\r\nbody\r\n")
             else:
                 snapshot = await store.snapshot(addr, "INBOX")
                 assert len(snapshot.messages) == 1  # closed cleanly, reopened with its data

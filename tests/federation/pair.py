@@ -33,6 +33,7 @@ from tests.helpers import (
     SERVICES,
     RelayProcess,
     client_context,
+    make_account,
     start_relay_process,
     stop_relay_process,
 )
@@ -170,7 +171,7 @@ class Relay(Endpoint):
         ]
 
     async def account(self, addr: str) -> None:
-        assert (await self.app.store.login(addr, PASSWORD, create=True)).ok
+        assert await make_account(self.app.store, addr, PASSWORD)
 
     async def queue(self) -> list[QueueEntry]:
         return await self.app.store.queue_list()

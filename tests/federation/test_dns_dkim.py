@@ -12,11 +12,11 @@ import pytest
 import trio
 
 from relay.config import Federation
+from relay.log import Logger
 from relay.outbound import dkim
-from relay.resolver import RouteError, find_targets
 from relay.policy.origin import NO_SIGNATURE, NO_VALID_SIGNATURE, keys, origin_check
 from relay.policy.peers import REJECT_REPLY
-from relay.log import Logger
+from relay.resolver import RouteError, find_targets
 from tests.federation.conftest import with_federation
 from tests.federation.mail import encrypted
 from tests.federation.peers import DNSServer

@@ -17,6 +17,8 @@ import trio
 from hwctl.admin_client import AdminError, connect
 from relay import admin
 from relay.config import Config
+from relay.core.accounts import authenticate
+from tests.helpers import make_account
 from tests.hwctl.fakes import running_app
 
 
@@ -40,7 +42,9 @@ async def test_status_onboarding_and_account_created_event(tmp_path: Path) -> No
                     )
                     # A service logs in with the invite's credentials: the first login creates it.
                     password = invite["url"].split("p=")[1].split("&")[0]
-                    result = await app.store.login(invite["addr"], password, create=True)
+                    result = await authenticate(
+                        app, "127.0.0.1", invite["addr"], password, via="test"
+                    )
                     assert result.created
                     event = await client.events.receive()
                     assert event == {
@@ -145,7 +149,7 @@ def test_a_wipe_killed_half_way_is_finished_at_the_next_start(tmp_path: Path) ->
 
 async def test_identity_export_restores_keys_config_and_accounts_on_a_fresh_box(tmp_path) -> None:
     async with running_app(tmp_path / "old") as old:
-        assert (await old.store.login("abcdefghi@[127.0.0.1]", "password123", create=True)).created
+        assert await make_account(old.store, "abcdefghi@[127.0.0.1]", "password123")
         config_file = old.config.data_dir / "relay.toml"
         config_file.write_text("mail_domain = '127.0.0.1'\n")
         old.config = dataclasses.replace(old.config, source=config_file)
@@ -166,7 +170,9 @@ async def test_identity_export_restores_keys_config_and_accounts_on_a_fresh_box(
         new.config = dataclasses.replace(new.config, source=new.config.data_dir / "relay.toml")
         service = admin.AdminService(new)
         assert await service.identity_import(identity) == {"restored": 4, "accounts": 1}
-        login = await new.store.login("abcdefghi@[127.0.0.1]", "password123", create=False)
+        login = await authenticate(
+            new, "127.0.0.1", "abcdefghi@[127.0.0.1]", "password123", via="test"
+        )
         assert login.ok and not login.created  # the same password works on the new box
     assert (new.config.data_dir / "dkim" / "default.private").read_text() == "dkim key"
     assert (new.config.data_dir / "relay.toml").read_text() == "mail_domain = '127.0.0.1'\n"

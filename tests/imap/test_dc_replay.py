@@ -12,6 +12,7 @@ import zlib
 
 import trio
 
+from tests.helpers import deliver_to
 from tests.imap.util import PASSWORD, RawClient, new_addr
 
 PREFETCH_FIELDS = (
@@ -116,7 +117,7 @@ async def test_delta_chat_session_replay(relay_server):
     # 8. IDLE until a message arrives.
     await c.send(b"A0008 IDLE\r\n")
     assert await c.read_line() == b"+ idling\r\n"
-    await store.deliver([addr], ENCRYPTED)
+    await deliver_to(store, [addr], ENCRYPTED)
     assert await c.read_line() == b"* 1 EXISTS\r\n"
     await c.send(b"DONE\r\n")
     assert await c.read_line() == b"A0008 OK Idle completed.\r\n"
@@ -156,7 +157,7 @@ async def test_delta_chat_session_replay(relay_server):
     # 8 again: the next IDLE, then logout.
     await c.send(b"A0014 IDLE\r\n")
     assert await c.read_line() == b"+ idling\r\n"
-    await store.deliver([addr], ENCRYPTED)
+    await deliver_to(store, [addr], ENCRYPTED)
     assert await c.read_line() == b"* 1 EXISTS\r\n"
     await c.send(b"DONE\r\n")
     assert await c.read_line() == b"A0014 OK Idle completed.\r\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import trio
 
 import relay.imap.idle
+from tests.helpers import deliver_to
 from tests.imap.util import RawClient, imapclient, in_thread, message, new_addr
 
 
@@ -21,9 +22,9 @@ async def _idling_client(relay, addr):
 async def test_delivery_wakes_idle_with_exists(relay_server):
     addr = new_addr(relay_server)
     client = await _idling_client(relay_server, addr)
-    await relay_server.app.store.deliver([addr], message("one"))
+    await deliver_to(relay_server.app.store, [addr], message("one"))
     first = await in_thread(client.idle_check, 5)
-    await relay_server.app.store.deliver([addr], message("two"))
+    await deliver_to(relay_server.app.store, [addr], message("two"))
     second = await in_thread(client.idle_check, 5)
     await in_thread(client.idle_done)
     await in_thread(client.logout)
@@ -34,7 +35,7 @@ async def test_delivery_wakes_idle_with_exists(relay_server):
 async def test_every_idle_session_of_the_account_is_woken(relay_server):
     addr = new_addr(relay_server)
     clients = [await _idling_client(relay_server, addr) for _ in range(3)]
-    await relay_server.app.store.deliver([addr], message())
+    await deliver_to(relay_server.app.store, [addr], message())
     for client in clients:
         assert (1, b"EXISTS") in await in_thread(client.idle_check, 5)
         await in_thread(client.idle_done)
@@ -45,7 +46,7 @@ async def test_expunge_and_flag_changes_from_another_session_reach_the_idler(rel
     addr = new_addr(relay_server)
     await in_thread(lambda: imapclient(relay_server, addr).logout())
     for i in range(2):
-        await relay_server.app.store.deliver([addr], message(str(i)))
+        await deliver_to(relay_server.app.store, [addr], message(str(i)))
     idler = await _idling_client(relay_server, addr)
 
     def other_session():
@@ -86,7 +87,7 @@ async def test_done_ends_idle_and_a_wrong_word_is_bad(relay_server):
     await client.command(b"a2 SELECT INBOX\r\n")
     await client.send(b"a3 IDLE\r\n")
     assert await client.read_line() == b"+ idling\r\n"
-    await relay_server.app.store.deliver([addr], message())
+    await deliver_to(relay_server.app.store, [addr], message())
     assert await client.read_line() == b"* 1 EXISTS\r\n"
     await client.send(b"DONE\r\n")
     assert await client.read_line() == b"a3 OK Idle completed.\r\n"
@@ -103,7 +104,7 @@ async def test_new_mail_is_announced_on_noop_without_idle(relay_server):
     await client.read_line()
     await client.command(f"a1 LOGIN {addr} correct-horse-1\r\n".encode())
     await client.command(b"a2 SELECT INBOX\r\n")
-    await relay_server.app.store.deliver([addr], message())
+    await deliver_to(relay_server.app.store, [addr], message())
     lines = await client.command(b"a3 NOOP\r\n")
     assert lines == [b"* 1 EXISTS\r\n", b"a3 OK NOOP completed.\r\n"]
     await client.aclose()

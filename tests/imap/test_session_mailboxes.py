@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from imapclient.exceptions import IMAPClientError
 
+from tests.helpers import deliver_to
 from tests.imap.util import RawClient, imapclient, in_thread, message, new_addr
 
 
@@ -13,7 +14,7 @@ async def test_select_reports_uidvalidity_uidnext_exists_and_flags(relay_server)
     addr = new_addr(relay_server)
     await in_thread(lambda: imapclient(relay_server, addr).logout())
     for i in range(3):
-        await relay_server.app.store.deliver([addr], message(f"m{i}"))
+        await deliver_to(relay_server.app.store, [addr], message(f"m{i}"))
 
     def session():
         client = imapclient(relay_server, addr)
@@ -78,8 +79,8 @@ async def test_list_delimiter_and_special_use(relay_server):
 async def test_status_counts_messages_and_unseen(relay_server):
     addr = new_addr(relay_server)
     await in_thread(lambda: imapclient(relay_server, addr).logout())
-    await relay_server.app.store.deliver([addr], message("one"))
-    await relay_server.app.store.deliver([addr], message("two"))
+    await deliver_to(relay_server.app.store, [addr], message("one"))
+    await deliver_to(relay_server.app.store, [addr], message("two"))
 
     def session():
         client = imapclient(relay_server, addr)

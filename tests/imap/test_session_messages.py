@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from tests.helpers import deliver_to
 from tests.imap.util import RawClient, imapclient, in_thread, message, new_addr
 
 MULTIPART = (
@@ -22,7 +23,7 @@ async def _account_with(relay, *messages: bytes) -> str:
     addr = new_addr(relay)
     await in_thread(lambda: imapclient(relay, addr).logout())
     for data in messages:
-        await relay.app.store.deliver([addr], data)
+        await deliver_to(relay.app.store, [addr], data)
     return addr
 
 

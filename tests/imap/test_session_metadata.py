@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from relay.config import Privacy
-from tests.helpers import make_config
+from tests.helpers import deliver_to, make_config
 from tests.imap.util import PASSWORD, RawClient, new_addr
 
 
@@ -84,7 +84,7 @@ async def test_server_keys_and_unknown_entries_are_read_only(relay_server):
 
 async def test_getquotaroot_reports_usage_against_max_mailbox_size(relay_server):
     client, addr = await _logged_in(relay_server)
-    await relay_server.app.store.deliver([addr], b"Subject: x\r\n\r\n" + b"y" * 5000 + b"\r\n")
+    await deliver_to(relay_server.app.store, [addr], b"Subject: x\r\n\r\n" + b"y" * 5000 + b"\r\n")
     limit_kib = relay_server.config.limits.max_mailbox_size // 1024
     lines = await client.command(b'A0004 GETQUOTAROOT "INBOX"\r\n')
     assert lines[0] == b'* QUOTAROOT INBOX "User quota"\r\n'

@@ -7,7 +7,7 @@ import trio
 
 import relay.imap.session
 import relay.smtp.session
-from tests.helpers import RelayServer
+from tests.helpers import RelayServer, make_account
 
 
 async def _trickle_until_closed(stream: trio.abc.Stream, byte: bytes, every: float) -> bytes:
@@ -49,7 +49,7 @@ async def test_smtp_trickled_data_is_cut_off(
 ) -> None:
     monkeypatch.setattr(relay.smtp.session, "IDLE_TIMEOUT", 1.0)
     rcpt = f"bob000001@{relay_server.domain}"
-    assert (await relay_server.app.store.login(rcpt, "correct-horse-1", create=True)).ok
+    assert await make_account(relay_server.app.store, rcpt, "correct-horse-1")
     with trio.fail_after(10):
         stream = await trio.open_tcp_stream(relay_server.host, relay_server.port("smtp"))
         await stream.send_all(

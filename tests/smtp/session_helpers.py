@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import trio
 
-from tests.helpers import RelayServer
+from tests.helpers import RelayServer, make_account
 from tests.policy.corpus import armor, crlf, pgp_mime, pkesk_v6, seipd_v2
 
 T = TypeVar("T")
@@ -66,8 +66,7 @@ def plain(sender: str, recipient: str, subject: str = "hello") -> bytes:
 async def create_accounts(server: RelayServer, *locals_: str) -> list[str]:
     addresses = [addr(server, local) for local in locals_]
     for address in addresses:
-        result = await server.app.store.login(address, PASSWORD, create=True)
-        assert result.ok, result
+        assert await make_account(server.app.store, address, PASSWORD)
     return addresses
 
 

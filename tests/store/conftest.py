@@ -8,6 +8,7 @@ import pytest
 from relay.config import Config
 from relay.log import Logger
 from relay.store import Store, open_store
+from tests.helpers import make_account
 from tests.store.helpers import Clock, addr, store_config
 
 PASSWORD = "correct-horse-9"
@@ -32,5 +33,5 @@ async def store(config: Config, clock: Clock) -> AsyncIterator[Store]:
 @pytest.fixture
 async def alice(store: Store) -> str:
     a = addr("alice0001")
-    assert (await store.login(a, PASSWORD, create=True)).created
+    assert await make_account(store, a, PASSWORD)
     return a

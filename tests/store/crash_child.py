@@ -15,6 +15,7 @@ import trio
 
 from relay.log import Logger
 from relay.store import open_store
+from tests.helpers import make_account
 from tests.store.helpers import addr, store_config
 
 ACCOUNT = addr("crashtest")
@@ -39,7 +40,7 @@ async def main() -> None:
         out.flush()
 
     async with open_store(config, Logger(level="error"), segment_size=256 << 10) as store:
-        assert (await store.login(ACCOUNT, PASSWORD, create=True)).ok
+        assert await make_account(store, ACCOUNT, PASSWORD)
         report("ready")
 
         async def writer(n: int) -> None:

@@ -20,6 +20,7 @@ from relay.store import (
     open_store,
     ops_queue,
 )
+from tests.helpers import deliver_to
 from tests.store.helpers import Clock, addr, store_config
 
 KIB = 1024
@@ -83,9 +84,9 @@ async def test_over_quota_and_remote_give_failure_queue_entry_and_report_in_one_
     clock = Clock()
     async with open_store(config, Logger(level="error"), clock=clock, expiry_interval=None) as s:
         bob, carol = await accounts(s, "bob000001", "carol0001")
-        await s.deliver_to_inboxes([bob], b"o" * (30 * KIB))  # old: may go to make room
+        await deliver_to(s, [bob], b"o" * (30 * KIB))  # old: may go to make room
         clock.advance_days(3)
-        await s.deliver_to_inboxes([bob], b"n" * (60 * KIB))  # today's: always spared
+        await deliver_to(s, [bob], b"n" * (60 * KIB))  # today's: always spared
         bob_before = await s.snapshot(bob, "INBOX")
         reports = Reports()
         before = s._writer.batches
@@ -188,7 +189,7 @@ async def test_report_that_the_sender_cannot_take_is_dropped(tmp_path: Path) -> 
     config = store_config(tmp_path / "data", max_mailbox_size=10 * KIB)
     async with open_store(config, Logger(level="error"), expiry_interval=None) as s:
         alice, bob = await accounts(s, "alice0001", "bob000001")
-        await s.deliver_to_inboxes([alice], b"a" * (9 * KIB))  # today's: cannot make room
+        await deliver_to(s, [alice], b"a" * (9 * KIB))  # today's: cannot make room
         reports = Reports(b"r" * (2 * KIB))
         out = await s.deliver(
             Delivery(

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from relay.log import Logger
 from relay.store import MailboxError, NoSuchMailbox, Store, open_store
+from tests.helpers import deliver_to, make_account
 from tests.store.conftest import PASSWORD
 from tests.store.helpers import Clock, addr, store_config
 
@@ -75,7 +76,7 @@ async def run_sequence(data_dir: Path, sequence: list[tuple]) -> None:
         async with open_store(
             config, Logger(level="error"), clock=clock, expiry_interval=None, segment_size=4096
         ) as store:
-            assert (await store.login(A, PASSWORD, create=True)).ok
+            assert await make_account(store, A, PASSWORD)
             await check(store, model, uidvalidities_seen)
             while i < len(sequence):
                 op = sequence[i]
@@ -103,7 +104,7 @@ async def apply(store: Store, model: dict[str, Box], op: tuple) -> None:
         box.highest_uid = uid
         box.msgs[uid] = (frozenset(flags), data)
     elif kind == "deliver":
-        await store.deliver_to_inboxes([A], op[1])
+        await deliver_to(store, [A], op[1])
         box = model["INBOX"]
         box.highest_uid += 1  # the next uid is exactly one above the last one
         box.msgs[box.highest_uid] = (frozenset(), op[1])

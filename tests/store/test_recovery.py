@@ -12,6 +12,7 @@ import pytest
 
 from relay.log import Logger
 from relay.store import StoreError, open_store
+from tests.helpers import deliver_to, make_account
 from tests.store.conftest import PASSWORD
 from tests.store.helpers import addr, store_config
 
@@ -49,16 +50,16 @@ async def prepare(data_dir: Path, tmp: Path) -> tuple[Path, Path, int, int]:
     Returns (store dir, saved index, segment size before and after the last batch)."""
     config = store_config(data_dir)
     async with open_store(config, Logger(level="error"), expiry_interval=None) as store:
-        assert (await store.login(A, PASSWORD, create=True)).ok
+        assert await make_account(store, A, PASSWORD)
         for n in range(1, 5):
-            await store.deliver_to_inboxes([A], b"message %d" % n)
+            await deliver_to(store, [A], b"message %d" % n)
         await store.expunge(A, "INBOX", [2])
     store_dir = data_dir / "store"
     saved = tmp / "index-before"
     save_index(store_dir, saved)
     before = log_end(store_dir)
     async with open_store(config, Logger(level="error"), expiry_interval=None) as store:
-        await store.deliver_to_inboxes([A], b"message 5")
+        await deliver_to(store, [A], b"message 5")
         await store.expunge(A, "INBOX", [3])
     return store_dir, saved, before, log_end(store_dir)
 
@@ -92,7 +93,7 @@ async def test_torn_last_batch_is_ignored_and_the_log_continues(tmp_path: Path) 
             f.truncate(cut)
         assert await uids_and_bodies(data_dir) == expected, cut
         async with open_store(store_config(data_dir), Logger(level="error")) as store:
-            await store.deliver_to_inboxes([A], b"after the crash")
+            await deliver_to(store, [A], b"after the crash")
         found = await uids_and_bodies(data_dir)
         assert found[max(found)] == b"after the crash"
         assert max(found) >= 5

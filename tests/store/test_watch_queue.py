@@ -10,15 +10,16 @@ import trio
 
 from relay.log import Logger
 from relay.store import MailboxChange, NoSuchQueueEntry, Store, open_store
+from tests.helpers import deliver_to, make_account
 from tests.store.conftest import PASSWORD
 from tests.store.helpers import addr, store_config
 
 
 async def test_watch_sees_each_change_once_it_is_durable(store: Store, alice: str) -> None:
     bob = addr("bob000001")
-    assert (await store.login(bob, PASSWORD, create=True)).ok
+    assert await make_account(store, bob, PASSWORD)
     async with store.watch(alice) as events, store.watch(bob) as bob_events:
-        await store.deliver_to_inboxes([alice], b"one")
+        await deliver_to(store, [alice], b"one")
         # by the time deliver returns the event is there, and the message is readable
         assert events.receive_nowait() == MailboxChange("INBOX", "exists", (1,))
         assert await store.read(alice, "INBOX", 1) == b"one"
@@ -46,7 +47,7 @@ async def test_watch_wakes_a_waiting_task(store: Store, alice: str) -> None:
     with trio.fail_after(5):
         async with trio.open_nursery() as nursery:
             await nursery.start(idle)
-            await store.deliver_to_inboxes([alice], b"wake up")
+            await deliver_to(store, [alice], b"wake up")
     assert got == [MailboxChange("INBOX", "exists", (1,))]
 
 
@@ -57,7 +58,7 @@ async def test_a_slow_watcher_gets_resync_and_never_blocks_writers(
     async with store.watch(alice) as events:
         with trio.fail_after(10):
             for n in range(10):
-                await store.deliver_to_inboxes([alice], b"msg %d" % n)
+                await deliver_to(store, [alice], b"msg %d" % n)
         seen = []
         async for change in events:  # ends: the channel is closed after the resync
             seen.append(change)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -64,13 +63,9 @@ async def decode_qr(png: Path) -> str:
 
 
 async def first_login(relay_server, addr: str, password: str) -> None:
-    """Log in the way a client would: over IMAP when it exists, else the store's JIT login."""
-    if importlib.util.find_spec("relay.imap.session") is not None:
-        with trio.fail_after(30):
-            await trio.to_thread.run_sync(imap_login, relay_server, addr, password)
-    else:
-        result = await relay_server.app.store.login(addr, password, create=True)
-        assert result.ok and result.created, result
+    """Log in the way a client would: over IMAP (the first login creates the account)."""
+    with trio.fail_after(30):
+        await trio.to_thread.run_sync(imap_login, relay_server, addr, password)
     assert await relay_server.app.store.account_exists(addr)
 
 
