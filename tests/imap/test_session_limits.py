@@ -6,7 +6,6 @@ import dataclasses
 
 import pytest
 
-import relay.imap.limits
 import relay.imap.session
 from tests.helpers import make_config
 from tests.imap.util import PASSWORD, RawClient, new_addr

@@ -11,7 +11,6 @@ import pytest
 import trio
 
 from relay.config import Accounts
-from relay.web import state
 from tests.helpers import make_config
 from tests.web.client import HTTPClient, fetch
 
@@ -19,9 +18,14 @@ PASSWORD_CHARS = set(string.ascii_letters + string.digits + string.punctuation)
 
 
 @pytest.fixture
-def unlimited(monkeypatch):
-    """Lift the per-IP limit for tests that ask for many accounts from 127.0.0.1."""
-    monkeypatch.setattr(state, "new_account_rate", lambda config: (1e9, 10**6))
+def unlimited(relay_server):
+    """Lift the per-IP limit for tests that ask for many accounts from 127.0.0.1 (as a live
+    reload of the limits would)."""
+    app = relay_server.app
+    limits = dataclasses.replace(
+        app.config.limits, new_account_per_minute=1e9, new_account_burst=10**6
+    )
+    app.config = dataclasses.replace(app.config, limits=limits)
 
 
 def parse_dclogin(url: str) -> tuple[str, dict[str, str]]:

@@ -8,7 +8,7 @@ import smtplib
 import pytest
 
 from relay.config import Config
-from relay.delivery import deliver
+from relay.core.delivery import deliver
 from tests.helpers import RelayServer
 from tests.smtp.session_helpers import create_accounts, encrypted, in_thread, inbox, logged_in
 
@@ -39,7 +39,9 @@ async def test_full_mailbox_does_not_block_other_recipients(relay_server: RelayS
     await deliver(relay_server.app, alice, [bob], message)
     result = await deliver(relay_server.app, alice, [bob, carol], message)
     assert result.delivered == [carol]
-    assert result.failed == {bob: f"552 5.2.2 <{bob}>: Quota exceeded (mailbox for user is full)"}
+    assert {a: str(r) for a, r in result.failed.items()} == {
+        bob: f"552 5.2.2 <{bob}>: Quota exceeded (mailbox for user is full)"
+    }
     assert len(await inbox(relay_server, bob)) == 1
 
     def send_to_full_mailbox() -> tuple[int, bytes]:
