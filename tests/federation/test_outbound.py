@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from relay import federation
+from relay import outbound
 from relay.outbound.worker import RESCAN_SECONDS
 from tests.federation.conftest import PEER_IP, SENDER_IP, closed_port, wait_until
 from tests.federation.mail import encrypted
@@ -226,7 +226,7 @@ async def test_a_bounce_is_never_bounced(start_sender: StartSender) -> None:
     # Only the relay itself queues mail with a null sender (a bounce to a remote sender).
     bounce = encrypted("MAILER-DAEMON@[127.0.0.2]", [BOB])
     await relay.app.store.enqueue("", [BOB], bounce)
-    federation.kick(relay.app)
+    outbound.kick(relay.app)
     await wait_until(relay.queue_empty)
     assert relay.log_lines("queue-attempt") and not relay.log_lines("bounced")
 
