@@ -18,7 +18,7 @@ def parse_addresses(value: str) -> list[tuple[str, str]]:
     """(display name, addr-spec) of each address in a header value; groups are flattened."""
     try:
         header = _REGISTRY("To", value)  # any address header name selects the address parser
-        return [(a.display_name, a.addr_spec) for a in header.addresses]
+        return [(a.display_name, a.addr_spec) for a in header.addresses]  # type: ignore[attr-defined]
     except (HeaderParseError, ValueError, IndexError, TypeError):
         return []
 

@@ -189,6 +189,7 @@ def from_dict(raw: dict[str, Any], *, base_dir: Path = Path(".")) -> Config:
         value = raw.pop(f.name, {})
         if not isinstance(value, dict):
             raise ConfigError(f"[{f.name}]: must be a table, got {_show(value)}")
+        assert f.default_factory is not dataclasses.MISSING  # every section has defaults
         sections[f.name] = _build_section(f.name, f.default_factory(), value)
     if "mail_domain" not in raw:
         raise ConfigError("mail_domain: missing (a DNS name, or an IPv4 address for LAN mode)")
@@ -339,7 +340,7 @@ def to_toml(config: Config) -> str:
     ]
     for f in dataclasses.fields(config):
         section = getattr(config, f.name)
-        if not dataclasses.is_dataclass(section):
+        if not dataclasses.is_dataclass(section) or isinstance(section, type):
             continue
         lines += ["", f"[{f.name}]"]
         lines += [f"{k} = {_toml(v)}" for k, v in dataclasses.asdict(section).items()]

@@ -12,7 +12,7 @@ from relay.core.accounts import authenticate
 from relay.net import tls_handshake
 
 from . import respond
-from .commands import Command
+from .commands import Command, HandlerTable
 from .compress import DeflateStream
 from .errors import Bad, Disconnect, No
 
@@ -145,7 +145,7 @@ async def cmd_compress(s: Session, cmd: Command) -> str:
     return "Begin compression."
 
 
-HANDLERS = {
+HANDLERS: HandlerTable = {
     "CAPABILITY": ("any", cmd_capability),
     "NOOP": ("any", cmd_noop),
     "LOGOUT": ("any", cmd_logout),

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from .fetchspec import FetchAtt, parse_fetch_atts
 from .grammar import ATOM_CHARS, Cursor, ParseError
 from .searchkeys import Key, parse_search
 from .seqset import SeqSet, parse_seqset
+
+if TYPE_CHECKING:
+    from .session import Session
+
+# A command handler answers with the tagged OK's text, (response code, text), or None (a plain
+# "Completed."); a table maps command names to (the state it needs, handler).
+Result = str | tuple[str, str] | None
+Handler = Callable[["Session", "Command"], Awaitable[Result]]
+HandlerTable = dict[str, tuple[str, Handler]]
 
 # Tags: any astring chars except "+" (RFC 3501 tag grammar).
 _TAG_CHARS = frozenset(b for b in ATOM_CHARS | {ord("]")} if b != ord("+"))

@@ -34,6 +34,7 @@ class DeflateStream(trio.abc.Stream):
         while True:
             if self._inflate.unconsumed_tail:
                 return self._inflate.decompress(self._inflate.unconsumed_tail, limit)
+            compressed: bytes | bytearray
             if self._pending:
                 compressed, self._pending = self._pending, b""
             else:

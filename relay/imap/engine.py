@@ -90,7 +90,7 @@ class ServerEngine:
 
     # -- input ------------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes from the client; b"" means the client closed its side."""
         if data:
             self._buf += data

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from relay.store import MessageMeta, NoSuchMessage
 
 from . import message_parts, respond
-from .commands import Command, Fetch
+from .commands import Command, Fetch, HandlerTable
 from .errors import Bad
 from .fetchspec import FetchAtt
 from .grammar import MONTHS
@@ -73,11 +73,11 @@ def fetch_items(atts: list[FetchAtt], meta: MessageMeta, data: bytes | None) -> 
     for att in atts:
         name = att.name
         if att.section is not None:
-            value: object = message_parts.section_bytes(data or b"", att.section)
+            section = message_parts.section_bytes(data or b"", att.section)
             if att.partial is not None:
                 start, length = att.partial
-                value = value[start : start + length]
-            value = Literal(value)
+                section = section[start : start + length]
+            value: object = Literal(section)
         elif name == "UID":
             value = meta.uid
         elif name == "FLAGS":
@@ -110,4 +110,4 @@ def format_internal_date(meta: MessageMeta) -> str:
     return f"{d.day:02d}-{MONTHS[d.month - 1]}-{d.year:04d} {d:%H:%M:%S} +0000"
 
 
-HANDLERS = {"FETCH": ("selected", cmd_fetch)}
+HANDLERS: HandlerTable = {"FETCH": ("selected", cmd_fetch)}

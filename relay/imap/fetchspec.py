@@ -116,7 +116,7 @@ def _section(cur: Cursor) -> Section:
     part: list[int] = []
     text = ""
     fields: tuple[str, ...] = ()
-    while cur.peek() is not None and chr(cur.peek()).isdigit():
+    while (byte := cur.peek()) is not None and chr(byte).isdigit():
         part.append(cur.nz_number())
         if not cur.accept(b"."):
             break

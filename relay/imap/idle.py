@@ -16,7 +16,7 @@ from relay.net import Deadline
 from relay.store import MailboxChange
 
 from . import respond
-from .commands import Command
+from .commands import Command, HandlerTable
 from .engine import IdleDone
 from .errors import Bad, Disconnect
 
@@ -79,4 +79,4 @@ async def _wait_for_change(s: Session) -> None:
         s.selected.note_change(change)
 
 
-HANDLERS = {"IDLE": ("auth", cmd_idle)}
+HANDLERS: HandlerTable = {"IDLE": ("auth", cmd_idle)}

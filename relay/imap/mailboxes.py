@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from relay.store import MailboxError, NoSuchMailbox, QuotaExceeded
 
 from . import respond
-from .commands import Append, Command
+from .commands import Append, Command, HandlerTable
 from .errors import No
 from .respond import Atom
 from .selected import SelectedMailbox
@@ -185,7 +185,7 @@ async def cmd_namespace(s: Session, cmd: Command) -> str:
     return "Namespace completed."
 
 
-HANDLERS = {
+HANDLERS: HandlerTable = {
     "SELECT": ("auth", cmd_select),
     "EXAMINE": ("auth", cmd_select),
     "LIST": ("auth", cmd_list),

@@ -3,12 +3,13 @@ the ways out of the selected state: CLOSE, UNSELECT (plus CHECK)."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from relay.store import MailboxError, NoSuchMailbox, NoSuchMessage, QuotaExceeded
 
 from . import message_parts, respond
-from .commands import Command, Search, Store
+from .commands import Command, HandlerTable, Search, Store
 from .errors import Bad, No
 from .respond import Atom
 from .searchkeys import Candidate, MessageText, matches, needs_content, uses_modseq
@@ -74,7 +75,9 @@ async def cmd_search(s: Session, cmd: Command) -> str:
         text: MessageText | None = None
         if want_content:
             try:
-                text = message_parts.message_text(await s.store.read(s.addr, selected.name, meta.uid))
+                text = message_parts.message_text(
+                    await s.store.read(s.addr, selected.name, meta.uid)
+                )
             except NoSuchMessage:
                 continue
         candidate = Candidate(
@@ -86,7 +89,7 @@ async def cmd_search(s: Session, cmd: Command) -> str:
             modseq=meta.modseq,
             largest_seq=selected.exists,
             largest_uid=largest_uid,
-            content=(lambda t=text: t) if text is not None else None,
+            content=None if text is None else partial(_same, text),
         )
         if matches(request.key, candidate):
             found.append(meta.uid if cmd.uid else seq)
@@ -182,7 +185,7 @@ async def cmd_check(s: Session, cmd: Command) -> str:
     return "Check completed."
 
 
-HANDLERS = {
+HANDLERS: HandlerTable = {
     "STORE": ("selected", cmd_store),
     "SEARCH": ("selected", cmd_search),
     "COPY": ("selected", cmd_copy),
@@ -192,3 +195,7 @@ HANDLERS = {
     "UNSELECT": ("selected", cmd_unselect),
     "CHECK": ("selected", cmd_check),
 }
+
+
+def _same(text: message_parts.MessageText) -> message_parts.MessageText:
+    return text

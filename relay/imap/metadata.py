@@ -13,7 +13,7 @@ from relay.config import Config
 from relay.core.tokens import DEVICETOKEN, add_token, clear_tokens, read_tokens, valid_token
 
 from . import respond
-from .commands import Command, GetMetadata
+from .commands import Command, GetMetadata, HandlerTable
 from .errors import No
 from .mailboxes import mailbox_name
 from .respond import Atom, Literal
@@ -104,7 +104,7 @@ async def cmd_getquota(s: Session, cmd: Command) -> str:
     return "Getquota completed."
 
 
-HANDLERS = {
+HANDLERS: HandlerTable = {
     "GETMETADATA": ("auth", cmd_getmetadata),
     "SETMETADATA": ("auth", cmd_setmetadata),
     "GETQUOTAROOT": ("auth", cmd_getquotaroot),

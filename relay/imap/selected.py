@@ -48,7 +48,7 @@ class SelectedMailbox:
             largest = self.uids[-1] if self.uids else 0
             return [self.uids[i] for i in seqset.select(self.uids, largest)]
         count = len(self.uids)
-        picked = set()
+        picked: set[int] = set()
         for lo, hi in seqset.bounds(count):
             picked.update(range(max(lo, 1), min(hi, count) + 1))
         return [self.uids[s - 1] for s in sorted(picked)]

@@ -17,7 +17,7 @@ from relay.net import Deadline, Peer
 from relay.store import MailboxChange
 
 from . import auth, fetch, idle, mailboxes, messages, metadata, respond
-from .commands import Command
+from .commands import Command, HandlerTable
 from .engine import (
     NEED_DATA,
     AuthResponse,
@@ -41,8 +41,7 @@ MIN_LITERAL_RATE = 1024  # bytes per second an APPEND's message must average bey
 SEND_TIMEOUT = 60.0
 CLOSE_TIMEOUT = 2.0
 
-Handler = Callable[["Session", Command], Awaitable[str | tuple[str, str] | None]]
-HANDLERS: dict[str, tuple[str, Handler]] = {
+HANDLERS: HandlerTable = {
     **auth.HANDLERS,
     **mailboxes.HANDLERS,
     **fetch.HANDLERS,

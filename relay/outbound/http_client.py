@@ -86,7 +86,7 @@ async def _exchange(
     while True:
         event = conn.next_event()
         if event is h11.NEED_DATA:
-            conn.receive_data(await stream.receive_some(CHUNK))
+            conn.receive_data(bytes(await stream.receive_some(CHUNK)))
         elif isinstance(event, h11.Response):
             status = event.status_code
         elif isinstance(event, h11.Data):

@@ -40,9 +40,9 @@ class ReplyReader:
         self._lines: list[str] = []
         self._code = 0
 
-    def feed(self, data: bytes) -> list[PeerReply]:
+    def feed(self, data: bytes | bytearray) -> list[PeerReply]:
         self._buf += data
-        replies = []
+        replies: list[PeerReply] = []
         while True:
             end = self._buf.find(b"\n")
             if end < 0:

@@ -98,7 +98,7 @@ class SMTPEngine:
 
     # ---- I/O side -------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Feed bytes from the peer; b"" means the peer closed its side."""
         if self.state is State.TLS_HANDSHAKE:
             raise RuntimeError("no cleartext bytes may be fed during the TLS handshake")
@@ -382,12 +382,15 @@ class SMTPEngine:
 
     # ---- helpers --------------------------------------------------------------------------
 
-    def _error(self, code: int, text: str) -> None:
+    def _error(self, code: int, text: str) -> Event | None:
+        """Answer a protocol error; the session gets no event from it (None), so a command
+        handler can end with `return self._error(...)`."""
         self._reply(code, text)
         self.errors += 1
         if self.errors >= MAX_ERRORS and self.state is not State.CLOSED:
             self._reply(421, f"4.7.0 {self.hostname} Error: too many errors")
             self._close("errors")
+        return None
 
     def _reply(self, code: int, text: str) -> None:
         lines = text.split("\n")

@@ -139,8 +139,12 @@ def _connect(settings: Settings) -> tuple[client.ClientNetwork, client.ClientV2]
     except (OSError, ValueError, KeyError):
         uri = None
     if uri is None:
-        contact = {"email": settings.email} if settings.email else {}
-        registration = messages.NewRegistration.from_data(terms_of_service_agreed=True, **contact)
+        if settings.email:
+            registration = messages.NewRegistration.from_data(
+                terms_of_service_agreed=True, email=settings.email
+            )
+        else:
+            registration = messages.NewRegistration.from_data(terms_of_service_agreed=True)
         try:
             uri = acme.new_account(registration).uri
         except errors.ConflictError as e:  # the CA already knows this key

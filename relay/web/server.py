@@ -193,13 +193,14 @@ class HTTPSession:
         while True:
             event = self.conn.next_event()
             if event is not h11.NEED_DATA:
-                assert not isinstance(event, h11.PAUSED)
+                assert event is not h11.PAUSED  # we start the next cycle only after DONE
+                assert isinstance(event, h11.Event)
                 return event
             try:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise _Close from None
-            self.conn.receive_data(data)
+            self.conn.receive_data(bytes(data))  # no copy: sockets hand us bytes already
 
     async def send_response(self, response: Response, *, head_only: bool = False) -> None:
         headers = response.all_headers()
