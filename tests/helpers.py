@@ -143,7 +143,7 @@ async def make_account(store: MailStore, address: str, password: str) -> bool:
 async def deliver_to(store: MailStore, recipients: list[str], data: bytes) -> DeliveryOutcome:
     """Store `data` in the INBOX of each recipient; raises the first recipient's refusal
     (NoSuchAccount, QuotaExceeded), the others still get it."""
-    outcome = await store.deliver(Delivery(sender="", local=tuple(recipients), local_data=data))
+    outcome = await store.commit_delivery(Delivery(sender="", local=tuple(recipients), local_data=data))
     if outcome.failed:
         raise next(iter(outcome.failed.values()))
     return outcome

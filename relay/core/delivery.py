@@ -64,7 +64,7 @@ async def deliver(app: App, sender: str, recipients: list[str], data: bytes) -> 
         (local if config.is_local_address(rcpt) else remote).append(rcpt)
     # Never a report for a null sender (a report itself), so reports cannot loop.
     report = partial(_report, config, sender, data, datetime.now(UTC)) if sender else None
-    outcome = await app.store.deliver(
+    outcome = await app.store.commit_delivery(
         Delivery(
             sender=sender,
             local=tuple(local),

@@ -105,7 +105,7 @@ async def send_bounce(
     report = make_bounce(app.config, sender, failures, message, arrived)
     app.log.info("bounced", sender=app.log.redact(sender), recipients=len(failures))
     local = app.config.is_local_address(sender)
-    outcome = await app.store.deliver(
+    outcome = await app.store.commit_delivery(
         Delivery(
             sender="",
             local=(sender,) if local else (),

@@ -75,7 +75,7 @@ class MailStore(Protocol):
 
     # -- delivery -------------------------------------------------------------------------
 
-    async def deliver(self, delivery: Delivery) -> DeliveryOutcome:
+    async def commit_delivery(self, delivery: Delivery) -> DeliveryOutcome:
         """Local copies, the queue entry and the failure report as ONE durable operation."""
         ...
 

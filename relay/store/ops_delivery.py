@@ -18,7 +18,7 @@ from .types import Delivery, DeliveryOutcome, NoSuchAccount, QuotaExceeded, Repo
 REFUSALS = (NoSuchAccount, QuotaExceeded)  # what fails one recipient rather than the message
 
 
-def deliver(p: Planner, delivery: Delivery) -> DeliveryOutcome:
+def plan(p: Planner, delivery: Delivery) -> DeliveryOutcome:
     out = DeliveryOutcome()
     data = delivery.local_data
     for addr in dict.fromkeys(r.lower() for r in delivery.local):

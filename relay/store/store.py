@@ -118,13 +118,13 @@ class Store:
 
     # -- delivery ---------------------------------------------------------------------------
 
-    async def deliver(self, delivery: Delivery) -> DeliveryOutcome:
+    async def commit_delivery(self, delivery: Delivery) -> DeliveryOutcome:
         """Store the local copies, queue the remote one and the report on failures, all in one
         operation: it returns once all of it is durable, or raises and none of it is.
 
         Local recipients without an account or over quota do not fail the operation: they are
         listed in outcome.failed (and the report callback builds what the sender is told)."""
-        return await self._writer.submit(partial(ops_delivery.deliver, delivery=delivery))
+        return await self._writer.submit(partial(ops_delivery.plan, delivery=delivery))
 
     async def append(
         self,

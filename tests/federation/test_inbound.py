@@ -191,7 +191,7 @@ async def test_a_storage_failure_asks_the_sender_to_retry(
         def __init__(self, store):
             self._store = store
 
-        async def deliver(self, *args, **kwargs):
+        async def commit_delivery(self, *args, **kwargs):
             raise OSError("disk on fire")
 
         def __getattr__(self, name):

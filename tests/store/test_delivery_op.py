@@ -1,4 +1,4 @@
-"""Store.deliver(Delivery): local copies, the queue entry and the failure report are ONE
+"""Store.commit_delivery(Delivery): local copies, the queue entry and the failure report are ONE
 operation: one batch, one fdatasync, all or nothing."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class Reports:
 async def test_local_and_remote_recipients_cost_one_batch(store: Store) -> None:
     bob, carol = await accounts(store, "bob000001", "carol0001")
     before = store._writer.batches
-    out = await store.deliver(
+    out = await store.commit_delivery(
         Delivery(
             sender=REMOTE,
             local=(bob.upper(), carol, bob),  # any case, duplicates: one copy each
@@ -92,7 +92,7 @@ async def test_over_quota_and_remote_give_failure_queue_entry_and_report_in_one_
         before = s._writer.batches
         big = b"m" * (50 * KIB)
         async with s.watch(bob) as bob_events, s.watch(carol) as carol_events:
-            out = await s.deliver(
+            out = await s.commit_delivery(
                 Delivery(REMOTE, (bob, carol), big, (REMOTE,), big, report=reports)
             )
             assert s._writer.batches == before + 1
@@ -126,14 +126,14 @@ async def test_a_failing_enqueue_leaves_nothing_and_a_retry_stores_one_copy(
     before = store._writer.batches
     async with store.watch(bob) as events:
         with pytest.raises(RuntimeError, match="injected"):
-            await store.deliver(delivery)
+            await store.commit_delivery(delivery)
         with pytest.raises(trio.WouldBlock):
             events.receive_nowait()  # no wake-up for a copy that was never stored
     assert store._writer.batches == before
     assert await inbox(store, bob) == [] and await inbox(store, carol) == []
     assert await store.queue_list() == []
     monkeypatch.undo()
-    out = await store.deliver(delivery)
+    out = await store.commit_delivery(delivery)
     assert out.delivered == [bob, carol] and out.queue_id is not None
     assert await inbox(store, bob) == [LOCAL_COPY] and await inbox(store, carol) == [LOCAL_COPY]
     assert len(await store.queue_list()) == 1
@@ -150,10 +150,10 @@ async def test_a_failing_log_write_leaves_nothing(
 
     monkeypatch.setattr(store._seglog, "write", no_space)
     with pytest.raises(StoreError, match="storage write failed"):
-        await store.deliver(delivery)
+        await store.commit_delivery(delivery)
     monkeypatch.undo()
     assert await inbox(store, bob) == [] and await store.queue_list() == []
-    await store.deliver(delivery)
+    await store.commit_delivery(delivery)
     assert await inbox(store, bob) == [LOCAL_COPY] and len(await store.queue_list()) == 1
 
 
@@ -161,7 +161,7 @@ async def test_every_local_recipient_unknown_writes_nothing(store: Store) -> Non
     reports = Reports()
     before = store._writer.batches
     nobody, ghost = addr("nobody001"), addr("ghost0001")
-    out = await store.deliver(Delivery(REMOTE, (nobody, ghost), LOCAL_COPY, report=reports))
+    out = await store.commit_delivery(Delivery(REMOTE, (nobody, ghost), LOCAL_COPY, report=reports))
     assert store._writer.batches == before
     assert out.delivered == [] and out.queued == [] and out.queue_id is None
     assert set(out.failed) == {nobody, ghost}
@@ -174,7 +174,7 @@ async def test_report_to_a_local_sender_lands_in_its_inbox(store: Store) -> None
     nobody = addr("nobody001")
     reports = Reports()
     before = store._writer.batches
-    out = await store.deliver(
+    out = await store.commit_delivery(
         Delivery(alice, (bob, nobody), LOCAL_COPY, sender_is_local=True, report=reports)
     )
     assert store._writer.batches == before + 1
@@ -191,7 +191,7 @@ async def test_report_that_the_sender_cannot_take_is_dropped(tmp_path: Path) -> 
         alice, bob = await accounts(s, "alice0001", "bob000001")
         await deliver_to(s, [alice], b"a" * (9 * KIB))  # today's: cannot make room
         reports = Reports(b"r" * (2 * KIB))
-        out = await s.deliver(
+        out = await s.commit_delivery(
             Delivery(
                 alice, (bob, addr("nobody001")), LOCAL_COPY, sender_is_local=True, report=reports
             )
@@ -205,9 +205,9 @@ async def test_no_report_for_a_null_sender_or_when_the_builder_declines(store: S
     [bob] = await accounts(store, "bob000001")
     nobody = addr("nobody001")
     reports = Reports()
-    out = await store.deliver(Delivery("", (bob, nobody), LOCAL_COPY, report=reports))
+    out = await store.commit_delivery(Delivery("", (bob, nobody), LOCAL_COPY, report=reports))
     assert out.delivered == [bob] and out.report == "" and reports.calls == []
     declining = Reports(None)
-    out = await store.deliver(Delivery(REMOTE, (bob, nobody), LOCAL_COPY, report=declining))
+    out = await store.commit_delivery(Delivery(REMOTE, (bob, nobody), LOCAL_COPY, report=declining))
     assert out.report == "" and len(declining.calls) == 1
     assert await store.queue_list() == []
