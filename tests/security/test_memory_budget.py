@@ -1,9 +1,10 @@
-"""Message bodies buffered at once share one memory budget across SMTP and HTTP."""
+"""Message bodies buffered at once share one memory budget across SMTP, IMAP APPEND and HTTP."""
 
 from __future__ import annotations
 
 import dataclasses
 import http.client
+import imaplib
 import smtplib
 
 import trio
@@ -86,3 +87,32 @@ async def test_a_message_read_and_refused_gives_its_bytes_back(relay_server: Rel
 
     await trio.to_thread.run_sync(submit)
     assert relay_server.app.body_budget.used == 0
+
+
+async def test_an_imap_append_is_charged_to_the_same_budget(relay_server: RelayServer) -> None:
+    [alice] = await create_accounts(relay_server, "alice0003")
+    shrink_budget(relay_server, 64 * 1024)
+    budget = relay_server.app.body_budget
+    message = b"From: " + alice.encode() + b"\r\n\r\n" + b"x" * 40000 + b"\r\n"
+
+    def append() -> tuple[str, list]:
+        with imaplib.IMAP4_SSL(
+            relay_server.host,
+            relay_server.port("imaps"),
+            ssl_context=relay_server.ssl_client_context(),
+        ) as imap:
+            imap.login(alice, PASSWORD)
+            return imap.append("INBOX", "", None, message)
+
+    assert budget.take(60 * 1024)  # other connections hold most of it
+    try:
+        await trio.to_thread.run_sync(append)
+        raise AssertionError("the APPEND was read beyond the budget")
+    except imaplib.IMAP4.abort as e:
+        assert "Insufficient system resources" in str(e)
+    assert budget.used == 60 * 1024  # the refused literal's bytes went back
+    budget.give_back(60 * 1024)
+    typ, _ = await trio.to_thread.run_sync(append)
+    assert typ == "OK"
+    assert budget.used == 0
+    assert len((await relay_server.app.store.snapshot(alice, "INBOX")).messages) == 1
