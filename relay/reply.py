@@ -22,18 +22,9 @@ class Reply:
         return self.code < 400
 
     @property
-    def temporary(self) -> bool:
-        return 400 <= self.code < 500
-
-    @property
     def after_code(self) -> str:
         """The line without its code, as an SMTP engine's reply text."""
         return f"{self.enhanced} {self.text}" if self.enhanced else self.text
 
     def __str__(self) -> str:
         return f"{self.code} {self.after_code}"
-
-    @property
-    def status(self) -> str:
-        """An enhanced status for reports: this reply's own, or the generic one for its class."""
-        return self.enhanced or f"{str(self.code)[0]}.0.0"

@@ -1,6 +1,6 @@
 """Connection-level commands: CAPABILITY, NOOP, LOGOUT, STARTTLS, LOGIN, AUTHENTICATE, ID,
-ENABLE, COMPRESS. Logins follow the chatmail rules: JIT account creation through the store,
-never a password over an unencrypted connection, failures throttled per IP and account."""
+ENABLE, COMPRESS. Logins go through relay.core.accounts.authenticate() (JIT creation, the
+throttle shared with SMTP); never a password over an unencrypted connection."""
 
 from __future__ import annotations
 

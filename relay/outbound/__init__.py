@@ -1,8 +1,8 @@
-"""Federation: mail to and from other relays and mail servers.
+"""Outbound federation: mail to other relays and mail servers.
 
-Outbound: `run_outbound` drains the store's queue (MX lookup, /mxdeliv over HTTPS, SMTP with
-STARTTLS as fallback, DKIM signing, retries, bounces). Inbound: `inbound.mxdeliv` for the web
-server's POST /mxdeliv and `origin.origin_check` for the SMTP MX session.
+`run_outbound` (a service of the registry) drains the store's queue: MX lookup, /mxdeliv over
+HTTPS, SMTP with STARTTLS as fallback, DKIM signing, retries, bounces. Incoming federation is
+relay.core.inbound (rules), relay.web.mxdeliv (HTTP) and relay.smtp (port 25).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Content checks after DATA, in the anchor's order and with its exact replies.
 
 `check_outgoing` is for mail a logged-in client submits; `check_incoming` for mail another relay
-hands us (SMTP port 25, later /mxdeliv). Both return a `Decision`; `reply` is None when the
-message is accepted. Envelope checks (sender = login, rate limit) happen earlier, at RCPT.
+hands us (SMTP port 25 and /mxdeliv, through relay.core.inbound). Both return a `Decision`;
+`reply` is None when the message is accepted. Envelope checks (sender = login, rate limit) are
+relay.core.submission's and happen earlier, at RCPT.
 """
 
 from __future__ import annotations
