@@ -130,8 +130,7 @@ async def _serve(
         for name, port in enabled_services(config).items():
             await registry.start(name, port)
         nursery.start_soon(sdnotify.watchdog_loop)
-        for name, port in registry.ports.items():
-            log.info("listening", service=name, port=port, address=",".join(config.listen.address))
+        log.info("ready", services=",".join(registry.running))
         sdnotify.notify("READY=1")
         task_status.started(Listening(ports=registry.ports, app=app, services=registry))
 

@@ -82,6 +82,9 @@ class ServiceRegistry:
         except BaseException:
             self.running.pop(name, None)
             raise
+        if running.port is not None:  # said as the port opens, not when every service is up
+            addresses = ",".join(self.app.config.listen.address)
+            self.app.log.info("listening", service=name, port=running.port, address=addresses)
         return running.port
 
     async def stop(self, name: str) -> None:
