@@ -19,7 +19,9 @@ def parse_addresses(value: str) -> list[tuple[str, str]]:
     try:
         header = _REGISTRY("To", value)  # any address header name selects the address parser
         return [(a.display_name, a.addr_spec) for a in header.addresses]  # type: ignore[attr-defined]
-    except (HeaderParseError, ValueError, IndexError, TypeError):
+    except (HeaderParseError, ValueError, IndexError, TypeError, AttributeError):
+        # The stdlib parser trips over some malformed values with AttributeError ("<a@[1>",
+        # "x: y; z=1"): those are unparseable addresses too, not a reason to drop the connection.
         return []
 
 

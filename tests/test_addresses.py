@@ -22,6 +22,24 @@ def test_domain_literals_and_display_names() -> None:
     assert parse_addresses("") == []
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "<alice0001@[127.0.0.1U>",  # an unclosed domain literal
+        "<a@[1>",
+        'ype: application/pgp-encrypted; charset="utf-8"',  # a group with a parameter in it
+    ],
+)
+def test_values_the_stdlib_parser_trips_over_are_no_addresses(value: str) -> None:
+    """Found by the fuzzer (tests/fuzz): the stdlib parser raised AttributeError on these, which
+    escaped check_incoming/check_outgoing (SMTP dropped the connection, /mxdeliv answered 500
+    so the sending relay retried)."""
+    assert parse_addresses(value) == []
+    message = f"From: {value}\r\nTo: x@y.org\r\n\r\nhi\r\n".encode()
+    decision = check_outgoing(message, "a@b.org", ["x@y.org"])
+    assert decision.reply is not None and "Invalid FROM" in str(decision.reply)
+
+
 def test_a_lan_sender_passes_the_from_check() -> None:
     message = b"From: <abcdefghi@[10.0.2.15]>\r\nTo: x@[10.0.2.15]\r\nSubject: x\r\n\r\nhi\r\n"
     decision = check_outgoing(message, "abcdefghi@[10.0.2.15]", ["x@[10.0.2.15]"])
