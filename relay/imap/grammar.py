@@ -234,7 +234,7 @@ def parse_date(text: str) -> datetime:
         day, mon, year = text.split("-")
         month = [m.lower() for m in MONTHS].index(mon.lower()) + 1
         return datetime(int(year), month, int(day), tzinfo=UTC)
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, OverflowError):  # OverflowError: a year of 20 digits
         raise ParseError("Bad date") from None
 
 
@@ -250,5 +250,5 @@ def parse_date_time(text: str) -> datetime:
             offset = -offset
         local = day.replace(hour=hh, minute=mm, second=ss, tzinfo=timezone(offset))
         return local.astimezone(UTC)
-    except (ValueError, ParseError):
+    except (ValueError, OverflowError, ParseError):
         raise ParseError("Bad date-time") from None

@@ -156,6 +156,9 @@ def test_authenticate_mode_hands_out_one_line():
         (b'a3 LOGIN "unterminated\r\n', "a3", "Line break inside quoted"),
         (b"a4 FETCH 0 FLAGS\r\n", "a4", "Invalid sequence set"),
         (b"a5 NOOP extra\r\n", "a5", "Unexpected data"),
+        # Found by fuzzing: numbers too large for datetime raised OverflowError, not BAD.
+        (b"a6 SEARCH SINCE 1-Feb-99999999999999999999\r\n", "a6", "Bad date"),
+        (b'a7 APPEND x "1-Feb-2024 99999999999999999999:00:00 +0000" {1+}\r\nx\r\n', "a7", "Bad date-time"),
     ],
 )
 def test_malformed_commands_get_bad_with_the_tag(raw, tag, message):
