@@ -27,8 +27,10 @@ MACROS = {
     "FULL": ("FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE", "BODY"),
 }
 SECTION_TEXTS = ("HEADER.FIELDS.NOT", "HEADER.FIELDS", "HEADER", "TEXT", "MIME")
-# Header field names: printable ASCII except ":" (RFC 5322 ftext), as astrings in practice.
-_FIELD_CHARS = frozenset(range(0x21, 0x7F)) - frozenset(b':()"{\\]')
+# Header field names: printable ASCII except ":" (RFC 5322 ftext); written as atoms when they
+# have no IMAP specials, else as quoted strings.
+_FTEXT = frozenset(range(0x21, 0x7F)) - {ord(":")}
+_FIELD_CHARS = _FTEXT - frozenset(b'()"{\\]')
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +45,14 @@ class Section:
             items.append(self.text)
         spec = ".".join(items)
         if self.fields:
-            spec += " (" + " ".join(self.fields) + ")"
+            spec += " (" + " ".join(map(_field_name, self.fields)) + ")"
         return spec
+
+
+def _field_name(name: str) -> str:
+    if frozenset(name.encode()) <= _FIELD_CHARS:
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +152,11 @@ def _header_list(cur: Cursor) -> tuple[str, ...]:
     cur.open_list()
     names: list[str] = []
     while True:
-        if cur.peek() in (0x22, 0x7B):
-            name = cur.string().decode("ascii", "replace")
-        else:
-            name = cur.take_while(_FIELD_CHARS).decode("ascii")
-        if not name:
+        raw = cur.string() if cur.peek() in (0x22, 0x7B) else cur.take_while(_FIELD_CHARS)
+        # A name from a string could hold anything, even CRLF, and it is echoed in the response.
+        if not raw or not frozenset(raw) <= _FTEXT:
             raise ParseError("Expected header field name")
-        names.append(name)
+        names.append(raw.decode("ascii"))
         if cur.close_list():
             return tuple(names)
 

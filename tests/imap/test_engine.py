@@ -158,7 +158,11 @@ def test_authenticate_mode_hands_out_one_line():
         (b"a5 NOOP extra\r\n", "a5", "Unexpected data"),
         # Found by fuzzing: numbers too large for datetime raised OverflowError, not BAD.
         (b"a6 SEARCH SINCE 1-Feb-99999999999999999999\r\n", "a6", "Bad date"),
-        (b'a7 APPEND x "1-Feb-2024 99999999999999999999:00:00 +0000" {1+}\r\nx\r\n', "a7", "Bad date-time"),
+        (
+            b'a7 APPEND x "1-Feb-2024 99999999999999999999:00:00 +0000" {1+}\r\nx\r\n',
+            "a7",
+            "Bad date-time",
+        ),
     ],
 )
 def test_malformed_commands_get_bad_with_the_tag(raw, tag, message):
@@ -197,6 +201,18 @@ def test_fetch_sections_partials_and_macros():
     assert [a.name for a in fast.atts] == ["FLAGS", "INTERNALDATE", "RFC822.SIZE"]
     changed = command(b"a UID FETCH 1:* (FLAGS) (CHANGEDSINCE 12)\r\n").args[0]
     assert changed.changedsince == 12
+
+
+def test_header_field_names_from_strings_are_checked_and_echoed_as_imap():
+    """Found by fuzzing: a name given as a literal or quoted string was echoed as it was, so
+    the response could carry spaces, brackets or even CRLF."""
+    fetch = command(b'a FETCH 1 BODY.PEEK[HEADER.FIELDS (Subject "X-A(B" {3+}\r\nA]B)]\r\n').args[0]
+    (att,) = fetch.atts
+    assert att.section.fields == ("Subject", "X-A(B", "A]B")
+    assert att.response_name() == 'BODY[HEADER.FIELDS (Subject "X-A(B" "A]B")]'
+    for bad in (b'"two words"', b"{4}\r\nA\r\nB", b'"caf\xc3\xa9"', b'"a:b"'):
+        *_, event = events(ServerEngine(), b"a FETCH 1 BODY[HEADER.FIELDS (" + bad + b")]\r\n")
+        assert isinstance(event, BadCommand) and "header field name" in event.message, bad
 
 
 def test_store_forms():
