@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SIZE_RE = re.compile(r"^\s*(\d+)\s*([KMGT]?)B?\s*$", re.IGNORECASE)
+SIZE_RE = re.compile(r"\s*([0-9]{1,19})\s*([KMGT]?)B?\s*", re.IGNORECASE)  # used with fullmatch
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-HOSTNAME_LABEL_RE = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+HOSTNAME_LABEL_RE = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")  # used with fullmatch
 TLS_MODES = ("self-signed", "files", "acme")
 
 
@@ -171,11 +171,21 @@ def load(path: str | Path) -> Config:
     """Read and validate a config file; raises ConfigError naming the first bad key."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text: {e.reason} at byte {e.start}") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except ValueError as e:  # an integer of thousands of digits
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     config = from_dict(raw, base_dir=path.parent)
     return dataclasses.replace(config, source=path.resolve())
 
@@ -195,7 +205,7 @@ def from_dict(raw: dict[str, Any], *, base_dir: Path = Path(".")) -> Config:
         raise ConfigError("mail_domain: missing (a DNS name, or an IPv4 address for LAN mode)")
     mail_domain = _check_domain(raw.pop("mail_domain"))
     data_dir = raw.pop("data_dir", None)
-    if not isinstance(data_dir, str) or not data_dir:
+    if not isinstance(data_dir, str) or not data_dir or "\0" in data_dir:
         raise ConfigError(f"data_dir: must be a non-empty path string, got {_show(data_dir)}")
     if raw:
         raise ConfigError(f"{sorted(raw)[0]}: unknown key")
@@ -233,16 +243,20 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key}: must be a list of strings, got {_show(value)}")
+        if any("\0" in v for v in value):
+            raise ConfigError(f"{key}: must not contain a NUL character")
         if not value and key == "listen.address":
             raise ConfigError(f"{key}: needs at least one address")
         return value
     if not isinstance(value, str):
         raise ConfigError(f"{key}: must be a string, got {_show(value)}")
+    if "\0" in value:  # paths and names: the OS refuses NUL, and no value needs it
+        raise ConfigError(f"{key}: must not contain a NUL character")
     return value
 
 
 def _parse_size(key: str, text: str) -> int:
-    m = SIZE_RE.match(text)
+    m = SIZE_RE.fullmatch(text)
     if not m:
         raise ConfigError(f"{key}: not a size like 500M or 2G: {text!r}")
     return int(m.group(1)) * SIZE_UNITS[m.group(2).upper()]
@@ -255,7 +269,7 @@ def _check_domain(value: Any) -> str:
     if is_ipv4(domain):
         return domain
     labels = domain.split(".")
-    if len(domain) > 253 or not all(HOSTNAME_LABEL_RE.match(label) for label in labels):
+    if len(domain) > 253 or not all(HOSTNAME_LABEL_RE.fullmatch(label) for label in labels):
         raise ConfigError(f"mail_domain: not a DNS name or IPv4 address: {value!r}")
     return domain
 
@@ -354,7 +368,17 @@ def _toml(value: Any) -> str:
         return str(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml(v) for v in value) + "]"
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return '"' + _TOML_ESCAPES.sub(_toml_escape, str(value)) + '"'
+
+
+# A TOML basic string may not hold ", \ or control characters other than tab as they are.
+_TOML_ESCAPES = re.compile(r'["\\\x00-\x08\x0a-\x1f\x7f]')
+_TOML_SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _TOML_SHORT.get(char) or f"\\u{ord(char):04x}"
 
 
 def is_ipv4(text: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,49 @@ def test_to_toml_round_trips(tmp_path: Path) -> None:
     path.write_text(config_mod.to_toml(config))
     loaded = config_mod.load(path)
     assert loaded.listen == config.listen and loaded.limits == config.limits
+
+
+# Found by fuzzing relay.config.load (tests/fuzz): each of these escaped as a ValueError,
+# UnicodeDecodeError or RecursionError (a traceback instead of exit code 2), or loaded.
+HOSTILE_CONFIGS = [
+    (b'mail_domain = "a.org"\ndata_dir = "\xc8"\n', "not UTF-8 text"),
+    (b'mail_domain = "a.org"\ndata_dir = "d\\u0000x"\n', "data_dir: must be a non-empty path"),
+    (b'mail_domain = "a.org"\ndata_dir = "d"\n[tls]\ncert = "a\\u0000"\n', "tls.cert: must not"),
+    (b'mail_domain = "a.org"\ndata_dir = "d"\n[limits]\nmax_message_size = ' + b"9" * 5000, "TOML"),
+    (
+        b'mail_domain = "a.org"\ndata_dir = "d"\n[limits]\nmax_mailbox_size = "'
+        + b"9" * 5000
+        + b'"',
+        "limits.max_mailbox_size: not a size",
+    ),
+    (b'mail_domain = "a.org"\ndata_dir = "d"\nx = ' + b"[" * 5000 + b"]" * 5000, "nested"),
+    (b'mail_domain = "a\\n.org"\ndata_dir = "d"\n', "mail_domain: not a DNS name"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), HOSTILE_CONFIGS)
+def test_hostile_config_files_are_config_errors(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_bytes(data)
+    with pytest.raises(config_mod.ConfigError, match=message):
+        config_mod.load(path)
+
+
+def test_a_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(config_mod.ConfigError, match="cannot be read"):
+        config_mod.load(tmp_path)
+
+
+def test_to_toml_escapes_control_characters(tmp_path: Path) -> None:
+    """Found by fuzzing: a value with a control character (privacy_mail = "a\\u0001@b") loaded,
+    but to_toml wrote it raw, so the file `relay init` wrote could not be read back."""
+    odd = 'x\x01\x7f\n\r\t\b\f"\\@é\u2028'
+    config = dataclasses.replace(
+        Config.embedded_default(tmp_path),
+        privacy=config_mod.Privacy(privacy_mail=odd),
+        metadata=config_mod.Metadata(comment=odd),
+    )
+    path = tmp_path / "relay.toml"
+    path.write_text(config_mod.to_toml(config))
+    loaded = config_mod.load(path)
+    assert loaded.privacy.privacy_mail == odd and loaded.metadata.comment == odd
