@@ -117,6 +117,19 @@ def test_settings_from_the_card_fix_domain_and_registration(
     assert config.privacy.privacy_mail == "admin@example.org"
 
 
+def test_a_privacy_mail_with_control_characters_is_refused_and_never_breaks_relay_toml(
+    setup,
+) -> None:
+    """Found by fuzzing: privacy_mail=a<U+0001>@b was accepted and written into relay.toml as it
+    was, which made the file invalid TOML and `chatmail-setup relay-config` fail at every start."""
+    settings, problems = setup.parse_settings("privacy_mail=pri\x01vacy@example.org\n")
+    assert settings == {} and problems == [
+        "line 1: privacy_mail: not an e-mail address: 'pri\\x01vacy@example.org'"
+    ]
+    odd = 'a\x00\x01\x7f\n\t"\\@é'
+    assert tomllib.loads(f"v = {setup.toml_string(odd)}")["v"] == odd
+
+
 def test_set_toml_value_replaces_or_adds_keys_in_the_right_table(setup) -> None:
     text = 'mail_domain = "a"\n\n[accounts]\njit = true\n\n[privacy]\nno_log = false\n'
     text = setup.set_toml_value(text, None, "mail_domain", '"b"')
