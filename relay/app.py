@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import trio
+
 from relay.config import Config
 from relay.core.accounts import Accounts
 from relay.events import EventHub
@@ -46,6 +48,9 @@ class App:
     accounts: Accounts = field(default_factory=Accounts)  # login cache, first logins in flight
     events: EventHub = field(default_factory=EventHub)  # {"type": "account_created", "addr"}
     issued: IssuedAddresses = field(default_factory=IssuedAddresses)  # by /new, never twice
+    # CPU-bound work on what clients send (MIME structure, SEARCH text) runs in worker threads,
+    # so the event loop keeps answering everyone else; at most this many at once.
+    cpu_work: trio.CapacityLimiter = field(default_factory=lambda: trio.CapacityLimiter(2))
     services: ServiceRegistry | None = None  # set by relay.server once the registry runs
     # Called after something was queued for other relays; the queue worker installs itself.
     on_queued: Callable[[], None] = field(default=lambda: None)

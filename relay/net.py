@@ -62,17 +62,27 @@ async def tls_handshake(
 class Deadline:
     """The moment by which the current command must be complete.
 
-    `restart(seconds)` starts the clock for a new command; `extend_for(nbytes)` grants bulk
-    data the time its bytes take at `min_rate` bytes per second, so the time allowed grows with
-    what actually arrived, never with what a client announced.
+    `restart(seconds)` starts the clock for a new command; `start_bulk(grace)` when its bulk data
+    (a message) begins, and `extend_for(nbytes)` grants that data the time its bytes take at
+    `min_rate` bytes per second, so the time allowed grows with what actually arrived, never
+    with what a client announced.
     """
 
     def __init__(self, seconds: float, *, min_rate: int) -> None:
         self.min_rate = min_rate
         self.at = trio.current_time() + seconds
+        self.in_bulk = False
 
     def restart(self, seconds: float) -> None:
         self.at = trio.current_time() + seconds
+        self.in_bulk = False
+
+    def start_bulk(self, grace: float) -> None:
+        """Bulk data begins: from `grace` seconds on it must keep up `min_rate` on average, even
+        if the command as a whole had longer (a trickled literal is cut off early)."""
+        if not self.in_bulk:
+            self.in_bulk = True
+            self.at = min(self.at, trio.current_time() + grace)
 
     def extend_for(self, nbytes: int) -> None:
         self.at += nbytes / self.min_rate

@@ -147,3 +147,20 @@ async def deliver_to(store: MailStore, recipients: list[str], data: bytes) -> De
     if outcome.failed:
         raise next(iter(outcome.failed.values()))
     return outcome
+
+
+def nested_message(depth: int, size: int, *, sender: str = "mailer-daemon@[192.0.2.1]") -> bytes:
+    """A hostile message: `depth` multiparts one inside the next (boundaries b0, b1, ...) around
+    a text part that pads the whole to about `size` bytes (a mailer-daemon report at the top)."""
+    head = (
+        f"From: <{sender}>\r\nTo: <bob@example.org>\r\nSubject: deep\r\n"
+        "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b0"\r\n\r\n--b0\r\n'
+    )
+    levels = "".join(
+        f'Content-Type: multipart/mixed; boundary="b{i}"\r\n\r\n--b{i}\r\n' for i in range(1, depth)
+    )
+    tail = "".join(f"\r\n--b{i}--" for i in reversed(range(depth))) + "\r\n"
+    line = "x" * 70 + "\r\n"
+    lines = max(1, (size - len(head) - len(levels) - len(tail)) // len(line))
+    return (head + levels + "Content-Type: text/plain\r\n\r\n" + line * lines + tail).encode()

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING
 
+import trio
+
+from relay import mime
 from relay.store import MessageMeta, NoSuchMessage
 
 from . import message_parts, respond
@@ -19,6 +22,14 @@ if TYPE_CHECKING:
 
 # Attributes answered from the index alone; anything else needs the message bytes.
 _META_ONLY = frozenset({"UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE", "MODSEQ"})
+
+
+def _needs_mime_walk(att: FetchAtt) -> bool:
+    """Whether answering `att` walks the MIME structure or parses a header (work that hostile
+    bytes can make long, so it runs in a worker thread, not on the event loop)."""
+    if att.section is not None:
+        return not message_parts.is_plain_section(att.section)
+    return att.name in ("ENVELOPE", "BODY", "BODYSTRUCTURE")
 
 
 async def cmd_fetch(s: Session, cmd: Command) -> str:
@@ -49,6 +60,7 @@ async def cmd_fetch(s: Session, cmd: Command) -> str:
             if not any(a.name == "FLAGS" for a in atts):
                 atts.append(FetchAtt("FLAGS"))  # the flags changed, so they are reported
     needs_content = any(a.name not in _META_ONLY for a in atts)
+    in_thread = any(_needs_mime_walk(a) for a in atts)
     for uid in uids:
         meta = metas.get(uid)
         seq = selected.seq_of(uid)
@@ -62,14 +74,25 @@ async def cmd_fetch(s: Session, cmd: Command) -> str:
                 data = await s.store.read(s.addr, selected.name, uid)
             except NoSuchMessage:
                 continue
-        s.send(respond.untagged(seq, Atom("FETCH"), fetch_items(atts, meta, data)))
+        if in_thread:
+            line = await trio.to_thread.run_sync(
+                fetch_response, seq, atts, meta, data, limiter=s.app.cpu_work
+            )
+        else:
+            line = fetch_response(seq, atts, meta, data)
+        s.send(line)
         await s.maybe_flush()
     return "Fetch completed."
 
 
+def fetch_response(seq: int, atts: list[FetchAtt], meta: MessageMeta, data: bytes | None) -> bytes:
+    """The untagged FETCH line for one message."""
+    return respond.untagged(seq, Atom("FETCH"), fetch_items(atts, meta, data))
+
+
 def fetch_items(atts: list[FetchAtt], meta: MessageMeta, data: bytes | None) -> list:
     items: list = []
-    parsed: message_parts.Entity | None = None
+    parsed: mime.Entity | None = None
     for att in atts:
         name = att.name
         if att.section is not None:
@@ -91,16 +114,15 @@ def fetch_items(atts: list[FetchAtt], meta: MessageMeta, data: bytes | None) -> 
         elif name == "RFC822":
             value = Literal(data or b"")
         elif name in ("RFC822.HEADER", "RFC822.TEXT"):
-            offset = message_parts.split_header(data or b"")
+            offset = mime.split_header(data or b"")
             value = Literal(
                 (data or b"")[:offset] if name == "RFC822.HEADER" else (data or b"")[offset:]
             )
+        elif name == "ENVELOPE":  # the header alone: the body is not parsed for it
+            value = message_parts.envelope(mime.parse_header(data or b""))
         else:
-            parsed = parsed or message_parts.parse(data or b"")
-            if name == "ENVELOPE":
-                value = message_parts.envelope(parsed)
-            else:
-                value = message_parts.bodystructure(parsed, extended=name == "BODYSTRUCTURE")
+            parsed = parsed or mime.parse(data or b"")
+            value = message_parts.bodystructure(parsed, extended=name == "BODYSTRUCTURE")
         items += [Atom(att.response_name()), value]
     return items
 

@@ -1,6 +1,6 @@
-"""MIME structure of stored messages for FETCH: ENVELOPE, BODYSTRUCTURE and BODY[section].
+"""What FETCH and SEARCH show of a stored message: ENVELOPE, BODYSTRUCTURE, BODY[section], text.
 
-Sections must return the stored bytes exactly, so entities are located by byte offsets here;
+Sections must return the stored bytes exactly, so entities are byte offsets (relay.mime);
 the stdlib email package is used where it is right: parsing header values (Content-Type
 parameters, address lists, dates, encoded words), never for re-serialising content.
 """
@@ -8,7 +8,6 @@ parameters, address lists, dates, encoded words), never for re-serialising conte
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesHeaderParser
@@ -16,51 +15,13 @@ from email.policy import compat32
 from email.utils import parsedate_to_datetime
 
 from relay.addresses import parse_addresses
+from relay.mime import Entity, parse, split_header
 
 from .fetchspec import Section
 from .searchkeys import MessageText
 
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _ENVELOPE_ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
-
-
-@dataclass
-class Entity:
-    """One MIME entity: a header block followed by a body, as offsets into the stored bytes."""
-
-    data: bytes
-    start: int  # where the header begins
-    body_start: int  # where the body begins (after the blank line)
-    end: int
-    info: Message = field(repr=False)  # parsed header (for types and parameters)
-    children: list[Entity] = field(default_factory=list)  # multipart parts
-    embedded: Entity | None = None  # the message inside a message/rfc822 part
-
-    @property
-    def header(self) -> bytes:
-        return self.data[self.start : self.body_start]
-
-    @property
-    def body(self) -> bytes:
-        return self.data[self.body_start : self.end]
-
-    @property
-    def whole(self) -> bytes:
-        return self.data[self.start : self.end]
-
-
-def split_header(data: bytes, start: int = 0, end: int | None = None) -> int:
-    """Offset of the body: just after the first empty line, or `end` if there is none."""
-    end = len(data) if end is None else end
-    pos = start
-    while pos < end:
-        nl = data.find(b"\n", pos, end)
-        if nl < 0:
-            return end
-        if data[pos:nl] in (b"", b"\r"):
-            return nl + 1
-        pos = nl + 1
-    return end
 
 
 def header_lines(header: bytes) -> list[tuple[str, bytes]]:
@@ -85,56 +46,17 @@ def header_fields(header: bytes, names: tuple[str, ...], *, exclude: bool) -> by
     return b"".join(picked) + b"\r\n"
 
 
-def parse(data: bytes) -> Entity:
-    return _entity(data, 0, len(data), default_type="text/plain")
-
-
-def _entity(data: bytes, start: int, end: int, default_type: str) -> Entity:
-    body_start = split_header(data, start, end)
-    info = _HEADER_PARSER.parsebytes(data[start:body_start])
-    info.set_default_type(default_type)
-    entity = Entity(data, start, body_start, end, info)
-    maintype = info.get_content_maintype()
-    if maintype == "multipart":
-        boundary = info.get_param("boundary")
-        if isinstance(boundary, str) and boundary:
-            child_default = (
-                "message/rfc822" if info.get_content_subtype() == "digest" else "text/plain"
-            )
-            for part_start, part_end in _split_parts(data, body_start, end, boundary):
-                entity.children.append(_entity(data, part_start, part_end, child_default))
-    elif info.get_content_type() == "message/rfc822":
-        entity.embedded = _entity(data, body_start, end, "text/plain")
-    return entity
-
-
-def _split_parts(data: bytes, start: int, end: int, boundary: str) -> list[tuple[int, int]]:
-    """Byte ranges of the body parts; the line end before a delimiter belongs to the delimiter."""
-    delimiter = re.compile(
-        rb"(?:\A|\r?\n)--"
-        + re.escape(boundary.encode("utf-8", "replace"))
-        + rb"(--)?[ \t]*(\r?\n|\Z)"
-    )
-    parts: list[tuple[int, int]] = []
-    part_start: int | None = None
-    for match in delimiter.finditer(data[start:end]):
-        if part_start is not None:
-            parts.append((part_start, start + match.start()))
-        if match.group(1):
-            return parts
-        part_start = start + match.end()
-    if part_start is not None:  # unterminated multipart: the last part runs to the end
-        parts.append((part_start, end))
-    return parts
-
-
 # -- BODY[section] --------------------------------------------------------------------------
+
+
+def is_plain_section(section: Section) -> bool:
+    """A section of the top level that needs no MIME parse (Delta Chat's prefetch and download)."""
+    return not section.part
 
 
 def section_bytes(data: bytes, section: Section) -> bytes:
     """The bytes RFC 3501 §6.4.5 assigns to a section; b"" for a part that does not exist."""
-    if not section.part and section.text in ("", "HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"):
-        # The common case (Delta Chat's prefetch and download) needs no MIME parse.
+    if is_plain_section(section):
         body_start = split_header(data)
         return _text_of(data[:body_start], data[body_start:], section)
     root = parse(data)
@@ -227,10 +149,18 @@ def bodystructure(entity: Entity, *, extended: bool) -> list:
             parts += [_params(info), _disposition(info), _language(info), _location(info)]
         return parts
     body = entity.body
+    if entity.opaque:
+        maintype, subtype, params = "application", "octet-stream", None
+    else:
+        maintype, subtype, params = (
+            info.get_content_maintype(),
+            info.get_content_subtype(),
+            _params(info),
+        )
     fields: list = [
-        info.get_content_maintype(),
-        info.get_content_subtype(),
-        _params(info),
+        maintype,
+        subtype,
+        params,
         _header(info, "content-id"),
         _header(info, "content-description"),
         (_header(info, "content-transfer-encoding") or "7BIT").upper(),
@@ -239,7 +169,7 @@ def bodystructure(entity: Entity, *, extended: bool) -> list:
     if entity.embedded is not None:
         inner = entity.embedded
         fields += [envelope(inner), bodystructure(inner, extended=extended), _lines(body)]
-    elif info.get_content_maintype() == "text":
+    elif maintype == "text":
         fields.append(_lines(body))
     if extended:
         md5 = _header(info, "content-md5")

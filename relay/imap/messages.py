@@ -3,8 +3,10 @@ the ways out of the selected state: CLOSE, UNSELECT (plus CHECK)."""
 
 from __future__ import annotations
 
-from functools import partial
+from dataclasses import replace
 from typing import TYPE_CHECKING
+
+import trio
 
 from relay.store import MailboxError, NoSuchMailbox, NoSuchMessage, QuotaExceeded
 
@@ -12,7 +14,7 @@ from . import message_parts, respond
 from .commands import Command, HandlerTable, Search, Store
 from .errors import Bad, No
 from .respond import Atom
-from .searchkeys import Candidate, MessageText, matches, needs_content, uses_modseq
+from .searchkeys import Candidate, Key, matches, needs_content, uses_modseq
 from .seqset import SeqSet, from_values
 
 if TYPE_CHECKING:
@@ -72,14 +74,6 @@ async def cmd_search(s: Session, cmd: Command) -> str:
         seq = selected.seq_of(meta.uid)
         if seq is None:
             continue  # new mail this session has not announced yet is not searchable
-        text: MessageText | None = None
-        if want_content:
-            try:
-                text = message_parts.message_text(
-                    await s.store.read(s.addr, selected.name, meta.uid)
-                )
-            except NoSuchMessage:
-                continue
         candidate = Candidate(
             seq=seq,
             uid=meta.uid,
@@ -89,9 +83,18 @@ async def cmd_search(s: Session, cmd: Command) -> str:
             modseq=meta.modseq,
             largest_seq=selected.exists,
             largest_uid=largest_uid,
-            content=None if text is None else partial(_same, text),
         )
-        if matches(request.key, candidate):
+        if want_content:
+            try:
+                data = await s.store.read(s.addr, selected.name, meta.uid)
+            except NoSuchMessage:
+                continue
+            hit = await trio.to_thread.run_sync(
+                _matches_text, request.key, candidate, data, limiter=s.app.cpu_work
+            )
+        else:
+            hit = matches(request.key, candidate)
+        if hit:
             found.append(meta.uid if cmd.uid else seq)
             highest = max(highest, meta.modseq)
     items: list = [Atom("SEARCH"), *found]
@@ -197,5 +200,7 @@ HANDLERS: HandlerTable = {
 }
 
 
-def _same(text: message_parts.MessageText) -> message_parts.MessageText:
-    return text
+def _matches_text(key: Key, candidate: Candidate, data: bytes) -> bool:
+    """Evaluate a key that looks into the message (in a worker thread: the text can be large)."""
+    text = message_parts.message_text(data)
+    return matches(key, replace(candidate, content=lambda: text))

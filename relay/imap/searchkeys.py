@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 from .grammar import ATOM_CHARS, Cursor, ParseError
 from .seqset import SeqSet, parse_seqset
@@ -26,6 +27,8 @@ NO_ARG_KEYS = frozenset(FLAG_KEYS) | {"ALL", "NEW", "OLD", "RECENT"}
 STRING_KEYS = frozenset({"BCC", "BODY", "CC", "FROM", "SUBJECT", "TEXT", "TO"})
 DATE_KEYS = frozenset({"BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"})
 CONTENT_KEYS = STRING_KEYS | {"HEADER", "SENTBEFORE", "SENTON", "SENTSINCE"}
+# Parentheses, NOT and OR nest; evaluation recurses as deep, so the depth is bounded.
+MAX_KEY_DEPTH = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,15 @@ class MessageText:
         self.body = body
         self.sent = sent
 
+    # Case-folded once per message, however many keys look into it.
+    @cached_property
+    def folded_body(self) -> str:
+        return self.body.casefold()
+
+    @cached_property
+    def folded_headers(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in self.headers).casefold()
+
     def header(self, name: str) -> list[str]:
         lname = name.lower()
         return [v for k, v in self.headers if k.lower() == lname]
@@ -78,12 +90,14 @@ def parse_search(cur: Cursor) -> tuple[str | None, Key]:
     return charset, keys[0] if len(keys) == 1 else Key("AND", tuple(keys))
 
 
-def _key(cur: Cursor) -> Key:
+def _key(cur: Cursor, depth: int = 0) -> Key:
+    if depth > MAX_KEY_DEPTH:
+        raise ParseError("Search keys nested too deeply")
     if cur.peek() == ord("("):
         cur.open_list()
         keys = []
         while True:
-            keys.append(_key(cur))
+            keys.append(_key(cur, depth + 1))
             if cur.close_list():
                 return keys[0] if len(keys) == 1 else Key("AND", tuple(keys))
     c = cur.peek()
@@ -110,11 +124,11 @@ def _key(cur: Cursor) -> Key:
         cur.sp()
         return Key("HEADER", (field, cur.astring_text()))
     if word == "NOT":
-        return Key("NOT", (_key(cur),))
+        return Key("NOT", (_key(cur, depth + 1),))
     if word == "OR":
-        first = _key(cur)
+        first = _key(cur, depth + 1)
         cur.sp()
-        return Key("OR", (first, _key(cur)))
+        return Key("OR", (first, _key(cur, depth + 1)))
     if word == "MODSEQ":
         if cur.peek() == ord('"'):  # entry-name and entry-type-req: accepted and ignored
             cur.quoted()
@@ -183,10 +197,10 @@ def _content_match(op: str, args: tuple, c: Candidate) -> bool:
         values = text.header(args[0])
         return bool(values) and any(_contains(v, args[1]) for v in values)
     if op == "BODY":
-        return _contains(text.body, args[0])
+        return args[0].casefold() in text.folded_body
     if op == "TEXT":
-        all_headers = "\n".join(f"{k}: {v}" for k, v in text.headers)
-        return _contains(all_headers, args[0]) or _contains(text.body, args[0])
+        needle = args[0].casefold()
+        return needle in text.folded_headers or needle in text.folded_body
     return any(_contains(v, args[0]) for v in text.header(op))
 
 

@@ -37,7 +37,8 @@ RECEIVE_SIZE = 16 * 1024
 FLUSH_AT = 64 * 1024
 PREAUTH_TIMEOUT = 60.0  # a client that has not logged in gets one minute per command
 AUTH_TIMEOUT = 30 * 60.0  # RFC 3501 §5.4: the autologout timer is at least 30 minutes
-MIN_LITERAL_RATE = 1024  # bytes per second an APPEND's message must average beyond the timeout
+MIN_LITERAL_RATE = 1024  # bytes per second an APPEND's message must average ...
+LITERAL_GRACE = 30.0  # ... from this many seconds after it began
 SEND_TIMEOUT = 60.0
 CLOSE_TIMEOUT = 2.0
 
@@ -122,14 +123,17 @@ class Session:
 
     async def next_event(self, deadline: Deadline):  # noqa: ANN201 - engine event union
         """The next engine event; the client is logged out if it is not complete by `deadline`
-        (a moment, not a silence: a client trickling bytes is cut off all the same). Literal
-        bytes (an APPEND's message) buy time at MIN_LITERAL_RATE and are charged to the
-        relay's memory budget for message bodies until the command is done."""
+        (a moment, not a silence: a client trickling bytes is cut off all the same). A literal
+        (an APPEND's message) must average MIN_LITERAL_RATE after LITERAL_GRACE seconds; its
+        bytes are charged to the relay's memory budget for message bodies until the command
+        is done."""
         while True:
             event = self.engine.next_event()
             if event is not NEED_DATA:
                 return event
             in_literal = self.engine.in_literal
+            if in_literal:
+                deadline.start_bulk(LITERAL_GRACE)
             with trio.move_on_at(deadline.at) as scope:
                 data = await self.stream.receive_some(RECEIVE_SIZE)
             if scope.cancelled_caught:
@@ -235,6 +239,10 @@ class Session:
             return
         except Bad as e:
             self.send(respond.tagged(cmd.tag, "BAD", e.text, e.code))
+            return
+        except Exception as e:  # a bug must cost this command, not the session or the relay
+            self.app.log.exception("imap-command-failed", e, command=cmd.name)
+            self.send(respond.tagged(cmd.tag, "NO", "Internal error, try again.", "SERVERBUG"))
             return
         if self.user is not None and not self.logged_out:
             await self.report_changes(allow_expunge=allow_expunge)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import pytest
 
 import relay.imap.session
+from relay.log import Logger
 from tests.helpers import make_config
 from tests.imap.util import PASSWORD, RawClient, new_addr
 
@@ -76,4 +78,30 @@ async def test_garbage_gets_bad_and_the_session_goes_on(relay_server):
     assert bad.startswith(b"a1 BAD")
     (ok,) = await client.command(b"a2 NOOP\r\n")
     assert ok == b"a2 OK NOOP completed.\r\n"
+    await client.aclose()
+
+
+async def test_a_command_that_crashes_answers_no_and_the_session_goes_on(relay_server, monkeypatch):
+    out = io.StringIO()
+    relay_server.app.log = Logger(stream=out)
+    state, search = relay.imap.session.HANDLERS["SEARCH"]
+
+    async def buggy_search(s, cmd):
+        raise ZeroDivisionError("a bug in SEARCH")
+
+    monkeypatch.setitem(relay.imap.session.HANDLERS, "SEARCH", (state, buggy_search))
+    client = await RawClient.connect(relay_server)
+    await client.read_line()
+    addr = new_addr(relay_server)
+    await client.command(f"a LOGIN {addr} {PASSWORD}\r\n".encode())
+    await client.command(b"b SELECT INBOX\r\n")
+    (no,) = await client.command(b"c SEARCH ALL\r\n")
+    assert no == b"c NO [SERVERBUG] Internal error, try again.\r\n"
+    (ok,) = await client.command(b"d NOOP\r\n")
+    assert ok == b"d OK NOOP completed.\r\n"
+    monkeypatch.setitem(relay.imap.session.HANDLERS, "SEARCH", (state, search))
+    search_again = await client.command(b"e SEARCH ALL\r\n")
+    assert search_again == [b"* SEARCH\r\n", b"e OK Search completed.\r\n"]
+    [logged] = [line for line in out.getvalue().splitlines() if "imap-command-failed" in line]
+    assert "command=SEARCH" in logged and "ZeroDivisionError" in logged and "traceback=" in logged
     await client.aclose()

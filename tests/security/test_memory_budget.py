@@ -10,6 +10,7 @@ import smtplib
 import trio
 
 from tests.helpers import RelayServer
+from tests.imap.util import RawClient
 from tests.smtp.session_helpers import PASSWORD, create_accounts
 
 
@@ -119,3 +120,59 @@ async def test_an_imap_append_is_charged_to_the_same_budget(relay_server: RelayS
     assert typ == "OK"
     assert budget.used == 0
     assert len((await relay_server.app.store.snapshot(alice, "INBOX")).messages) == 1
+
+
+async def test_twenty_sessions_of_one_account_cannot_buffer_more_than_the_budget(
+    relay_server: RelayServer,
+) -> None:
+    [alice] = await create_accounts(relay_server, "alice0004")
+    shrink_budget(relay_server, 1 << 20)
+    budget = relay_server.app.body_budget
+    message = b"From: " + alice.encode() + b"\r\n\r\n" + b"x" * (100 * 1024)
+    all_sent = trio.Event()
+    sent = 0
+    held: list[int] = []
+    results: list[bytes] = []
+
+    async def append() -> None:
+        nonlocal sent
+        client = await RawClient.connect(relay_server)
+        await client.read_line()
+        await client.command(f"a LOGIN {alice} {PASSWORD}\r\n".encode())
+        try:
+            # All but the last byte: the relay must hold it all until the literal is complete.
+            await client.send(b"b APPEND INBOX {%d+}\r\n" % len(message) + message[:-1])
+            sent += 1
+            if sent == 20:
+                all_sent.set()
+            await all_sent.wait()
+            await client.send(message[-1:] + b"\r\n")
+        except trio.BrokenResourceError:
+            pass  # refused while sending: the BYE is already on its way
+        try:
+            results.append((await client.read_line())[:40])
+        except (EOFError, trio.BrokenResourceError):
+            # Closed while our bytes were still coming: the reset may overtake the BYE.
+            results.append(b"* BYE (lost in the reset)")
+        await client.aclose()
+
+    async def count_sent_or_refused() -> None:
+        while len(results) < 20:
+            held.append(budget.used)
+            if sent + len(results) >= 20:
+                all_sent.set()
+            await trio.sleep(0.005)
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(count_sent_or_refused)
+            for _ in range(20):
+                nursery.start_soon(append)
+    assert max(held) <= 1 << 20  # never more than the budget, across all 20 sessions
+    stored = len([r for r in results if r.startswith(b"b OK [APPENDUID")])
+    refused = [r for r in results if r.startswith(b"* BYE")]
+    assert b"* BYE Insufficient system resources, try" in refused
+    assert stored + len(refused) == 20, [r for r in results if not r.startswith(b"* BYE")]
+    assert 1 <= stored < 20  # what fitted was stored, the rest refused instead of buffered
+    assert budget.used == 0
+    assert len((await relay_server.app.store.snapshot(alice, "INBOX")).messages) == stored

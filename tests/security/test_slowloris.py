@@ -69,3 +69,25 @@ async def test_imap_trickled_command_line_is_cut_off(
         said = await _trickle_until_closed(stream, b"a", every=0.2)
     assert said.startswith(b"* OK")
     assert said.endswith(b"* BYE Disconnected for inactivity.\r\n")
+
+
+async def test_imap_trickled_append_literal_is_cut_off_long_before_the_command_deadline(
+    relay_server: RelayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(relay.imap.session, "LITERAL_GRACE", 1.0)
+    addr = f"trickle01@{relay_server.domain}"
+    assert await make_account(relay_server.app.store, addr, "correct-horse-1")
+    with trio.fail_after(20):  # the command itself would have 30 minutes
+        stream = await trio.open_ssl_over_tcp_stream(
+            relay_server.host,
+            relay_server.port("imaps"),
+            ssl_context=relay_server.ssl_client_context(),
+        )
+        await stream.send_all(f"a LOGIN {addr} correct-horse-1\r\n".encode())
+        await stream.send_all(b"b APPEND INBOX {%d+}\r\n" % (8 * 1024 * 1024))
+        start = trio.current_time()
+        said = await _trickle_until_closed(stream, b"x" * 10, every=0.1)  # 100 bytes/s
+    assert b"a OK" in said
+    assert said.endswith(b"* BYE Disconnected for inactivity.\r\n")
+    assert trio.current_time() - start < 10
+    assert relay_server.app.body_budget.used == 0
