@@ -41,7 +41,8 @@ def rate_refusal(app: App, sender: str) -> Reply | None:
         return None
     wait = max(1, round(limiter.retry_after(key)))
     app.log.info("submission-rate-limited", sender=app.log.redact(sender))
-    return Reply(450, "", f"4.7.1: Too much mail from <{sender}>, rate limited for {wait} s")
+    # filtermail's words, colon included: the official relay's tests look for "4.7.1: Too much"
+    return Reply(450, "4.7.1", f": Too much mail from <{sender}>, rate limited for {wait} s")
 
 
 def envelope_refusal(app: App, login: str, sender: str) -> Reply | None:

@@ -1,9 +1,10 @@
-"""Content checks after DATA, in the anchor's order and with its exact replies.
+"""Content checks after DATA, in the anchor's order and with its reply texts.
 
 `check_outgoing` is for mail a logged-in client submits; `check_incoming` for mail another relay
 hands us (SMTP port 25 and /mxdeliv, through relay.core.inbound). Both return a `Decision`;
 `reply` is None when the message is accepted. Envelope checks (sender = login, rate limit) are
-relay.core.submission's and happen earlier, at RCPT.
+relay.core.submission's and happen earlier, at RCPT. filtermail sends these refusals without an
+enhanced status code; ours carry one before the same text (see relay.reply).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from relay.policy.pgp import (
 )
 from relay.reply import Reply
 
-UNENCRYPTED = Reply(523, "", "Encryption Needed: Invalid Unencrypted Mail")
+# 5.7.1 as madmail sends it: a policy refusal (5.7.10 "Encryption Needed" is TLS before AUTH)
+UNENCRYPTED = Reply(523, "5.7.1", "Encryption Needed: Invalid Unencrypted Mail")
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ def _parse(content: bytes) -> mime.Part | Reply:
     try:
         return mime.parse(content)
     except mime.MimeError as e:
-        return Reply(500, "", f"Failed to parse message: {e}")
+        return Reply(500, "5.6.0", f"Failed to parse message: {e}")
 
 
 def _message_and_from(content: bytes, mail_from: str) -> tuple[mime.Part, str] | Decision:
@@ -50,7 +52,7 @@ def _message_and_from(content: bytes, mail_from: str) -> tuple[mime.Part, str] |
     address = from_address(message)
     if address is None:
         value = " ".join(str(v) for v in message.headers.get_all("From") or [])
-        return Decision("rejected", Reply(500, "", f"Invalid FROM header: {value[:200]}"), "")
+        return Decision("rejected", Reply(500, "5.6.0", f"Invalid FROM header: {value[:200]}"), "")
     return message, address
 
 
@@ -60,7 +62,7 @@ def check_outgoing(content: bytes, mail_from: str, recipients: list[str]) -> Dec
         return parsed
     message, header_from = parsed
     if header_from.lower() != mail_from.lower():
-        refusal = Reply(500, "", f"Invalid FROM <{header_from}> for <{mail_from}>")
+        refusal = Reply(500, "5.7.1", f"Invalid FROM <{header_from}> for <{mail_from}>")
         return Decision("rejected", refusal, mail_from)
     reason = why_not_encrypted(message, outgoing=True)
     if reason is None:

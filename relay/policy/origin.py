@@ -25,7 +25,7 @@ from relay.resolver import txt_record
 
 NO_SIGNATURE = Reply(554, "5.7.1", "No DKIM signature found")
 NO_VALID_SIGNATURE = Reply(554, "5.7.1", "No valid DKIM signature found")
-BAD_HEADERS = Reply(500, "", "Failed to parse message headers")
+BAD_HEADERS = Reply(500, "5.6.0", "Failed to parse message headers")
 OWN_DOMAIN = Reply(554, "5.7.1", "From address in our own domain, from outside")
 MAX_SIGNATURES = 8  # verified per message; more is an attempt to make us do DNS work
 KEY_CACHE_SIZE = 1000

@@ -6,6 +6,12 @@ matters itself (greeting, EHLO, ordering, syntax, DATA framing) and leaves polic
 an event that needs a decision pauses the engine until `accept()` or `reject()` is called.
 Pipelined commands are handled one after the other from the buffer, so replies stay in order.
 Memory is bounded: command lines are capped, and DATA beyond the size limit is counted, not kept.
+
+Every 2xx, 4xx and 5xx reply carries an RFC 3463 enhanced status code right after the reply code
+(`_reply()` refuses one without); RFC 2034 exempts only the greeting, the replies to EHLO and
+HELO, and 3xx. The lines are the same after HELO as after EHLO (where ENHANCEDSTATUSCODES is
+advertised): Postfix, in front of the official relay, sends its codes either way, and a client
+that did not ask for them reads them as text. See relay.reply for where the texts come from.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum, auto
 
+from relay.reply import ENHANCED_CODE
 from relay.smtp.dataframe import DataReader
 from relay.smtp.events import (
     NEED_DATA,
@@ -94,7 +101,7 @@ class SMTPEngine:
         self._data: DataReader | None = None
         self.mail_from: str | None = None  # set while a transaction is open
         self.recipients: list[str] = []
-        self._reply(220, f"{hostname} ESMTP")
+        self._reply(220, f"{hostname} ESMTP", exempt=True)
 
     # ---- I/O side -------------------------------------------------------------------------
 
@@ -219,9 +226,11 @@ class SMTPEngine:
         self._data = None
         self.state = State.COMMAND
         if result.problem == "too-big":
-            self._reply(552, "Message exceeds maximum size")
+            # Postfix's words: its message_size_limit (the official relay's max_message_size, as
+            # for filtermail behind it) ends an oversized DATA before the filter answers.
+            self._reply(552, "5.3.4 Error: message file too big")
         elif result.problem is not None:
-            self._reply(500, "Invalid DATA")
+            self._reply(500, "5.5.2 Invalid DATA")  # filtermail's text; 5.5.2 as Postfix's bare LF
         else:
             return MessageData(self.mail_from or "", tuple(self.recipients), result.transmission)
         self._reset_transaction()
@@ -254,7 +263,7 @@ class SMTPEngine:
         self.helo = name
         self._reset_transaction()
         if not extended:
-            self._reply(250, self.hostname)
+            self._reply(250, self.hostname, exempt=True)
             return
         lines = [self.hostname, "PIPELINING", f"SIZE {self.max_message_size}"]
         if self.starttls and not self.tls_active:
@@ -262,7 +271,7 @@ class SMTPEngine:
         if self._auth_available() and not self.authenticated:
             lines.append("AUTH PLAIN LOGIN")
         lines += ["ENHANCEDSTATUSCODES", "8BITMIME", "SMTPUTF8"]
-        self._reply(250, "\n".join(lines))
+        self._reply(250, "\n".join(lines), exempt=True)
 
     def _auth_available(self) -> bool:
         return self.offer_auth and (self.tls_active or not self.auth_requires_tls)
@@ -392,8 +401,14 @@ class SMTPEngine:
             self._close("errors")
         return None
 
-    def _reply(self, code: int, text: str) -> None:
+    def _reply(self, code: int, text: str, *, exempt: bool = False) -> None:
+        """Queue a reply; `text` may hold several lines. Only the greeting and the replies to
+        EHLO/HELO are `exempt` from the enhanced status code on every 2xx/4xx/5xx line."""
         lines = text.split("\n")
+        if not exempt and code // 100 in (2, 4, 5):
+            for line in lines:
+                if not _has_enhanced_code(code, line):
+                    raise ValueError(f"reply {code} {line!r} lacks an enhanced status code")
         for line in lines[:-1]:
             self._reply_line(f"{code}-{line}")
         self._reply_line(f"{code} {lines[-1]}")
@@ -410,6 +425,16 @@ class SMTPEngine:
         self._closed_reason = reason
         self._in.clear()
         self._data = None
+
+
+def _has_enhanced_code(code: int, line: str) -> bool:
+    """`line` starts with a status of `code`'s class, ended by a space, ":" or the line end."""
+    match = ENHANCED_CODE.match(line)
+    return (
+        match is not None
+        and line[0] == str(code)[0]
+        and line[match.end() : match.end() + 1] in ("", " ", ":")
+    )
 
 
 _COMMANDS = {

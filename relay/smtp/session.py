@@ -6,7 +6,10 @@ Three listeners share this code:
   be encrypted; the sender's rate is limited.
 - "smtp" (25, MX): other relays deliver to our users; no AUTH, local recipients only, the same
   encryption gate for incoming mail, unknown users refused at RCPT.
-The reply strings are the official chatmail relay's, so its tests and clients see the same.
+The reply strings are the official chatmail relay's, so its tests and clients see the same, each
+with its enhanced status code (RFC 3463) after the reply code, after HELO as after EHLO; where the
+official relay's filter sends a line without one, the code is added and the text kept (the rule
+is in relay.reply; the engine refuses a 2xx/4xx/5xx line without a code).
 """
 
 from __future__ import annotations
@@ -171,7 +174,7 @@ class Session:
         self.envelope_checked, self.envelope_refusal = False, None
         address = event.address
         if self.submission and address.count("@") != 1:
-            self.engine.reject(500, f"Invalid from address <{address}>")
+            self.engine.reject(500, f"5.1.7 Invalid from address <{address}>")
         elif not self.submission and (refusal := inbound.sender_refusal(address)):
             self._reject(refusal)
         else:
@@ -203,7 +206,9 @@ class Session:
     async def _message(self, event: MessageData) -> None:
         recipients = list(event.recipients)
         if self.submission:
-            reply = (await submission.submit(self.app, event.sender, recipients, event.content)).reply
+            reply = (
+                await submission.submit(self.app, event.sender, recipients, event.content)
+            ).reply
         else:
             reply = (
                 await inbound.accept_incoming(self.app, event.sender, recipients, event.content)

@@ -99,7 +99,7 @@ async def test_recipients_in_one_comma_separated_header_and_a_null_sender(
 
 async def test_unencrypted_mail_is_refused_with_523(receiver: Relay) -> None:
     status, body = await post(receiver, headers(ANNA, BOB), plain(ANNA, [BOB]))
-    assert (status, body) == (400, b"523 Encryption Needed: Invalid Unencrypted Mail")
+    assert (status, body) == (400, b"523 5.7.1 Encryption Needed: Invalid Unencrypted Mail")
     assert await receiver.fetch_inbox(BOB) == []
 
 

@@ -120,7 +120,7 @@ async def test_peers_refuse_unencrypted_mail_on_both_paths(pair: tuple[Relay, Re
 
     assert await trio.to_thread.run_sync(post) == (
         400,
-        b"523 Encryption Needed: Invalid Unencrypted Mail",
+        b"523 5.7.1 Encryption Needed: Invalid Unencrypted Mail",
     )
 
     def smtp() -> None:

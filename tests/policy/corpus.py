@@ -223,7 +223,7 @@ def pgpy_armor(packets: bytes) -> str:
     return str(pgpy.PGPMessage.from_blob(packets))
 
 
-UNENC = "523 Encryption Needed: Invalid Unencrypted Mail"
+UNENC = "523 5.7.1 Encryption Needed: Invalid Unencrypted Mail"
 
 
 def real_client_samples() -> list[Sample]:
@@ -371,7 +371,12 @@ def samples() -> list[Sample]:
         Sample("version-armor-header", pgp_mime(version_header), UNENC, "accept"),
         Sample("multipart-mixed-with-pgp", mixed_pgp, UNENC, UNENC),
         Sample("nested-multipart-payload", nested, UNENC, UNENC),
-        Sample("two-content-type-fields", two_types, "500 Failed to parse message", "500 Failed"),
+        Sample(
+            "two-content-type-fields",
+            two_types,
+            "500 5.6.0 Failed to parse message",
+            "500 5.6.0 Failed",
+        ),
         Sample(
             "securejoin-two-parts",
             securejoin("secure-join: vc-request", parts=2),

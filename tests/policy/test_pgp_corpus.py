@@ -59,16 +59,21 @@ def _encrypted(sender: str = SENDER) -> bytes:
 def test_outgoing_from_must_match_envelope() -> None:
     forged = _encrypted("someone@example.org")
     decision = check_outgoing(forged, SENDER, [RECIPIENT])
-    assert str(decision.reply) == f"500 Invalid FROM <someone@example.org> for <{SENDER}>"
+    assert str(decision.reply) == f"500 5.7.1 Invalid FROM <someone@example.org> for <{SENDER}>"
     # case does not matter
     assert check_outgoing(_encrypted(SENDER.upper()), SENDER, [RECIPIENT]).accepted
 
 
 def test_missing_or_ambiguous_from_header() -> None:
     message = _encrypted().replace(f"From: <{SENDER}>\r\n".encode(), b"From: nobody\r\n")
-    assert str(check_outgoing(message, SENDER, [RECIPIENT]).reply) == "500 Invalid FROM header: nobody"
+    assert (
+        str(check_outgoing(message, SENDER, [RECIPIENT]).reply)
+        == "500 5.6.0 Invalid FROM header: nobody"
+    )
     two = _encrypted().replace(b"From:", b"From: <x@y>\r\nFrom:", 1)
-    assert str(check_incoming(two, SENDER, [RECIPIENT]).reply).startswith("500 Invalid FROM header")
+    assert str(check_incoming(two, SENDER, [RECIPIENT]).reply).startswith(
+        "500 5.6.0 Invalid FROM header"
+    )
 
 
 def test_incoming_forged_envelope_is_reset_not_refused() -> None:
@@ -80,4 +85,4 @@ def test_incoming_forged_envelope_is_reset_not_refused() -> None:
 
 def test_no_headers_at_all() -> None:
     decision = check_outgoing(b"\r\njust a body\r\n", SENDER, [RECIPIENT])
-    assert str(decision.reply).startswith("500 Failed to parse message")
+    assert str(decision.reply).startswith("500 5.6.0 Failed to parse message")

@@ -228,7 +228,7 @@ def test_malformed_data_is_refused(body: bytes) -> None:
     engine = authed_engine()
     events = pump(engine, transaction(body))
     assert not any(isinstance(e, MessageData) for e in events)
-    assert engine.data_to_send().endswith(b"500 Invalid DATA\r\n")
+    assert engine.data_to_send().endswith(b"500 5.5.2 Invalid DATA\r\n")
 
 
 def test_smuggled_terminators_do_not_end_data() -> None:

@@ -77,7 +77,7 @@ async def test_size_limit(relay_server: RelayServer) -> None:
 
     assert await in_thread(run) == [
         (552, b"5.3.4 Message size exceeds fixed limit"),
-        (552, b"Message exceeds maximum size"),
+        (552, b"5.3.4 Error: message file too big"),
     ]
     assert await inbox(relay_server, bob) == []
 
@@ -205,7 +205,7 @@ async def test_smuggled_message_is_refused(relay_server: RelayServer) -> None:
         await stream.send_all(f"MAIL FROM:<{alice}>\r\nRCPT TO:<{bob}>\r\nDATA\r\n".encode())
         await _read_replies(stream, 3)
         await stream.send_all(encrypted(alice) + smuggled + b"\r\n.\r\nNOOP\r\n")
-        assert await _read_replies(stream, 2) == [b"500 Invalid DATA", b"250 2.0.0 Ok"]
+        assert await _read_replies(stream, 2) == [b"500 5.5.2 Invalid DATA", b"250 2.0.0 Ok"]
     assert await inbox(relay_server, bob) == []
 
 

@@ -105,7 +105,7 @@ async def test_unencrypted_incoming_is_refused(relay_server: RelayServer) -> Non
                 return e.smtp_code, e.smtp_error
         return 0, b""
 
-    assert await in_thread(run) == (523, b"Encryption Needed: Invalid Unencrypted Mail")
+    assert await in_thread(run) == (523, b"5.7.1 Encryption Needed: Invalid Unencrypted Mail")
     assert await inbox(relay_server, bob) == []
 
 

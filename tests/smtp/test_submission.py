@@ -152,7 +152,7 @@ async def test_from_header_must_match_envelope(relay_server: RelayServer) -> Non
         return 0, b""
 
     code, text = await in_thread(run)
-    assert (code, text) == (500, f"Invalid FROM <someone@example.org> for <{alice}>".encode())
+    assert (code, text) == (500, f"5.7.1 Invalid FROM <someone@example.org> for <{alice}>".encode())
     assert await inbox(relay_server, bob) == []
 
 
@@ -167,7 +167,7 @@ async def test_unencrypted_mail_is_refused(relay_server: RelayServer) -> None:
                 return e.smtp_code, e.smtp_error
         return 0, b""
 
-    assert await in_thread(run) == (523, b"Encryption Needed: Invalid Unencrypted Mail")
+    assert await in_thread(run) == (523, b"5.7.1 Encryption Needed: Invalid Unencrypted Mail")
     assert await inbox(relay_server, bob) == []
 
 
@@ -258,6 +258,6 @@ async def test_sender_without_exactly_one_at_is_refused(relay_server: RelayServe
             return [client.mail("no-at-sign"), client.mail("")]
 
     assert await in_thread(run) == [
-        (500, b"Invalid from address <no-at-sign>"),
-        (500, b"Invalid from address <>"),
+        (500, b"5.1.7 Invalid from address <no-at-sign>"),
+        (500, b"5.1.7 Invalid from address <>"),
     ]
