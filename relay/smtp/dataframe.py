@@ -53,7 +53,9 @@ class DataReader:
         return rest
 
     def _bound(self) -> None:
-        if self._dropping or len(self._buf) - 2 > self.max_size:
+        # The buffer may end with the first bytes of the terminator (".\r" after the message's
+        # last CRLF), which are not message bytes: only more than that proves the message too big.
+        if self._dropping or len(self._buf) - (len(TERMINATOR) - 1) > self.max_size:
             self._dropping = True
             del self._buf[: -(len(TERMINATOR) - 1)]
 
