@@ -80,6 +80,7 @@ class ServerEngine:
         self._scanned = 0  # bytes of _buf already known to hold no line end
         self._cmd = bytearray()
         self._text_len = 0
+        self._append = False  # the command being collected is an APPEND (from its first line)
         self._literal_left = 0
         self._discard_left = 0
         self._discard_tag: str | None = None
@@ -179,6 +180,10 @@ class ServerEngine:
         self._text_len += len(line)
         if self._text_len > self.max_command:
             return self._fatal("Command line too long")
+        if not self._cmd:
+            # Decided once per command: matching the whole command at every literal was
+            # quadratic in the number of literals.
+            self._append = _APPEND_START.match(line) is not None
         self._cmd += line
         match = _LITERAL_AT_END.search(line)
         if match is None:
@@ -197,7 +202,7 @@ class ServerEngine:
         return self.max_command - self._text_len
 
     def _is_append(self) -> bool:
-        return _APPEND_START.match(self._cmd) is not None
+        return self._append
 
     def _refuse(self, size: int, synchronizing: bool) -> Event | None:
         tag = read_tag(bytes(self._cmd[:200]))
@@ -229,3 +234,4 @@ class ServerEngine:
     def _reset(self) -> None:
         self._cmd = bytearray()
         self._text_len = 0
+        self._append = False
