@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .grammar import Cursor, ParseError
 
@@ -14,6 +14,10 @@ STAR = 0  # stands for "*": the largest number in use; 0 is never a valid messag
 @dataclass(frozen=True, slots=True)
 class SeqSet:
     ranges: tuple[tuple[int, int], ...]  # (low, high) as written; STAR for "*"
+    # largest -> the ranges sorted and merged (lows, highs), for contains() and select()
+    _merged: dict[int, tuple[list[int], list[int]]] = field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
     def bounds(self, largest: int) -> Iterator[tuple[int, int]]:
         """Each range with * replaced and ends ordered (RFC 3501: 4:2 means 2:4)."""
@@ -22,20 +26,40 @@ class SeqSet:
             b = largest if b == STAR else b
             yield (a, b) if a <= b else (b, a)
 
+    def merged(self, largest: int) -> tuple[list[int], list[int]]:
+        """The ranges as disjoint sorted intervals: (lows, highs). "1:*,1:*,..." is one."""
+        cached = self._merged.get(largest)
+        if cached is not None:
+            return cached
+        lows: list[int] = []
+        highs: list[int] = []
+        for lo, hi in sorted(self.bounds(largest)):
+            if highs and lo <= highs[-1] + 1:
+                highs[-1] = max(highs[-1], hi)
+            else:
+                lows.append(lo)
+                highs.append(hi)
+        if len(self._merged) >= 4:  # one entry per "largest" in use: seq and UID at most
+            self._merged.clear()
+        self._merged[largest] = (lows, highs)
+        return lows, highs
+
     def contains(self, value: int, largest: int) -> bool:
-        return any(lo <= value <= hi for lo, hi in self.bounds(largest))
+        """O(log ranges): SEARCH asks this once per message."""
+        lows, highs = self.merged(largest)
+        i = bisect_right(lows, value) - 1
+        return i >= 0 and value <= highs[i]
 
     def select(self, sorted_values: Sequence[int], largest: int) -> list[int]:
         """Indexes into sorted_values whose value is in the set, ascending and unique.
 
-        Works by bisecting each range, so "1:*" over a big mailbox costs O(n), not O(n * ranges).
+        Works by bisecting each merged range, so it costs O(ranges log ranges + n) however the
+        ranges overlap, not O(n * ranges) ("1:*,1:*,..." over a big mailbox).
         """
-        picked: set[int] = set()
-        for lo, hi in self.bounds(largest):
-            start = bisect_left(sorted_values, lo)
-            stop = bisect_right(sorted_values, hi)
-            picked.update(range(start, stop))
-        return sorted(picked)
+        picked: list[int] = []
+        for lo, hi in zip(*self.merged(largest), strict=True):
+            picked.extend(range(bisect_left(sorted_values, lo), bisect_right(sorted_values, hi)))
+        return picked
 
     def format(self) -> str:
         def one(n: int) -> str:
