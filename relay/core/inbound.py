@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from relay.core.delivery import STORAGE_FAILED, DeliveryResult, deliver
+from relay.core.gate import decide
 from relay.policy.checks import check_incoming
 from relay.policy.origin import origin_check
 from relay.reply import Reply
@@ -64,7 +65,7 @@ async def unknown_recipient(app: App, rcpt: str) -> Reply | None:
 
 async def accept_incoming(app: App, sender: str, recipients: list[str], content: bytes) -> Outcome:
     log = app.log
-    decision = check_incoming(content, sender, recipients)
+    decision = await decide(app, check_incoming, content, sender, recipients)
     refusal = decision.reply or await origin_check(app, content, sender)
     if refusal is not None:
         log.info(

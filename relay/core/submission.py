@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from relay.core.delivery import STORAGE_FAILED, DeliveryResult, deliver
+from relay.core.gate import decide
 from relay.policy.checks import check_outgoing
 from relay.policy.headers import clean_submitted
 from relay.reply import Reply
@@ -51,7 +52,7 @@ def envelope_refusal(app: App, login: str, sender: str) -> Reply | None:
 
 async def submit(app: App, sender: str, recipients: list[str], content: bytes) -> Outcome:
     log = app.log
-    decision = check_outgoing(content, sender, recipients)
+    decision = await decide(app, check_outgoing, content, sender, recipients)
     if decision.reply is not None:
         log.info(
             "submission-rejected",

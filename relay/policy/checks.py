@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from relay.mime import limit_exceeded
 from relay.policy import structure as mime
 from relay.policy.pgp import (
     from_address,
@@ -35,6 +36,17 @@ class Decision:
     @property
     def accepted(self) -> bool:
         return self.reply is None
+
+
+def _unencrypted(kind: str, content: bytes, mail_from: str) -> Decision:
+    """Accept mail that an exception lets through in the clear, if its whole MIME structure
+    stays within the limits (as Postfix's mime_nesting_limit): IMAP and the recipient's client
+    walk all of it, while the gate itself only looked at the top."""
+    exceeded = limit_exceeded(content)
+    if exceeded is not None:
+        refusal = Reply(554, "5.6.0", f"Message structure too complex: {exceeded}")
+        return Decision("rejected", refusal, mail_from, exceeded)
+    return Decision(kind, None, mail_from)
 
 
 def _parse(content: bytes) -> mime.Part | Reply:
@@ -68,9 +80,9 @@ def check_outgoing(content: bytes, mail_from: str, recipients: list[str]) -> Dec
     if reason is None:
         return Decision("encrypted", None, mail_from)
     if is_securejoin_request(message):
-        return Decision("securejoin", None, mail_from)
+        return _unencrypted("securejoin", content, mail_from)
     if is_autocrypt_setup_to_self(message, header_from, recipients):
-        return Decision("autocrypt-setup", None, mail_from)
+        return _unencrypted("autocrypt-setup", content, mail_from)
     return Decision("rejected", UNENCRYPTED, mail_from, reason)
 
 
@@ -86,7 +98,7 @@ def check_incoming(content: bytes, mail_from: str, recipients: list[str]) -> Dec
     if reason is None:
         return Decision("encrypted", None, mail_from)
     if is_securejoin_request(message):
-        return Decision("securejoin", None, mail_from)
+        return _unencrypted("securejoin", content, mail_from)
     if is_mailer_daemon_report(message, header_from):
-        return Decision("mailer-daemon", None, mail_from)
+        return _unencrypted("mailer-daemon", content, mail_from)
     return Decision("rejected", UNENCRYPTED, mail_from, reason)

@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 
 PRE_AUTH_TIMEOUT = 60.0  # seconds for a whole command before a submission client logs in
 IDLE_TIMEOUT = 300.0  # RFC 5321 4.5.3.2: five minutes per command or data block
-MIN_DATA_RATE = 1024  # bytes per second a DATA section must average beyond IDLE_TIMEOUT
+MIN_DATA_RATE = 1024  # bytes per second a DATA section must average ...
+DATA_GRACE = 30.0  # ... from this many seconds after the 354 (a trickled body is cut off early)
 READ_SIZE = 65536
 
 
@@ -116,6 +117,8 @@ class Session:
     # ---- I/O --------------------------------------------------------------------------------
 
     async def _receive(self) -> None:
+        if self.engine.state is State.DATA:
+            self.deadline.start_bulk(DATA_GRACE)
         with trio.move_on_at(self.deadline.at):
             data = await self.stream.receive_some(READ_SIZE)
             if self.engine.state is State.DATA:

@@ -42,5 +42,5 @@ async def test_from_header_with_a_case_folding_look_alike_is_refused(
         return 250, b""
 
     code, text = await in_thread(run)
-    assert code == 500 and text.startswith(b"Invalid FROM")
+    assert code == 500 and text.startswith(b"5.7.1 Invalid FROM")
     assert await inbox(relay_server, bob) == []
