@@ -9,6 +9,7 @@ from pathlib import Path
 
 from relay import config as config_mod
 from relay.config import Config, ConfigError
+from relay.durable import make_dirs, write_atomically
 from relay.outbound import dkim, queue_cli
 from relay.tls import TLSError, ensure_certificate
 
@@ -98,11 +99,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     config = config_mod.from_dict(
         {"mail_domain": args.domain, "data_dir": str(data_dir), "tls": {"mode": tls_mode}}
     )
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_dirs(data_dir)
     ensure_certificate(config)
     dkim.ensure_key(config)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config_mod.to_toml(config), encoding="utf-8")
+    write_atomically(path, config_mod.to_toml(config).encode(), mode=0o644)
     print(f"wrote {path}; data in {data_dir}")
     print(f"run: relay serve --config {path}")
     return 0

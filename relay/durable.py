@@ -1,4 +1,9 @@
-"""Writing small files so that a power cut leaves either the old or the new content, never half."""
+"""Files and directories that survive a power cut: the one way the relay creates them.
+
+A new name (a directory made, a file created or renamed) is only durable once the directory
+holding it has been fsynced; without that, a disk with a volatile cache can lose a whole data
+directory made minutes ago. A leaf module with no relay imports, so the store may use it too.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from pathlib import Path
 
 def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Write to a temporary name, fsync, rename over `path`, then fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    make_dirs(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(fd, "wb") as f:
@@ -26,3 +31,23 @@ def fsync_directory(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_dirs(path: Path, *, mode: int = 0o700) -> None:
+    """`mkdir -p path`, with every directory it makes durable in its parent before it returns."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=mode)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+        fsync_directory(directory.parent)
+
+
+def created(path: Path) -> None:
+    """Make the name of a file just created durable (fsync of its directory)."""
+    fsync_directory(path.parent)

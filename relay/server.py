@@ -25,6 +25,7 @@ from relay import config as config_mod
 from relay.admin import RestartRequested, apply_pending_factory_reset, serve_admin
 from relay.app import App
 from relay.config import Config, ConfigError
+from relay.durable import make_dirs
 from relay.imap import session as imap
 from relay.log import Logger
 from relay.onboarding import dclogin_url, new_credentials
@@ -120,7 +121,7 @@ async def _serve(
     config: Config, log: Logger, running: _Running, task_status: trio.TaskStatus[Listening]
 ) -> None:
     return_big_buffers_to_the_os()
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(config.data_dir)
     if apply_pending_factory_reset(config):
         log.warning("factory-reset-applied", data_dir=config.data_dir)
     tls = TLSManager(config)
@@ -135,9 +136,7 @@ async def _serve(
         task_status.started(Listening(ports=registry.ports, app=app, services=registry))
 
 
-async def _signals(
-    receiver: AsyncIterator[int], running: _Running, stop: trio.CancelScope
-) -> None:
+async def _signals(receiver: AsyncIterator[int], running: _Running, stop: trio.CancelScope) -> None:
     async for signum in receiver:
         if signum == signal.SIGHUP:
             if running.app is not None:  # before the store is open there is nothing to reload

@@ -1,7 +1,8 @@
 """The import contract of relay/ (docs/architecture.md): dependencies point one way.
 
 entry (server, cli) → protocols (smtp, imap, web, admin) → core (+ the App context) →
-{outbound → policy, store} → base. The store imports nothing else of relay, so a second
+{outbound → policy, store} → base. The store imports nothing else of relay but the leaf
+`relay.durable` (how a file or directory is made durable: one way, everywhere), so a second
 backend only implements storage; nothing imports the composition root but `python -m relay`.
 A failure names the module and the import that breaks the rule.
 """
@@ -20,6 +21,7 @@ CORE = ("relay.core", "relay.app", "relay.services")  # with the App context and
 # The SMTP wire format (dot-stuffing, DATA framing) is a sans-IO codec that /mxdeliv and the
 # outbound SMTP client share with the SMTP engine.
 SMTP_CODEC = {"relay.smtp.dataframe", "relay.smtp.events"}
+LEAVES = {"relay.durable"}  # import nothing of relay; every layer may use them
 
 
 def layer(module: str) -> str:
@@ -89,9 +91,15 @@ def test_imports_point_one_way(path: Path) -> None:
             own = target.split(".")[:2] == me.split(".")[:2]
             if not own and target not in SMTP_CODEC:
                 wrong.append(f"{target} (another protocol)")
-        elif theirs not in ALLOWED[mine] and target not in SMTP_CODEC:
+        elif theirs not in ALLOWED[mine] and target not in SMTP_CODEC | LEAVES:
             wrong.append(f"{target} ({mine} must not import {theirs})")
     assert not wrong, f"{me} imports " + ", ".join(wrong)
+
+
+@pytest.mark.parametrize("leaf", sorted(LEAVES))
+def test_leaves_import_nothing_of_relay(leaf: str) -> None:
+    path = ROOT.parent / (leaf.replace(".", "/") + ".py")
+    assert imports(path) == set()
 
 
 def test_the_contract_sees_every_layer() -> None:

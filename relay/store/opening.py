@@ -6,6 +6,8 @@ import fcntl
 import os
 from pathlib import Path
 
+from relay.durable import fsync_directory, make_dirs
+
 from . import index
 from .segments import SegmentLog
 from .types import StoreError
@@ -14,7 +16,7 @@ from .writer import Database
 
 def lock_directory(directory: Path) -> int:
     """One process at a time: a second writer appending to the same segment would corrupt it."""
-    directory.mkdir(parents=True, exist_ok=True)
+    make_dirs(directory)
     fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -29,6 +31,7 @@ def lock_directory(directory: Path) -> int:
 def recover(directory: Path, segment_size: int) -> tuple[Database, SegmentLog, int, int]:
     """Open the index and the log, and apply every complete batch the index has not seen."""
     conn = index.connect(directory / "index.sqlite")
+    fsync_directory(directory)  # SQLite syncs the directory for its journals, not the database
     seglog = SegmentLog(directory / "segments", segment_size=segment_size)
     lsn = index.get_meta(conn, "lsn")
     replayed = 0

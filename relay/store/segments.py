@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from relay.durable import make_dirs
+
 HEADER = struct.Struct("<2sBBQII")
 TRAILER = struct.Struct("<I")
 MAGIC = b"RL"
@@ -91,7 +93,7 @@ class SegmentLog:
     def __init__(self, directory: Path, *, segment_size: int) -> None:
         self.dir = directory
         self.segment_size = segment_size
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.dir)
         self._segments: dict[int, Path] = {}
         for p in self.dir.iterdir():
             m = NAME_RE.match(p.name)

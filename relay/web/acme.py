@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from relay.config import Config
+from relay.durable import write_atomically
 from relay.tls import write_pair
 from relay.web.types import Request, Response, text_response
 
@@ -115,16 +116,8 @@ def _account_key(settings: Settings) -> jose.JWKEC:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        _write_private(path, pem)
+        write_atomically(path, pem)
     return jose.JWKEC(key=key)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.touch(mode=0o600)
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def _connect(settings: Settings) -> tuple[client.ClientNetwork, client.ClientV2]:
@@ -149,7 +142,7 @@ def _connect(settings: Settings) -> tuple[client.ClientNetwork, client.ClientV2]
             uri = acme.new_account(registration).uri
         except errors.ConflictError as e:  # the CA already knows this key
             uri = e.location
-        _write_private(account_file, json.dumps({"uri": uri}).encode())
+        write_atomically(account_file, json.dumps({"uri": uri}).encode())
     net.account = messages.RegistrationResource(uri=uri, body=messages.Registration())
     return net, acme
 
