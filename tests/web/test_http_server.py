@@ -84,6 +84,14 @@ async def test_malformed_requests_get_400(relay_server, data):
     assert status_of(raw) == 400
 
 
+@pytest.mark.parametrize("target", [b"//[", b"http://[::1/new", b"/x?a=//["])
+async def test_a_target_urlsplit_refuses_gets_404_not_a_dropped_connection(relay_server, target):
+    """Found by fuzzing: urlsplit raised ValueError ("Invalid IPv6 URL") out of the session."""
+    data = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    raw = await raw_exchange(relay_server.host, relay_server.port("http"), data)
+    assert status_of(raw) == 404
+
+
 async def test_slow_request_head_gets_408(relay_server, monkeypatch):
     monkeypatch.setattr(server, "HEAD_TIMEOUT", 0.5)
     raw = await raw_exchange(relay_server.host, relay_server.port("http"), b"GET / HTTP/1.1\r\n")
