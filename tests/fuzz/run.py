@@ -5,14 +5,17 @@
     .venv/bin/python tests/fuzz/run.py --list
 
 Flags that are not given get this target's defaults: -max_len (a realistic size for the
-parser), -timeout (seconds for one input), -rss_limit_mb and -malloc_limit_mb. On top of
-libFuzzer's fixed -timeout every input gets a budget that grows with its length
-(TIME_BASE + TIME_PER_BYTE * len); an input over it is run once more and reported as a
-finding (SlowInput) only if it is over again, so a loaded machine does not make findings up.
+parser), -timeout (seconds for one input) and -rss_limit_mb. On top of libFuzzer's fixed
+-timeout every input gets a budget that grows with its length (TIME_BASE + TIME_PER_BYTE * len);
+an input over it is run once more and reported as a finding (SlowInput) only if it is over
+again, so a loaded machine does not make findings up. libFuzzer's -malloc_limit_mb needs
+sanitizer hooks that CPython's allocator does not call, so the process gets a data limit
+instead (RLIMIT_DATA): an allocation past it is a MemoryError, which is a finding.
 """
 
 from __future__ import annotations
 
+import resource
 import sys
 import time
 from collections.abc import Callable
@@ -26,8 +29,8 @@ sys.path.insert(0, str(REPO))
 TIME_BASE = 0.5  # seconds any input may take (instrumented code, a loaded machine)
 TIME_PER_BYTE = 50e-6  # and this much per input byte: 64 KiB may take 3.8 s; quadratic cannot
 TIMEOUT = 20  # libFuzzer's own per-input limit (seconds), a backstop for hangs
-RSS_LIMIT_MB = 1024
-MALLOC_LIMIT_MB = 512  # one allocation; inputs are at most 64 KiB
+RSS_LIMIT_MB = 1024  # libFuzzer's check of the whole process, once a second
+DATA_LIMIT_MB = 2048  # the kernel's limit on the heap: a huge allocation fails at once
 
 INSTRUMENTED = ["relay", "chatmail_setup", "h11", "email", "tomllib"]
 NOT_INSTRUMENTED = ["relay.store", "relay.outbound"]  # imported, but no target reaches them
@@ -75,10 +78,11 @@ def main() -> None:
         "-max_len": target.max_len,
         "-timeout": TIMEOUT,
         "-rss_limit_mb": RSS_LIMIT_MB,
-        "-malloc_limit_mb": MALLOC_LIMIT_MB,
     }
     given = {f.split("=", 1)[0] for f in flags if f.startswith("-")}
     extra = [f"{k}={v}" for k, v in defaults.items() if k not in given]
+    limit = DATA_LIMIT_MB << 20
+    resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     atheris.Setup([sys.argv[0], *extra, *flags], guarded(target))
     atheris.Fuzz()
 
