@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -44,7 +45,7 @@ sys.path.insert(0, str(REPO))
 
 from relay import config as config_mod  # noqa: E402
 from relay.config import Config  # noqa: E402
-from tests.helpers import client_context, make_config, start_relay_process  # noqa: E402
+from tests.helpers import client_context, make_config  # noqa: E402
 from tests.policy.corpus import armor, new_packet, pgp_mime, pkesk_v6  # noqa: E402
 
 PASSWORD = "powercut-password-1"
@@ -390,21 +391,36 @@ def relay_config(data_dir: Path) -> Config:
     return dataclasses.replace(config, limits=limits)
 
 
-def spawn_relay(config: Config, workdir: Path, round_no: int, *, wait: bool):  # type: ignore[no-untyped-def]
-    """`relay serve` on the mount, its output appended to relay.log; with wait, until every
-    port answers (None if it does not come up)."""
+def spawn_relay(config: Config, workdir: Path, round_no: int) -> subprocess.Popen[bytes]:
+    """`relay serve` on the mount, its output appended to relay.log."""
+    path = workdir / "relay.toml"
+    path.write_text(config_mod.to_toml(config), encoding="utf-8")
     with open(workdir / "relay.log", "ab") as log:
-        log.write(f"--- round {round_no}{'' if wait else ' (cut during recovery)'}\n".encode())
+        log.write(f"--- round {round_no}\n".encode())
         log.flush()
-        if not wait:
-            path = workdir / "relay.toml"
-            path.write_text(config_mod.to_toml(config), encoding="utf-8")
-            cmd = [sys.executable, "-m", "relay", "serve", "--config", str(path)]
-            return subprocess.Popen(cmd, stdout=log, stderr=log)
-        try:
-            return start_relay_process(config, workdir / "relay.toml", stdout=log, stderr=log)
-        except (TimeoutError, OSError):
-            return None
+        cmd = [sys.executable, "-m", "relay", "serve", "--config", str(path)]
+        return subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log)
+
+
+def wait_ready(config: Config, process: subprocess.Popen[bytes], timeout: float = 90) -> bool:
+    """Until every port answers (recovery after a cut may replay a lot on a slow machine);
+    False if the relay exits or takes longer."""
+    deadline = time.monotonic() + timeout
+    for port in config.listen.services().values():
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                return False
+            try:
+                socket.create_connection((config.listen.address[0], port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+    return True
+
+
+def log_tail(workdir: Path, lines: int = 25) -> str:
+    text = (workdir / "relay.log").read_text(errors="replace").splitlines()
+    return "\n".join("  | " + line for line in text[-lines:])
 
 
 def run(
@@ -431,7 +447,7 @@ def run(
     for round_no in range(cuts + 1):
         if round_no > 0 and rnd.random() < recovery_cuts:
             fs.mount(rnd.getrandbits(32) if torn else None)
-            process = spawn_relay(config, workdir, round_no, wait=False)
+            process = spawn_relay(config, workdir, round_no)
             try:
                 time.sleep(rnd.uniform(0.0, 1.5))
                 fs.cut()
@@ -444,10 +460,14 @@ def run(
         fs.mount(rnd.getrandbits(32) if torn else None)
         relay = None
         try:
-            relay = spawn_relay(config, workdir, round_no, wait=True)
+            relay = spawn_relay(config, workdir, round_no)
+            started = wait_ready(config, relay)
+            if not started:
+                out(f"  the relay did not start after cut {round_no}; relay.log ends:")
+                out(log_tail(workdir))
             if round_no > 0:
                 report = totals.cuts[-1]
-                if relay is None or relay.process.poll() is not None:
+                if not started:
                     report.started = False
                     totals.failed_starts += 1
                 else:
@@ -458,22 +478,22 @@ def run(
                 totals.duplicated += report.duplicated
                 totals.resurrected += report.resurrected
                 totals.renumbered += report.renumbered
-            if relay is None or relay.process.poll() is not None:
+            if not started:
                 break
             if round_no == 0:  # the recipients' accounts (created at their first login)
                 ctx = client_context(config)
                 for user in RECIPIENTS:
                     mailbox(config, ctx, f"{user}@{config.address_domain}")
             if round_no == cuts:
-                relay.process.terminate()
-                relay.process.wait(timeout=30)
+                relay.terminate()
+                relay.wait(timeout=30)
                 break
             load = Load(config, ledger, rnd, round_no)
             load.start()
             time.sleep(rnd.uniform(0.2, max_load))
             fs.cut()  # the power goes: nothing after this instant reaches the disk
-            relay.process.kill()
-            relay.process.wait(timeout=30)
+            relay.kill()
+            relay.wait(timeout=30)
             load.join()
             for error in load.errors:
                 out(f"  client error: {error}")
@@ -481,9 +501,9 @@ def run(
             totals.acknowledged += load.acked
             totals.expunges += load.expunges
         finally:
-            if relay is not None and relay.process.poll() is None:
-                relay.process.kill()
-                relay.process.wait()
+            if relay is not None and relay.poll() is None:
+                relay.kill()
+                relay.wait()
             fs.unmount()
     out(totals.line())
     return totals
@@ -504,18 +524,22 @@ def main() -> None:
     parser.add_argument("--max-load", type=float, default=3.0, help="longest load before a cut, s")
     parser.add_argument("--workdir", type=Path, help="kept afterwards (default: a temporary one)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: kill the relay, unmount
     seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
     mode = f"ignore-fsync={args.ignore_fsync} (control)" if args.ignore_fsync else "normal"
     print(f"powercut harness: {args.cuts} cuts, mode {mode}, torn {args.torn}, seed {seed}")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="powercut-"))
+    totals = None
     try:
         totals = run(
             workdir, cuts=args.cuts, seed=seed, ignore_fsync=args.ignore_fsync, torn=args.torn,
             max_load=args.max_load,
         )  # fmt: skip
     finally:
-        if args.workdir is None:
+        if args.workdir is None and totals is not None and totals.clean:
             shutil.rmtree(workdir, ignore_errors=True)
+        elif args.workdir is None:
+            print(f"kept for inspection: {workdir} (relay.log, powercutfs.log, backing/)")
     sys.exit(0 if totals.clean else 1)
 
 

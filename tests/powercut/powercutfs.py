@@ -169,8 +169,9 @@ class PowercutFS(pyfuse3.Operations):
             shutil.copyfile(self._path(node), node.saved)
 
     def _detach(self, node: Node) -> None:
-        """The node's last live name is going away (unlink, rmdir, renamed over)."""
-        self._before_change(node)
+        """The node's last live name is gone (unlink, rmdir, renamed over); the caller kept its
+        content first (_before_change)."""
+        assert node.kind != "file" or node.saved is not None
         if self.by_ino.get(node.ino) is node:
             del self.by_ino[node.ino]
         node.parent = None
@@ -383,6 +384,7 @@ class PowercutFS(pyfuse3.Operations):
     async def unlink(self, parent_inode, name, ctx):
         parent = self._node(parent_inode)
         node = self._child(parent, name)
+        self._before_change(node)  # while the live file is still there to copy
         _call(os.unlink, self._path(parent) / os.fsdecode(name))
         self._detach(node)
 

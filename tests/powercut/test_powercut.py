@@ -76,6 +76,8 @@ def write(path: Path, data: bytes, *, sync: bool) -> None:
 def test_a_cut_keeps_what_was_synced_and_drops_the_rest(tmp_path: Path) -> None:
     (tmp_path / "backing").mkdir()
     (tmp_path / "backing" / "old").write_bytes(b"from before the mount")
+    (tmp_path / "backing" / "unlinked").write_bytes(b"unlinked, the directory never synced")
+    (tmp_path / "backing" / "empty").mkdir()
     disk = Disk(tmp_path)
     with disk as mnt:
         (mnt / "d").mkdir()
@@ -83,6 +85,8 @@ def test_a_cut_keeps_what_was_synced_and_drops_the_rest(tmp_path: Path) -> None:
         write(mnt / "d" / "unsynced", b"B" * 100, sync=False)
         fsync_path(mnt / "d")
         fsync_path(mnt)
+        (mnt / "unlinked").unlink()  # the root is not synced again
+        (mnt / "empty").rmdir()
         write(mnt / "d" / "late", b"C", sync=True)  # data synced, name never
         with open(mnt / "d" / "synced", "ab") as f:
             f.write(b"tail")  # appended, never synced
@@ -96,7 +100,8 @@ def test_a_cut_keeps_what_was_synced_and_drops_the_rest(tmp_path: Path) -> None:
         with pytest.raises(OSError):
             (mnt / "d" / "x").write_bytes(b"after the cut")
     back = tmp_path / "backing"
-    assert sorted(p.name for p in back.iterdir()) == ["d", "old"]
+    assert sorted(p.name for p in back.iterdir()) == ["d", "empty", "old", "unlinked"]
+    assert (back / "unlinked").read_bytes() == b"unlinked, the directory never synced"
     assert sorted(p.name for p in (back / "d").iterdir()) == ["synced", "unsynced"]
     assert (back / "d" / "synced").read_bytes() == b"A" * 10_000
     assert (back / "d" / "unsynced").read_bytes() == b""  # its name was synced, its data not
@@ -160,6 +165,15 @@ def test_sqlite_in_the_store_s_mode_works_on_the_mount(tmp_path: Path) -> None:
         plain.execute("CREATE TABLE t(x)")
         plain.commit()
         plain.close()
+        shared = [sqlite3.connect(mnt / "shared.sqlite") for _ in range(2)]  # WAL + mmap'ed -shm
+        assert shared[0].execute("PRAGMA journal_mode=WAL").fetchone() == ("wal",)
+        shared[0].execute("CREATE TABLE t(x)")
+        shared[0].execute("INSERT INTO t VALUES (7)")
+        shared[0].commit()
+        assert shared[1].execute("SELECT x FROM t").fetchall() == [(7,)]
+        assert (mnt / "shared.sqlite-shm").exists()
+        for c in shared:
+            c.close()
 
 
 def _run(tmp_path: Path, cuts: int, **kw: object) -> harness.Totals:
