@@ -110,8 +110,10 @@ class AdminService:
             self.app.log.exception("admin-status-store", e)
             accounts, state = -1, "error"
             problems.append("store unavailable")
+        # The display shows the first problem, so "data disk full" comes before the rest.
+        problems += self.app.store.storage_problems()
         disk = disk_used_percent(config.data_dir)
-        if disk >= DISK_DEGRADED_PERCENT:
+        if disk >= DISK_DEGRADED_PERCENT and "data disk full" not in problems:
             problems.append(f"data disk {disk}% full")
         if not clock_synced():
             problems.append("clock not synced")

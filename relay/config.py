@@ -59,7 +59,7 @@ class Accounts:
     username_min_length: int = 9
     username_max_length: int = 9
     password_min_length: int = 9
-    min_free_disk_space: int = 64 << 20  # refuse new accounts when the data disk is this full
+    min_free_disk_space: int = 64 << 20  # kept free: below it no new mail or accounts (452 4.3.1)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import trio
 
 from relay.core.passwords import LoginCache, hash_password, verify_password
 from relay.ratelimit import TooManyFailures
+from relay.store import StorageFull
 from relay.store.rules import creation_refusal, is_local
 
 if TYPE_CHECKING:
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 
 HASHES_AT_ONCE = 2  # Argon2id takes 19 MiB per running hash
 
-Verdict = Literal["ok", "failed", "throttled"]
+Verdict = Literal["ok", "failed", "throttled", "unavailable"]  # unavailable: data disk full
+DISK_FULL = "data disk full"
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ async def authenticate(app: App, ip: str, user: str, password: str, *, via: str)
         _log_failure(app, ip, addr, via, "not a local address")
         return Authenticated("failed", addr)
     ok, created, reason = await _login(app, addr, password)
+    if reason == DISK_FULL:  # not the client's fault: no failure is counted
+        _log_failure(app, ip, addr, via, reason)
+        return Authenticated("unavailable", addr)
     if not ok:
         throttle.record_failure(ip, addr)
         _log_failure(app, ip, addr, via, reason)
@@ -116,13 +121,17 @@ async def _create(app: App, addr: str, password: str) -> tuple[bool, bool, str]:
         return await _login(app, addr, password)
     creation = state.creating[addr] = _Creation(password)
     try:
-        # statvfs of the data disk may block on a busy card: off the event loop.
-        refusal = await trio.to_thread.run_sync(creation_refusal, app.config, addr, password)
+        refusal = creation_refusal(app.config, addr, password)
         if refusal:
             return False, False, refusal
+        if app.store.storage_full():
+            return False, False, DISK_FULL
         async with state.hashing:
             pwhash = await trio.to_thread.run_sync(hash_password, password)
-        outcome = await app.store.add_account(addr, pwhash)
+        try:
+            outcome = await app.store.add_account(addr, pwhash)
+        except StorageFull:
+            return False, False, DISK_FULL
         if outcome == "blocked":
             return False, False, "address is blocked"
         if outcome == "exists":  # created meanwhile by another relay process or an import

@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 
 
 STORAGE_FAILED = Reply(451, "4.3.0", "Error: queue file write error")  # the client retries
+STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage")  # retried once space is back
+
+
+def storage_refusal(app: App) -> Reply | None:
+    """Refuse new mail early (at RCPT, before a body is read) while the data disk is full."""
+    return STORAGE_FULL if app.store.storage_full() else None
 
 
 @dataclass

@@ -11,11 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from relay.core.delivery import STORAGE_FAILED, DeliveryResult, deliver
+from relay.core.delivery import (
+    STORAGE_FAILED,
+    STORAGE_FULL,
+    DeliveryResult,
+    deliver,
+    storage_refusal,
+)
 from relay.core.gate import decide
 from relay.policy.checks import check_incoming
 from relay.policy.origin import origin_check
 from relay.reply import Reply
+from relay.store import StorageFull
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -53,7 +60,7 @@ def recipient_refusal(app: App, rcpt: str) -> Reply | None:
         return BAD_RECIPIENT
     if not app.config.is_local_address(rcpt):
         return Reply(554, "5.7.1", f"<{rcpt}>: Relay access denied")
-    return None
+    return storage_refusal(app)
 
 
 async def unknown_recipient(app: App, rcpt: str) -> Reply | None:
@@ -77,6 +84,9 @@ async def accept_incoming(app: App, sender: str, recipients: list[str], content:
         return Outcome(refusal, decision.kind)
     try:
         result = await deliver(app, decision.mail_from, recipients, content)
+    except StorageFull:  # the sender keeps the message and retries later
+        log.warning("incoming-refused-disk-full")
+        return Outcome(STORAGE_FULL, decision.kind)
     except Exception as e:  # storage trouble: the sender keeps the message and retries
         log.exception("incoming-delivery-failed", e)
         return Outcome(STORAGE_FAILED, decision.kind)

@@ -11,11 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from relay.core.delivery import STORAGE_FAILED, DeliveryResult, deliver
+from relay.core.delivery import (
+    STORAGE_FAILED,
+    STORAGE_FULL,
+    DeliveryResult,
+    deliver,
+    storage_refusal,
+)
 from relay.core.gate import decide
 from relay.policy.checks import check_outgoing
 from relay.policy.headers import clean_submitted
 from relay.reply import Reply
+from relay.store import StorageFull
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -47,7 +54,7 @@ def rate_refusal(app: App, sender: str) -> Reply | None:
 
 
 def envelope_refusal(app: App, login: str, sender: str) -> Reply | None:
-    return sender_refusal(login, sender) or rate_refusal(app, sender)
+    return sender_refusal(login, sender) or rate_refusal(app, sender) or storage_refusal(app)
 
 
 async def submit(app: App, sender: str, recipients: list[str], content: bytes) -> Outcome:
@@ -63,6 +70,9 @@ async def submit(app: App, sender: str, recipients: list[str], content: bytes) -
         return Outcome(decision.reply)
     try:
         result = await deliver(app, decision.mail_from, recipients, clean_submitted(content))
+    except StorageFull:
+        log.warning("submission-refused-disk-full")
+        return Outcome(STORAGE_FULL)
     except Exception as e:  # a storage failure must become a temporary error, never a 250
         log.exception("submission-delivery-failed", e)
         return Outcome(STORAGE_FAILED)

@@ -103,6 +103,8 @@ async def _login(s: Session, user: str, password: str) -> tuple[str, str]:
         )
     app = s.app
     outcome = await authenticate(app, s.peer.ip, user, password, via=s.service)
+    if outcome.verdict == "unavailable":
+        raise No("Insufficient system storage, try again later.", "UNAVAILABLE")
     if not outcome.ok:
         raise No(AUTH_FAILED, "AUTHENTICATIONFAILED")
     addr = outcome.addr

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from relay.store import MailboxError, NoSuchMailbox, QuotaExceeded
+from relay.store import MailboxError, NoSuchMailbox, QuotaExceeded, StorageFull
 
 from . import respond
 from .commands import Append, Command, HandlerTable
@@ -173,6 +173,8 @@ async def cmd_append(s: Session, cmd: Command) -> tuple[str, str]:
         raise No(e.message, "TRYCREATE") from None
     except QuotaExceeded:
         raise No("Quota exceeded (mailbox for user is full)", "OVERQUOTA") from None
+    except StorageFull:  # as Dovecot answers a full disk
+        raise No("Insufficient system storage, try again later.", "OVERQUOTA") from None
     except MailboxError as e:
         raise No(e.message) from None
     if s.selected is not None and s.selected.name == append.mailbox:

@@ -164,6 +164,8 @@ class Session:
         )
         if outcome.verdict == "throttled":
             self.engine.reject(454, "4.7.0 Temporary authentication failure: too many failures")
+        elif outcome.verdict == "unavailable":
+            self.engine.reject(454, "4.3.1 Insufficient system storage")
         elif not outcome.ok:
             self.engine.reject(535, "5.7.8 Error: authentication failed: authentication failure")
         else:

@@ -23,6 +23,7 @@ from .types import (
     NoSuchQueueEntry,
     QueueEntry,
     QuotaExceeded,
+    StorageFull,
     StoreError,
 )
 
@@ -44,6 +45,7 @@ __all__ = [
     "NoSuchQueueEntry",
     "QueueEntry",
     "QuotaExceeded",
+    "StorageFull",
     "Store",
     "StoreError",
     "open_store",

@@ -10,7 +10,9 @@ Conventions every implementation keeps:
   except INBOX, which is case-insensitive;
 - every write returns only once it is durable, and IDLE watchers hear of it only then;
 - refusals are StoreError subclasses (NoSuchAccount, QuotaExceeded, MailboxError, ...); any
-  other exception is a failure of the store itself.
+  other exception is a failure of the store itself;
+- below the free-space watermark (config.accounts.min_free_disk_space) what adds data raises
+  StorageFull, what frees space still succeeds, and `storage_full()` says so at once.
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ class MailStore(Protocol):
 
     def today(self) -> int:
         """The store clock's day number, the unit of AuthRecord.login_day."""
+        ...
+
+    def storage_full(self) -> bool:
+        """Whether new data would be refused now (for early refusals: RCPT, /new, status)."""
+        ...
+
+    def storage_problems(self) -> list[str]:
+        """What is wrong with the storage now ("data disk full", the last write failure)."""
         ...
 
     async def account_auth(self, addr: str) -> AuthRecord: ...

@@ -15,6 +15,7 @@ def create_account(p: Planner, addr: str, pwhash: str) -> AccountCreation:
         return "blocked"
     if p.conn.execute("SELECT 1 FROM accounts WHERE addr=?", (addr,)).fetchone():
         return "exists"
+    p.require_space(0)
     p.emit({"t": "acct", "a": addr, "h": pwhash, "c": int(p.now), "d": p.today()})
     create_mailbox(p, addr, "INBOX")
     return "created"

@@ -17,6 +17,7 @@ from typing import Any
 from . import index
 from .rules import canonical_name, day_number, decode_flags
 from .segments import Batch, Location
+from .space import Space
 from .types import MailboxChange, MessageMeta, NoSuchAccount, NoSuchMailbox
 
 
@@ -39,14 +40,22 @@ class Planner:
     batch: Batch
     now: float
     config: Any
+    space: Space
     records: list[tuple[dict[str, Any], Location | None]] = field(default_factory=list)
     events: list[tuple[str, MailboxChange]] = field(default_factory=list)
 
     def emit(self, rec: dict[str, Any], body: bytes | None = None) -> Location | None:
+        if body:  # new data: refused below the watermark (deletions carry no body)
+            self.require_space(len(body))
         loc = self.batch.add(rec, body)
         index.apply(self.conn, rec, loc)
         self.records.append((rec, loc))
         return loc
+
+    def require_space(self, nbytes: int) -> None:
+        """StorageFull unless this batch plus `nbytes` leaves the watermark free."""
+        watermark = self.config.accounts.min_free_disk_space
+        self.space.require(watermark, len(self.batch.buf) + nbytes)
 
     def event(self, addr: str, mailbox: str, kind: str, uids: list[int] | tuple[int, ...]) -> None:
         self.events.append((addr, MailboxChange(mailbox, kind, tuple(uids))))  # type: ignore[arg-type]

@@ -2,18 +2,15 @@
 
 Everything here is a pure function or a constant: the embedded (SQLite) operations fetch rows,
 ask these functions what to do, and emit the result; a second backend (PostgreSQL) implements
-storage only and asks the very same functions, so both behave alike by construction. The one
-exception is `creation_refusal`, which also looks at the free space of the data disk (chatmail
-refuses new accounts on a nearly full disk), still without touching the store.
+storage only and asks the very same functions, so both behave alike by construction. (The
+free space of the data disk, which also stops new accounts, is the store's: relay/store/space.py.)
 """
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 DAY = 86400
@@ -165,7 +162,6 @@ def decode_flags(text: str) -> frozenset[str]:
 # -- accounts (chatmail JIT creation on first login) ------------------------------------------
 
 LOCALPART_RE = re.compile(r"^[a-z0-9._-]+$")
-DEFAULT_MIN_FREE_DISK = 64 << 20
 
 
 def is_local(config: Any, addr: str) -> bool:
@@ -186,17 +182,4 @@ def creation_refusal(config: Any, addr: str, password: str) -> str | None:
         return "username has characters outside a-z 0-9 . _ -"
     if len(password) < acc.password_min_length:
         return "password too short"
-    free = free_disk_space(config.data_dir)
-    if free is not None and free < getattr(acc, "min_free_disk_space", DEFAULT_MIN_FREE_DISK):
-        return "data disk nearly full"
     return None
-
-
-def free_disk_space(path: Path) -> int | None:
-    """Bytes available to the relay on the data disk; None if it cannot be read (then ignored,
-    as chatmail does)."""
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return None
-    return st.f_bavail * st.f_frsize

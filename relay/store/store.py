@@ -24,6 +24,7 @@ from .notify import Notifier
 from .opening import close, lock_directory, recover
 from .rules import day_number
 from .segments import Location, SegmentLog
+from .space import Space
 from .types import (
     AccountCreation,
     AuthRecord,
@@ -43,6 +44,7 @@ from .writer import Database, Writer
 
 SEGMENT_SIZE = 8 << 20
 EXPIRY_INTERVAL = 3600.0
+SPACE_CHECK = 2.0  # seconds: how soon mail deleted on a full disk gives its space back
 
 
 class Store:
@@ -55,6 +57,7 @@ class Store:
         self._seglog = seglog
         self._writer = writer
         self._notifier = writer.notifier
+        self._space = writer.space
 
     def _now(self) -> float:
         return self._writer.clock()
@@ -62,6 +65,16 @@ class Store:
     def today(self) -> int:
         """The store clock's day number (login days are counted in it)."""
         return day_number(self._now())
+
+    def storage_full(self) -> bool:
+        return self._space.low(self.config.accounts.min_free_disk_space)
+
+    def storage_problems(self) -> list[str]:
+        """What is wrong with the storage right now, for the status (display, admin)."""
+        problems = ["data disk full"] if self.storage_full() else []
+        if self._writer.problem:
+            problems.append(self._writer.problem)
+        return problems
 
     # -- account primitives -----------------------------------------------------------------
 
@@ -281,10 +294,7 @@ class Store:
         """One expiry pass (the timer calls this hourly): expired mail and inactive accounts go,
         then segments nothing points into are unlinked whole."""
         result = await self._writer.submit(expiry.expire)
-        today = self.today()
-        result.segments = await self._writer.exclusive(
-            lambda conn, log: queries.drop_dead_segments(conn, log, today)
-        )
+        result.segments = await self._drop_dead_segments()
         if result.accounts or result.messages or result.segments:
             self.log.info(
                 "store_expired",
@@ -294,10 +304,25 @@ class Store:
             )
         return result
 
+    async def _drop_dead_segments(self) -> int:
+        drop = partial(queries.drop_dead_segments, today=self.today())
+        return await self._writer.exclusive(drop)
+
     async def _expiry_timer(self, interval: float) -> None:
         while True:
             await self.expire()
             await trio.sleep(interval)
+
+    async def _space_keeper(self) -> None:
+        """While the disk is full, unlink the segments that deletions emptied at once (not at
+        the next hourly expiry), so acceptance resumes; otherwise keep the space reserve."""
+        while True:
+            watermark = self.config.accounts.min_free_disk_space
+            if self._space.low(watermark):
+                await self._drop_dead_segments()
+            else:
+                await trio.to_thread.run_sync(self._space.keep_reserve, watermark)
+            await trio.sleep(SPACE_CHECK)
 
 
 @asynccontextmanager
@@ -315,6 +340,9 @@ async def open_store(
     """
     directory = Path(config.data_dir) / "store"
     lock = await trio.to_thread.run_sync(lock_directory, directory)
+    space = Space(directory)
+    if space.low(config.accounts.min_free_disk_space) and space.release_reserve():
+        log.warning("store-space-reserve-released", free=space.free())  # recovery needs room
     try:
         db, seglog, lsn, replayed = await trio.to_thread.run_sync(recover, directory, segment_size)
     except BaseException:
@@ -322,13 +350,16 @@ async def open_store(
         raise
     if replayed:
         log.info("store_recovered", batches=replayed)
-    writer = Writer(db, seglog, Notifier(), lsn=lsn, clock=clock, config=lambda: store.config)
+    writer = Writer(
+        db, seglog, Notifier(), lsn=lsn, clock=clock, config=lambda: store.config, space=space
+    )
     store = Store(config, log, db, seglog, writer)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
             if expiry_interval is not None:
                 nursery.start_soon(store._expiry_timer, expiry_interval)
+            nursery.start_soon(store._space_keeper)
             try:
                 yield store
             finally:

@@ -17,6 +17,10 @@ class StoreError(Exception):
     """Base class of every error the store raises on purpose."""
 
 
+class StorageFull(StoreError):
+    """The data disk is at its free-space watermark: nothing new is taken, deletions go on."""
+
+
 class NoSuchAccount(StoreError):
     def __init__(self, addr: str) -> None:
         super().__init__(addr)

@@ -5,6 +5,12 @@ thread), write the batch with ONE fdatasync (outside the database lock, so reads
 the records to the index in one transaction, then wake every waiter and publish the change events.
 Operations that arrive during a sync simply form the next batch, so the batch size follows the
 load without any timer.
+
+A failed write never acknowledges anything: a full disk fails the batch with StorageFull (and
+gives the space reserve back, so deletions can still run), any other I/O error with
+StoreError, and `problem` says what went wrong until a batch succeeds again. Applying a
+durable batch to the index is retried for a while (a full disk, a transient error) before the
+writer gives up, which ends the store and lets recovery replay the batch at the next start.
 """
 
 from __future__ import annotations
@@ -21,7 +27,10 @@ from . import index
 from .notify import Notifier
 from .planner import Planner
 from .segments import Location, SegmentLog
-from .types import StoreError
+from .space import Space, is_disk_full
+from .types import StorageFull, StoreError
+
+APPLY_RETRY_FOR = 30.0  # seconds an index update of a durable batch is retried
 
 
 class Database:
@@ -54,8 +63,11 @@ class Writer:
         lsn: int,
         clock: Callable[[], float],
         config: Callable[[], Any],
+        space: Space,
     ) -> None:
         self.db = db
+        self.space = space
+        self.problem: str | None = None  # the last write failure, until a batch succeeds
         self.log = log
         self.notifier = notifier
         self.lsn = lsn
@@ -110,8 +122,9 @@ class Writer:
         try:
             planner = await self.db.run(self._plan, ops, now)
         except OSError as e:  # e.g. no space left to start a new segment
+            failure = self._write_failed(e)
             for op in ops:
-                op.error = StoreError(f"storage write failed: {e}")
+                op.error = failure
                 op.done.set()
             return
         if planner.records:
@@ -120,25 +133,49 @@ class Writer:
             try:
                 await trio.to_thread.run_sync(self.log.write, batch)
             except OSError as e:
-                failure = StoreError(f"storage write failed: {e}")
+                failure = self._write_failed(e)
                 for op in ops:
                     if op.error is None:
                         op.error = failure
                 planner.events.clear()
             else:
-                # A failure here leaves the log ahead of the index: crash (the exception ends
-                # the store's nursery) and let recovery replay the batch at the next open.
-                await self.db.run(_apply_batch, planner.records, batch.seg, self.log.end, batch.lsn)
+                await self._apply(planner.records, batch.seg, batch.lsn)
                 self.lsn = batch.lsn
                 self.batches += 1
+                self.problem = None
         for op in ops:
             op.done.set()
         for addr, change in planner.events:
             self.notifier.publish(addr, change)
 
+    def _write_failed(self, error: OSError) -> StoreError:
+        if is_disk_full(error):
+            self.space.release_reserve()
+            return StorageFull(f"storage full: {error}")
+        self.problem = f"storage write failed: {error.strerror or error}"
+        return StoreError(self.problem)
+
+    async def _apply(self, records: list[Any], seg: int, lsn: int) -> None:
+        """Apply a durable batch to the index; its waiters hear nothing until it is applied.
+        A failure that outlasts APPLY_RETRY_FOR leaves the log ahead of the index: raised, it
+        ends the store, and recovery replays the batch at the next open."""
+        give_up = trio.current_time() + APPLY_RETRY_FOR
+        pause = 0.05
+        while True:
+            try:
+                await self.db.run(_apply_batch, records, seg, self.log.end, lsn)
+                return
+            except (sqlite3.Error, OSError) as e:
+                self.problem = f"index update failed: {e}"
+                self.space.release_reserve()  # SQLite may need room for its journal
+                if trio.current_time() + pause > give_up:
+                    raise
+            await trio.sleep(pause)
+            pause = min(pause * 2, 2.0)
+
     def _plan(self, conn: sqlite3.Connection, ops: list[_Op], now: float) -> Planner:
         batch = self.log.new_batch(self.lsn, int(now // 86400))
-        planner = Planner(conn, batch, now, self.config())
+        planner = Planner(conn, batch, now, self.config(), self.space)
         conn.execute("BEGIN")
         try:
             for op in ops:

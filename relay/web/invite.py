@@ -107,7 +107,7 @@ async def page(request: Request, app: App) -> Response:
 
 async def onboarding_link(request: Request, app: App) -> tuple[str | None, str]:
     config = app.config
-    refusal = registration_refusal(config)
+    refusal = registration_refusal(app)
     if refusal is not None:
         return None, refusal[1]
     if not needs_dclogin(config):

@@ -12,14 +12,15 @@ Status codes, where the official relay (filtermail) and madmail differ:
 - 400 with the reply line for every other refusal (filtermail). madmail answers 403 for
   unencrypted mail and 404/200 for unknown recipients; a body with the reply line is more
   useful to both kinds of sender than a bare status.
-- 500 "451 4.3.0 ..." when our storage failed: the sender must retry.
+- 500 "451 4.3.0 ..." when our storage failed, 507 "452 4.3.1 Insufficient system storage"
+  while the data disk is full: the sender must retry.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from relay.core.delivery import STORAGE_FAILED
+from relay.core.delivery import STORAGE_FAILED, STORAGE_FULL
 from relay.core.inbound import (
     BAD_SENDER,
     NO_RECIPIENTS,
@@ -81,6 +82,8 @@ async def mxdeliv(app: App, request_headers: list[tuple[str, str]], body: bytes)
         refusal = NO_RECIPIENTS
     for rcpt in recipients:
         refusal = refusal or recipient_refusal(app, rcpt)
+    if refusal == STORAGE_FULL:
+        return _answer(507, refusal)  # before reading the message: nowhere to put it
     if refusal is not None:
         return _answer(400, refusal)
     problem = transmission_problem(body, max_size)
@@ -92,6 +95,8 @@ async def mxdeliv(app: App, request_headers: list[tuple[str, str]], body: bytes)
         return _answer(200, ACCEPTED)
     if reply == STORAGE_FAILED:
         return _answer(500, reply)  # the sender keeps the message and retries
+    if reply == STORAGE_FULL:
+        return _answer(507, reply)  # Insufficient Storage: the sender retries later
     return _answer(403 if reply == REJECT_REPLY else 400, reply)
 
 

@@ -8,7 +8,6 @@ which Delta Chat shows to the user as the error text.
 from __future__ import annotations
 
 import math
-import os
 from typing import TYPE_CHECKING
 
 from relay.config import Config
@@ -26,18 +25,12 @@ def needs_dclogin(config: Config) -> bool:
     return config.is_lan or config.tls.mode == "self-signed"
 
 
-def registration_refusal(config: Config) -> tuple[int, str] | None:
-    accounts = config.accounts
+def registration_refusal(app: App) -> tuple[int, str] | None:
+    accounts = app.config.accounts
     if not (accounts.registration_open and accounts.jit):
         return 403, "Registration of new accounts on this relay is closed."
-    min_free = getattr(accounts, "min_free_disk_space", 0)
-    if min_free:
-        try:
-            stat = os.statvfs(config.data_dir)
-        except OSError:
-            return None  # an unreadable figure is not a reason to refuse (as the anchor)
-        if stat.f_bavail * stat.f_frsize < min_free:
-            return 503, "This relay is full and cannot take new accounts right now."
+    if app.store.storage_full():
+        return 503, "This relay is full and cannot take new accounts right now."
     return None
 
 
@@ -69,7 +62,7 @@ async def new_account(request: Request, app: App) -> Response:
         )
         response.headers.append(("Retry-After", str(wait)))
         return response
-    refusal = registration_refusal(config)
+    refusal = registration_refusal(app)
     if refusal is not None:
         status, reason = refusal
         return json_response(status, {"reason": reason})

@@ -3,6 +3,7 @@ operation: one batch, one fdatasync, all or nothing."""
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from relay.store import (
     MailboxChange,
     NoSuchAccount,
     QuotaExceeded,
+    StorageFull,
     Store,
     StoreError,
     open_store,
@@ -139,17 +141,25 @@ async def test_a_failing_enqueue_leaves_nothing_and_a_retry_stores_one_copy(
     assert len(await store.queue_list()) == 1
 
 
+@pytest.mark.parametrize(
+    ("error", "raised"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), StorageFull),
+        (OSError(errno.EIO, "Input/output error"), StoreError),
+    ],
+    ids=["disk full", "I/O error"],
+)
 async def test_a_failing_log_write_leaves_nothing(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, monkeypatch: pytest.MonkeyPatch, error: OSError, raised: type[StoreError]
 ) -> None:
     [bob] = await accounts(store, "bob000001")
     delivery = Delivery(REMOTE, (bob,), LOCAL_COPY, ("x@example.net",), REMOTE_COPY)
 
-    def no_space(batch: object) -> None:
-        raise OSError(28, "No space left on device")
+    def failing(batch: object) -> None:
+        raise error
 
-    monkeypatch.setattr(store._seglog, "write", no_space)
-    with pytest.raises(StoreError, match="storage write failed"):
+    monkeypatch.setattr(store._seglog, "write", failing)
+    with pytest.raises(raised, match=str(error.strerror)):
         await store.commit_delivery(delivery)
     monkeypatch.undo()
     assert await inbox(store, bob) == [] and await store.queue_list() == []
