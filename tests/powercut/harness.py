@@ -105,6 +105,7 @@ class CutReport:
     duplicated: int = 0
     resurrected: int = 0
     renumbered: int = 0  # found under another UIDVALIDITY/UID than a client saw before
+    new_identity: bool = False  # the relay came back with another TLS certificate
     recovery_cuts: int = 0  # further cuts while the relay was starting up after this one
     started: bool = True
 
@@ -116,6 +117,7 @@ class CutReport:
             f"expected {self.expected:5}, found {self.found:5}, lost {self.lost}, "
             f"damaged {self.damaged}, duplicated {self.duplicated}, resurrected {self.resurrected}"
             f", renumbered {self.renumbered}"
+            + (", NEW TLS CERTIFICATE" if self.new_identity else "")
             + (f" (+{self.recovery_cuts} cut during recovery)" if self.recovery_cuts else "")
         )
 
@@ -130,6 +132,7 @@ class Totals:
     resurrected: int = 0
     renumbered: int = 0
     recovery_cuts: int = 0
+    new_identities: int = 0
     failed_starts: int = 0
     cuts: list[CutReport] = field(default_factory=list)
 
@@ -141,6 +144,7 @@ class Totals:
             or self.duplicated
             or self.resurrected
             or self.renumbered
+            or self.new_identities
             or self.failed_starts
         )
 
@@ -151,7 +155,8 @@ class Totals:
             f"expunged {self.expunges}, found at the end {found}, lost {self.lost}, "
             f"damaged {self.damaged}, duplicated {self.duplicated}, "
             f"resurrected {self.resurrected}, renumbered {self.renumbered}, "
-            f"failed starts {self.failed_starts}, cuts during recovery {self.recovery_cuts}"
+            f"new TLS certificates {self.new_identities}, failed starts {self.failed_starts}, "
+            f"cuts during recovery {self.recovery_cuts}"
         )
 
 
@@ -444,6 +449,7 @@ def run(
     fs = Mount(backing, mnt, workdir / "powercutfs.log", ignore_fsync=ignore_fsync)
     ledger = Ledger()
     totals = Totals()
+    identity = b""  # the relay's TLS certificate, as the clients last saw it
     for round_no in range(cuts + 1):
         if round_no > 0 and rnd.random() < recovery_cuts:
             fs.mount(rnd.getrandbits(32) if torn else None)
@@ -472,6 +478,9 @@ def run(
                     totals.failed_starts += 1
                 else:
                     verify(config, ledger, report)
+                    report.new_identity = config.cert_path.read_bytes() != identity
+                    totals.new_identities += report.new_identity
+                    identity = config.cert_path.read_bytes()
                 out(report.line())
                 totals.lost += report.lost
                 totals.damaged += report.damaged
@@ -481,6 +490,7 @@ def run(
             if not started:
                 break
             if round_no == 0:  # the recipients' accounts (created at their first login)
+                identity = config.cert_path.read_bytes()
                 ctx = client_context(config)
                 for user in RECIPIENTS:
                     mailbox(config, ctx, f"{user}@{config.address_domain}")
