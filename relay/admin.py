@@ -31,6 +31,7 @@ from relay.config import Config
 from relay.durable import fsync_directory, write_atomically
 from relay.events import EventHub
 from relay.outbound.queue_ops import QueueCommandError, admin_queue
+from relay.store.clock import clock_confirmed
 
 RESET_FLAG = ".factory-reset"
 MAX_LINE = 16 << 20  # an identity import carries every account (about 150 bytes each)
@@ -38,7 +39,6 @@ MAX_CONNECTIONS = 16
 SEND_TIMEOUT = 10.0  # a client that stops reading its answers or events is dropped
 PENDING_ONBOARDINGS = 32  # LAN credentials handed out and not used yet, newest kept
 DISK_DEGRADED_PERCENT = 90
-TIMESYNC_DIR = Path("/run/systemd/timesync")
 
 
 class RestartRequested(Exception):
@@ -115,7 +115,7 @@ class AdminService:
         disk = disk_used_percent(config.data_dir)
         if disk >= DISK_DEGRADED_PERCENT and "data disk full" not in problems:
             problems.append(f"data disk {disk}% full")
-        if not clock_synced():
+        if not clock_confirmed():
             problems.append("clock not synced")
         if problems and state == "ok":
             state = "degraded"
@@ -125,7 +125,7 @@ class AdminService:
             "address_domain": config.address_domain,
             "lan": config.is_lan,
             "accounts": accounts,
-            "uptime": round(time.time() - self.app.started_at),
+            "uptime": round(time.monotonic() - self.app.started_at),
             "health": {"state": state, "problems": problems},
             "disk_used_percent": disk,
             "ports": config.listen.services(),
@@ -315,13 +315,6 @@ def disk_used_percent(path: Path) -> int:
     except OSError:
         return 0
     return round(100 * usage.used / usage.total) if usage.total else 0
-
-
-def clock_synced() -> bool:
-    """True unless systemd-timesyncd runs and has not synchronised yet (off the appliance: True)."""
-    if not TIMESYNC_DIR.is_dir():
-        return True
-    return (TIMESYNC_DIR / "synchronized").exists()
 
 
 # -- factory reset ------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ class App:
     store: MailStore
     tls: TLSManager
     log: Logger
-    started_at: float = field(default_factory=time.time)
+    started_at: float = field(default_factory=time.monotonic)  # for the uptime: no clock jumps
     admission: Admission = field(default_factory=Admission)  # over every service
     auth_throttle: AuthThrottle = field(default_factory=AuthThrottle)  # IMAP and SMTP together
     accounts: Accounts = field(default_factory=Accounts)  # login cache, first logins in flight

@@ -66,11 +66,12 @@ class Outbound:
         """Start every due entry; returns the seconds until the next one is due."""
         now = self.clock()
         wait = RESCAN_SECONDS
+        latest = now + backoff(self.app.config, 1 << 20)  # no retry is planned further ahead
         for entry in await self.app.store.queue_list():
             if entry.id in self._busy:
                 continue
             due = _aware(entry.next_attempt).timestamp()
-            if due <= now:
+            if due <= now or due > latest:  # beyond any backoff: the clock was set back
                 self._busy.add(entry.id)
                 nursery.start_soon(self._attempt, entry)
             else:

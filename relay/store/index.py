@@ -148,6 +148,13 @@ def _flags(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) ->
     conn.execute("UPDATE mailboxes SET modseq=? WHERE id=?", (r["ms"], r["m"]))
 
 
+def _redate(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
+    conn.executemany(
+        "UPDATE messages SET date=? WHERE mailbox=? AND uid=?",
+        [(r["d"], r["m"], u) for u in r["u"]],
+    )
+
+
 def _expunge(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
     freed = 0
     for uid in r["u"]:
@@ -205,6 +212,7 @@ _APPLY = {
     "msg": _msg,
     "flags": _flags,
     "expunge": _expunge,
+    "redate": _redate,
     "meta": _metadata,
     "q_add": _queue_add,
     "q_upd": _queue_update,

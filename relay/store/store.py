@@ -20,6 +20,7 @@ from typing import Any
 import trio
 
 from . import expiry, ops_accounts, ops_delivery, ops_mail, ops_queue, queries
+from .clock import ExpiryClock, clock_confirmed
 from .notify import Notifier
 from .opening import close, lock_directory, recover
 from .rules import day_number
@@ -50,7 +51,15 @@ SPACE_CHECK = 2.0  # seconds: how soon mail deleted on a full disk gives its spa
 class Store:
     """The embedded store; satisfies relay.store.api.MailStore."""
 
-    def __init__(self, config: Any, log: Any, db: Database, seglog: SegmentLog, writer: Writer):
+    def __init__(
+        self,
+        config: Any,
+        log: Any,
+        db: Database,
+        seglog: SegmentLog,
+        writer: Writer,
+        expiry_clock: ExpiryClock,
+    ):
         self.config = config  # replace on reload; read per decision
         self.log = log
         self._db = db
@@ -58,6 +67,8 @@ class Store:
         self._writer = writer
         self._notifier = writer.notifier
         self._space = writer.space
+        self._expiry_clock = expiry_clock
+        self._clock_waiting_logged = False
 
     def _now(self) -> float:
         return self._writer.clock()
@@ -293,14 +304,21 @@ class Store:
     async def expire(self) -> ExpiryResult:
         """One expiry pass (the timer calls this hourly): expired mail and inactive accounts go,
         then segments nothing points into are unlinked whole."""
-        result = await self._writer.submit(expiry.expire)
+        now = self._expiry_clock.now()
+        if now is None:  # nothing is deleted by a clock that may be years off
+            if not self._clock_waiting_logged:
+                self.log.warning("expiry-waiting-for-clock")
+                self._clock_waiting_logged = True
+            return ExpiryResult()
+        result = await self._writer.submit(partial(expiry.expire, now=now))
         result.segments = await self._drop_dead_segments()
-        if result.accounts or result.messages or result.segments:
+        if result.accounts or result.messages or result.segments or result.clamped:
             self.log.info(
                 "store_expired",
                 accounts=result.accounts,
                 messages=result.messages,
                 segments=result.segments,
+                clamped=result.clamped,
             )
         return result
 
@@ -331,12 +349,15 @@ async def open_store(
     log: Any,
     *,
     clock: Callable[[], float] = time.time,
+    monotonic: Callable[[], float] = time.monotonic,
+    clock_confirmed: Callable[[], bool] = clock_confirmed,
     segment_size: int = SEGMENT_SIZE,
     expiry_interval: float | None = EXPIRY_INTERVAL,
 ) -> AsyncIterator[Store]:
     """Open (recovering if needed) the store under config.data_dir/store and run its tasks.
 
-    clock: "now" for dates and expiry (tests inject one); expiry_interval None: no timer.
+    clock: "now" for stamps; monotonic and clock_confirmed: what expiry trusts of it
+    (relay/store/clock.py); tests inject all three. expiry_interval None: no timer.
     """
     directory = Path(config.data_dir) / "store"
     lock = await trio.to_thread.run_sync(lock_directory, directory)
@@ -353,7 +374,7 @@ async def open_store(
     writer = Writer(
         db, seglog, Notifier(), lsn=lsn, clock=clock, config=lambda: store.config, space=space
     )
-    store = Store(config, log, db, seglog, writer)
+    store = Store(config, log, db, seglog, writer, ExpiryClock(clock, clock_confirmed, monotonic))
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)

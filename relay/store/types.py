@@ -110,6 +110,7 @@ class ExpiryResult:
     accounts: int = 0
     messages: int = 0
     segments: int = 0
+    clamped: int = 0  # stamps in the future of the (confirmed) clock set back to now
 
 
 @dataclass(frozen=True, slots=True)

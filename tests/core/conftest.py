@@ -23,7 +23,7 @@ async def open_app(config: Config, clock: Clock | None = None) -> AsyncIterator[
     logins cost no time here: the throttle has its own tests."""
     log = Logger(level="error")
     clock = clock or Clock()
-    async with open_store(config, log, clock=clock, expiry_interval=None) as store:
+    async with open_store(config, log, **clock.store_clocks(), expiry_interval=None) as store:
         app = App(config=config, store=store, tls=TLSManager(config), log=log)
         app.auth_throttle = AuthThrottle(base_delay=0, lockout_after=1000)
         yield app

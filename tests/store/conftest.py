@@ -26,7 +26,9 @@ def config(tmp_path: Path) -> Config:
 
 @pytest.fixture
 async def store(config: Config, clock: Clock) -> AsyncIterator[Store]:
-    async with open_store(config, Logger(level="error"), clock=clock, expiry_interval=None) as s:
+    async with open_store(
+        config, Logger(level="error"), **clock.store_clocks(), expiry_interval=None
+    ) as s:
         yield s
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from relay.config import Config
@@ -23,13 +24,30 @@ def addr(local: str) -> str:
 
 
 class Clock:
-    """Injected "now": tests move time instead of sleeping."""
+    """Injected "now": tests move time instead of sleeping. `advance_days` is time passing
+    (the monotonic clock moves too), `jump_days` a wall clock set wrong (it does not)."""
 
     def __init__(self, now: float = T0) -> None:
         self.now = now
+        self.elapsed = 0.0
+        self.synced = True  # as systemd-timesyncd would say
 
     def __call__(self) -> float:
         return self.now
 
+    def monotonic(self) -> float:
+        return self.elapsed
+
+    def confirmed(self) -> bool:
+        return self.synced
+
+    def store_clocks(self) -> dict[str, Callable[[], float] | Callable[[], bool]]:
+        """open_store's clock arguments, all from this clock."""
+        return {"clock": self, "monotonic": self.monotonic, "clock_confirmed": self.confirmed}
+
     def advance_days(self, days: float) -> None:
+        self.now += days * 86400
+        self.elapsed += days * 86400
+
+    def jump_days(self, days: float) -> None:
         self.now += days * 86400

@@ -84,7 +84,9 @@ async def test_over_quota_and_remote_give_failure_queue_entry_and_report_in_one_
 ) -> None:
     config = store_config(tmp_path / "data", max_mailbox_size=100 * KIB)
     clock = Clock()
-    async with open_store(config, Logger(level="error"), clock=clock, expiry_interval=None) as s:
+    async with open_store(
+        config, Logger(level="error"), **clock.store_clocks(), expiry_interval=None
+    ) as s:
         bob, carol = await accounts(s, "bob000001", "carol0001")
         await deliver_to(s, [bob], b"o" * (30 * KIB))  # old: may go to make room
         clock.advance_days(3)

@@ -74,7 +74,11 @@ async def run_sequence(data_dir: Path, sequence: list[tuple]) -> None:
     i = 0
     while i < len(sequence):
         async with open_store(
-            config, Logger(level="error"), clock=clock, expiry_interval=None, segment_size=4096
+            config,
+            Logger(level="error"),
+            **clock.store_clocks(),
+            expiry_interval=None,
+            segment_size=4096,
         ) as store:
             assert await make_account(store, A, PASSWORD)
             await check(store, model, uidvalidities_seen)

@@ -33,7 +33,9 @@ async def make(store: Store, *names: str) -> list[str]:
 async def test_quota_expires_oldest_mail_but_not_mail_younger_than_a_day(tmp_path: Path) -> None:
     config = store_config(tmp_path / "data", max_mailbox_size=100 * KIB)
     clock = Clock()
-    async with open_store(config, Logger(level="error"), clock=clock, expiry_interval=None) as s:
+    async with open_store(
+        config, Logger(level="error"), **clock.store_clocks(), expiry_interval=None
+    ) as s:
         [bob, carol] = await make(s, "bob000001", "carol0001")
         with pytest.raises(QuotaExceeded):  # bigger than the whole quota
             await deliver_to(s, [bob], message(0, 101 * KIB))
@@ -61,7 +63,9 @@ async def test_old_large_seen_and_inactive_expire_and_segments_go(tmp_path: Path
     clock = Clock()
     segs = tmp_path / "data" / "store" / "segments"
     log = Logger(level="error")
-    async with open_store(config, log, clock=clock, expiry_interval=None, segment_size=4096) as s:
+    async with open_store(
+        config, log, **clock.store_clocks(), expiry_interval=None, segment_size=4096
+    ) as s:
         [dave, erin, idle] = await make(s, "dave00001", "erin00001", "idleuser1")
         await deliver_to(s, [dave], message(1, 2 * KIB))  # small: stays 20 days
         await deliver_to(s, [dave], message(2, 300_000))  # large, will be seen
