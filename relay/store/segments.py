@@ -14,6 +14,7 @@ This module does blocking file I/O only; callers run it in a worker thread.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -101,6 +102,7 @@ class SegmentLog:
                 self._segments[int(m.group(1))] = p
         self._fd = -1
         self._last_id = max(self._segments, default=0)  # ids are never reused
+        self._failed = False  # the active segment failed a write: the next batch rotates
         self.active = 0  # id of the segment appended to (0: none yet)
         self.active_day = -1
         self.end = 0
@@ -156,8 +158,9 @@ class SegmentLog:
     # -- writing (single writer) ----------------------------------------------------------
 
     def new_batch(self, lsn: int, day: int) -> Batch:
-        """Start a batch, rotating to a new segment when the active one is full or from another day."""
-        if self._fd < 0 or self.end >= self.segment_size or self.active_day != day:
+        """Start a batch, rotating to a new segment when the active one is full, from another
+        day, or failed a write (after a failed fdatasync its state on disk is unknown)."""
+        if self._fd < 0 or self.end >= self.segment_size or self.active_day != day or self._failed:
             self._rotate(day)
         return Batch(seg=self.active, start=self.end, buf=bytearray(), lsn=lsn)
 
@@ -166,9 +169,11 @@ class SegmentLog:
         try:
             os.pwrite(self._fd, batch.buf, batch.start)
             os.fdatasync(self._fd)
-        except OSError:
+        except OSError as e:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, batch.start)
+            # A full disk leaves the file as it was; rotating would need room a deletion needs.
+            self._failed = e.errno not in (errno.ENOSPC, errno.EDQUOT)
             raise
         self.end = batch.start + len(batch.buf)
 
@@ -193,6 +198,7 @@ class SegmentLog:
         if self._fd >= 0:
             os.close(self._fd)
         self._fd = os.open(self._segments[seg], os.O_RDWR | os.O_CLOEXEC)
+        self._failed = False
         self.active = seg
         self.active_day = day
         self.end = end
