@@ -18,6 +18,9 @@ The model (the minimum POSIX promises, the one careful storage code is written a
   durable. A renamed file keeps its (durable) content under whatever name is durable.
 - Everything present in BACKING at mount time is durable.
 
+SIGUSR2 toggles a failing card: while on, every write and every fsync/fdatasync (of files and
+directories) fails with EIO and changes nothing; reads still work.
+
 SIGUSR1 cuts the power: from that instant every operation fails with EIO (the disk is gone).
 When the file system is then unmounted, BACKING is rebuilt from the durable state alone, walking
 the durable entries from the root: what a cupboard appliance finds on its card after the power
@@ -86,6 +89,7 @@ class PowercutFS(pyfuse3.Operations):
         self.ignore_fsync = ignore_fsync
         self.torn = torn
         self.cut = False
+        self.failing = False  # SIGUSR2: writes and syncs fail with EIO
         self.nodes: dict[int, Node] = {}
         self.by_ino: dict[int, Node] = {}  # live backing st_ino -> node
         self.fh: dict[int, Node] = {}  # open file handle (a backing fd) -> node
@@ -357,7 +361,7 @@ class PowercutFS(pyfuse3.Operations):
         self.dirs.pop(fh, None)
 
     async def fsyncdir(self, fh, datasync):
-        if self.cut:
+        if self.cut or self.failing:
             raise pyfuse3.FUSEError(errno.EIO)
         self._sync_dir(self.dirs[fh])
 
@@ -444,7 +448,7 @@ class PowercutFS(pyfuse3.Operations):
         return _call(os.pread, fh, size, off)
 
     async def write(self, fh, off, buf):
-        if self.cut:
+        if self.cut or self.failing:
             raise pyfuse3.FUSEError(errno.EIO)
         node = self.fh[fh]
         self._before_change(node)
@@ -457,7 +461,7 @@ class PowercutFS(pyfuse3.Operations):
             raise pyfuse3.FUSEError(errno.EIO)
 
     async def fsync(self, fh, datasync):
-        if self.cut:
+        if self.cut or self.failing:
             raise pyfuse3.FUSEError(errno.EIO)
         self._sync_file(self.fh[fh], fh)
 
@@ -509,7 +513,11 @@ def main(argv: list[str] | None = None) -> None:
     def power_cut(signum, frame):  # type: ignore[no-untyped-def]
         fs.cut = True  # checked as each operation starts; one that runs completes first
 
+    def failing_card(signum, frame):  # type: ignore[no-untyped-def]
+        fs.failing = not fs.failing
+
     signal.signal(signal.SIGUSR1, power_cut)
+    signal.signal(signal.SIGUSR2, failing_card)
     options = set(pyfuse3.default_options) | {"fsname=powercutfs", "subtype=powercutfs"}
     pyfuse3.init(fs, str(args.mountpoint), options)
     try:
