@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import trio
@@ -75,4 +76,17 @@ async def test_relay_going_away_shows_error_and_degraded_health_shows_degraded(
             assert "data disk" in ctl.invite_content().status
             relay_scope.cancel()
             await wait_until(lambda: patterns(led)[-1:] == ["error"])
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_full_data_disk_is_on_the_invite_screen_and_the_led(tmp_path) -> None:
+    async with running_app(tmp_path) as app:
+        accounts = dataclasses.replace(app.config.accounts, min_free_disk_space=1 << 60)
+        app.config = app.store.config = dataclasses.replace(app.config, accounts=accounts)
+        ctl, display, led = setup(app, tmp_path)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(admin.serve_admin, app, ctl.admin_path)
+            nursery.start_soon(ctl.run, trio.open_memory_channel(1)[1])
+            await wait_until(lambda: patterns(led)[-1:] == ["degraded"])
+            assert ctl.invite_content().status.endswith("· data disk full")
             nursery.cancel_scope.cancel()
