@@ -128,6 +128,7 @@ class AdminService:
             "uptime": round(time.monotonic() - self.app.started_at),
             "health": {"state": state, "problems": problems},
             "disk_used_percent": disk,
+            "push": push_status(self.app),
             "ports": config.listen.services(),
         }
 
@@ -315,6 +316,19 @@ def disk_used_percent(path: Path) -> int:
     except OSError:
         return 0
     return round(100 * usage.used / usage.total) if usage.total else 0
+
+
+def push_status(app: App) -> dict[str, Any]:
+    """Notifications waiting to be sent, sent and given up since the start; off: not running."""
+    notifier = app.push
+    if notifier is None:
+        return {"running": False}
+    return {
+        "running": True,
+        "pending": notifier.pending,
+        "sent": notifier.sent,
+        "dropped": notifier.dropped,
+    }
 
 
 # -- factory reset ------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from relay.ratelimit import GCRA, AuthThrottle, ByteBudget, ReloadableGCRA
 from relay.tls import TLSManager
 
 if TYPE_CHECKING:
+    from relay.core.push import Notifier
     from relay.services import ServiceRegistry
     from relay.store import MailStore
 
@@ -54,6 +55,7 @@ class App:
     services: ServiceRegistry | None = None  # set by relay.server once the registry runs
     # Called after something was queued for other relays; the queue worker installs itself.
     on_queued: Callable[[], None] = field(default=lambda: None)
+    push: Notifier | None = None  # the push notifier while it runs (relay.core.push)
     _body_budget: ByteBudget = field(default_factory=lambda: ByteBudget(0))
     _send_rate: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_send_rate))
     _new_accounts: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_new_account_rate))

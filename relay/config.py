@@ -106,6 +106,15 @@ class Federation:
 
 
 @dataclass(frozen=True)
+class Push:
+    """Push notifications through the Delta Chat notification proxy; url "" turns push off
+    (then the relay does not say it supports push, and the apps poll instead)."""
+
+    url: str = "https://notifications.delta.chat/notify"
+    ca_file: str = ""  # extra CA certificates trusted for the proxy (tests, a private proxy)
+
+
+@dataclass(frozen=True)
 class Metadata:
     """Server METADATA values for Delta Chat; empty means NIL (the service is not offered)."""
 
@@ -127,6 +136,7 @@ class Config:
     privacy: Privacy = field(default_factory=Privacy)
     metadata: Metadata = field(default_factory=Metadata)
     federation: Federation = field(default_factory=Federation)
+    push: Push = field(default_factory=Push)
     source: Path | None = None  # the file this was read from, for reloads
 
     @property
@@ -326,6 +336,9 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError("limits.max_user_send_burst_size: must be at least 1")
     if lim.max_recipients < 1:
         raise ConfigError("limits.max_recipients: must be at least 1")
+    push = config.push
+    if push.url and not (push.url.startswith("https://") and len(push.url) > len("https://")):
+        raise ConfigError(f"push.url: must be an https:// URL or empty, got {push.url!r}")
     fed = config.federation
     if fed.policy not in ("ACCEPT", "REJECT"):
         raise ConfigError(f"federation.policy: must be ACCEPT or REJECT, got {fed.policy!r}")

@@ -25,6 +25,7 @@ from relay import config as config_mod
 from relay.admin import RestartRequested, apply_pending_factory_reset, serve_admin
 from relay.app import App
 from relay.config import Config, ConfigError
+from relay.core.push import run_push
 from relay.durable import make_dirs
 from relay.imap import session as imap
 from relay.log import Logger
@@ -64,6 +65,7 @@ SERVICES = [
     Service("http", "tcp", "none", web.handle, web.TOO_MANY_CONNECTIONS),
     Service("admin", "task", run=run_admin_socket),
     Service("outbound", "task", run=run_outbound),
+    Service("push", "task", run=run_push),
     Service("acme", "task", run=run_certificate_keeper),
 ]
 
@@ -81,6 +83,8 @@ def enabled_services(config: Config) -> dict[str, int | None]:
     """The services this configuration runs, in start order, with the port of each listener."""
     wanted: dict[str, int | None] = dict(config.listen.services())
     wanted |= {"admin": None, "outbound": None}
+    if config.push.url:
+        wanted["push"] = None
     if config.tls.mode == "acme":
         wanted["acme"] = None
     return wanted

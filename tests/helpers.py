@@ -18,7 +18,7 @@ import trio
 
 from relay import config as config_mod
 from relay.app import App
-from relay.config import Config, Listen
+from relay.config import Config, Listen, Push
 from relay.core.passwords import hash_password
 from relay.store import Delivery, DeliveryOutcome, MailStore
 
@@ -42,7 +42,14 @@ def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
 def make_config(data_dir: Path, host: str = "127.0.0.1", **sections: object) -> Config:
     """A LAN-mode config on `host` with every listener on a free port; `sections` override."""
     ports = dict(zip(SERVICES, free_ports(len(SERVICES), host), strict=True))
-    config = Config(mail_domain=host, data_dir=data_dir, listen=Listen(address=[host], **ports))
+    config = Config(
+        mail_domain=host,
+        data_dir=data_dir,
+        listen=Listen(address=[host], **ports),
+        # Push on (the relay says so to clients), but to a port where nothing listens: a test
+        # never reaches the real notification proxy. Push tests bring their own endpoint.
+        push=Push(url=f"https://{host}:9/notify"),
+    )
     return dataclasses.replace(config, **sections)
 
 

@@ -19,6 +19,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from relay.config import Config
+from relay.core.push import push_tokens
 from relay.outbound.bounce import make_bounce
 from relay.policy.headers import clean_for_storage
 from relay.reply import Reply
@@ -79,8 +80,11 @@ async def deliver(app: App, sender: str, recipients: list[str], data: bytes) -> 
             remote_data=data if remote else b"",
             sender_is_local=bool(sender) and config.is_local_address(sender),
             report=report,
+            push_tokens=push_tokens(app),
         )
     )
+    if outcome.push and app.push is not None:
+        app.push.add(outcome.push)  # durable with the delivery: the POSTs start right away
     if outcome.queued or outcome.report == "queued":
         app.on_queued()
     if outcome.report:

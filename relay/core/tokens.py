@@ -61,5 +61,16 @@ async def add_token(store: MailStore, addr: str, token: str, now: float | None =
     await store.update_metadata(addr, DEVICETOKEN, lambda raw: with_token(raw, token, when))
 
 
+def without_token(raw: str | None, token: str) -> str | None:
+    """The stored value after removing `token` (None when no token is left)."""
+    lines = [line for line in (raw or "").splitlines() if line.partition(" ")[2] != token]
+    return "\n".join(lines) or None
+
+
+async def remove_token(store: MailStore, addr: str, token: str) -> None:
+    """What a 410 from the notification proxy asks for: that token is no good any more."""
+    await store.update_metadata(addr, DEVICETOKEN, lambda raw: without_token(raw, token))
+
+
 async def clear_tokens(store: MailStore, addr: str) -> None:
     await store.set_metadata(addr, DEVICETOKEN, None)

@@ -21,18 +21,20 @@ if TYPE_CHECKING:
 
 # Shown before and after login (the anchor's test_capabilities reads them right after connect).
 _BASE = "IMAP4rev1 SASL-IR ID ENABLE IDLE LITERAL+"
-_CHATMAIL = "XDELTAPUSH XCHATMAIL"
+_PUSH = "XDELTAPUSH"  # only while push is on: the apps then rely on it instead of polling
+_CHATMAIL = "XCHATMAIL"
 _AFTER_LOGIN = "NAMESPACE UIDPLUS MOVE CONDSTORE SPECIAL-USE UNSELECT CHILDREN QUOTA METADATA"
 AUTH_FAILED = "Authentication failed."
 
 
 def capabilities(s: Session) -> str:
+    chatmail = f"{_PUSH} {_CHATMAIL}" if s.app.config.push.url else _CHATMAIL
     if s.user is not None:
         extra = "" if s.compressed else " COMPRESS=DEFLATE"
-        return f"{_BASE} {_AFTER_LOGIN}{extra} {_CHATMAIL}"
+        return f"{_BASE} {_AFTER_LOGIN}{extra} {chatmail}"
     if not s.tls:
-        return f"{_BASE} STARTTLS LOGINDISABLED {_CHATMAIL}"
-    return f"{_BASE} AUTH=PLAIN {_CHATMAIL}"
+        return f"{_BASE} STARTTLS LOGINDISABLED {chatmail}"
+    return f"{_BASE} AUTH=PLAIN {chatmail}"
 
 
 async def cmd_capability(s: Session, cmd: Command) -> str:

@@ -39,7 +39,8 @@ def server_value(config: Config, key: str) -> str | None:
         mail = config.privacy.privacy_mail
         return f"mailto:{mail}" if mail else None
     if key == "/shared/vendor/deltachat/maxsmtprecipients":
-        return str(config.limits.max_recipients)
+        # The 2.6x apps take this key as "the relay sends push notifications".
+        return str(config.limits.max_recipients) if config.push.url else None
     name = key.rsplit("/", 1)[-1]
     if name in ("comment", "irohrelay", "turn", "appversions"):
         return getattr(config.metadata, name) or None

@@ -35,6 +35,7 @@ from .types import (
     MailboxEntry,
     MailboxSnapshot,
     MessageMeta,
+    PushItem,
     QueueEntry,
 )
 
@@ -152,6 +153,14 @@ class MailStore(Protocol):
     async def quota_usage(self, addr: str) -> int: ...
 
     # -- outbound queue -------------------------------------------------------------------
+
+    async def push_pending(self) -> list[PushItem]:
+        """Every push notification item not yet sent (recorded by commit_delivery)."""
+        ...
+
+    async def push_done(self, ids: Sequence[str]) -> None:
+        """Forget sent or dropped items (one write for all of them)."""
+        ...
 
     async def enqueue(self, sender: str, recipients: list[str], data: bytes) -> str: ...
 

@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS queue(
     off INTEGER NOT NULL, size INTEGER NOT NULL, created INTEGER NOT NULL,
     attempts INTEGER NOT NULL, next_attempt INTEGER NOT NULL, last_error TEXT NOT NULL)
     WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS push(
+    id TEXT PRIMARY KEY, addr TEXT NOT NULL, token TEXT NOT NULL, created INTEGER NOT NULL)
+    WITHOUT ROWID;
 """
 
 
@@ -94,6 +97,7 @@ def _acct_delete(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | No
     )
     conn.execute("DELETE FROM mailboxes WHERE addr=?", (addr,))
     conn.execute("DELETE FROM metadata WHERE addr=?", (addr,))
+    conn.execute("DELETE FROM push WHERE addr=?", (addr,))
     conn.execute("DELETE FROM accounts WHERE addr=?", (addr,))
 
 
@@ -155,6 +159,17 @@ def _redate(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -
     )
 
 
+def _push_add(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO push(id, addr, token, created) VALUES (?, ?, ?, ?)",
+        [(pid, addr, token, r["c"]) for pid, addr, token in r["i"]],
+    )
+
+
+def _push_remove(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
+    conn.executemany("DELETE FROM push WHERE id=?", [(pid,) for pid in r["i"]])
+
+
 def _expunge(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
     freed = 0
     for uid in r["u"]:
@@ -213,6 +228,8 @@ _APPLY = {
     "flags": _flags,
     "expunge": _expunge,
     "redate": _redate,
+    "push_add": _push_add,
+    "push_del": _push_remove,
     "meta": _metadata,
     "q_add": _queue_add,
     "q_upd": _queue_update,

@@ -10,7 +10,7 @@ has not answered the sender yet and can still say 451.
 
 from __future__ import annotations
 
-from . import ops_queue
+from . import ops_push, ops_queue
 from .ops_mail import make_room, store_copies
 from .planner import Planner
 from .types import Delivery, DeliveryOutcome, NoSuchAccount, QuotaExceeded, ReportFate
@@ -30,6 +30,7 @@ def plan(p: Planner, delivery: Delivery) -> DeliveryOutcome:
             out.delivered.append(addr)
     if out.delivered:
         store_copies(p, out.delivered, data)
+        out.push = ops_push.record(p, delivery, out.delivered)
     if delivery.remote:
         # Through the module so a test can make this step fail and see nothing become durable.
         out.queue_id = ops_queue.enqueue(p, delivery.sender, delivery.remote, delivery.remote_data)

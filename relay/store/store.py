@@ -19,7 +19,7 @@ from typing import Any
 
 import trio
 
-from . import expiry, ops_accounts, ops_delivery, ops_mail, ops_queue, queries
+from . import expiry, ops_accounts, ops_delivery, ops_mail, ops_push, ops_queue, queries
 from .clock import ExpiryClock, clock_confirmed
 from .notify import Notifier
 from .opening import close, lock_directory, recover
@@ -38,6 +38,7 @@ from .types import (
     MailboxSnapshot,
     MessageMeta,
     NoSuchMessage,
+    PushItem,
     QueueEntry,
     StoreError,
 )
@@ -298,6 +299,14 @@ class Store:
     async def queue_read(self, id: str) -> bytes:
         loc = await self._db.run(queries.queue_locate, id)
         return await self._read_body(loc, f"queue {id}")
+
+    # -- push notification items ------------------------------------------------------------
+
+    async def push_pending(self) -> list[PushItem]:
+        return await self._db.run(ops_push.pending)
+
+    async def push_done(self, ids: Sequence[str]) -> None:
+        await self._writer.submit(partial(ops_push.remove, ids=ids))
 
     # -- expiry -----------------------------------------------------------------------------
 

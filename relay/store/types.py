@@ -133,6 +133,21 @@ class Delivery:
     # Builds the report from the failures; runs in the database thread, so it must be pure
     # (no I/O, no awaiting) and quick. None, or returning None: no report.
     report: Callable[[dict[str, StoreError]], DeliveryReport | None] | None = None
+    # Push notifications: the metadata key holding a recipient's device tokens, and what
+    # turns its stored value into the live tokens (pure, in the database thread). One item
+    # per live token of every local recipient who is not the sender is recorded with the
+    # delivery itself. None: push is off.
+    push_tokens: tuple[str, Callable[[str | None], list[str]]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PushItem:
+    """One notification to send: POST `token` for `addr`; `created` starts its deadline."""
+
+    id: str
+    addr: str
+    token: str
+    created: int
 
 
 @dataclass
@@ -144,3 +159,4 @@ class DeliveryOutcome:
     # "" (none), "delivered" (sender's INBOX), "queued", or "dropped" (the sender's INBOX
     # could not take it; not an error: the sender already has its answer for the others)
     report: ReportFate = ""
+    push: list[PushItem] = field(default_factory=list)  # durable with the delivery

@@ -22,8 +22,8 @@ from tests.helpers import (
     start_relay_process,
     stop_relay_process,
 )
-from tests.powercut import harness
 from tests.policy.corpus import armor, new_packet, pgp_mime, pkesk_v6
+from tests.powercut import harness
 from tests.store.helpers import Clock, addr, store_config
 
 PASSWORD = "correct-horse-1"
