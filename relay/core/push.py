@@ -28,7 +28,6 @@ import trio
 from relay.core.tokens import DEVICETOKEN, live_entries, remove_token
 from relay.outbound.push_client import PushClient
 from relay.store import PushItem
-from relay.store.ops_push import MAX_PENDING
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -38,6 +37,7 @@ MAX_TRIES = 5
 DEADLINE = 5 * 3600
 FIRST_ATTEMPTS = 4
 RETRIES = 2
+MAX_PENDING = 10_000  # in memory; beyond it the oldest notifications are given up
 FORGET_EVERY = 1.0  # seconds: done items are removed from the store in one write
 
 
@@ -97,7 +97,8 @@ class Notifier:
         self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.add(await self.app.store.push_pending())  # from before a restart: first try again
+        # From before a restart: each is tried again from its first attempt.
+        self.add(await self.app.store.push_pending(DEVICETOKEN, live_tokens(time.time())))
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._forget_done)

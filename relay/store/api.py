@@ -154,8 +154,11 @@ class MailStore(Protocol):
 
     # -- outbound queue -------------------------------------------------------------------
 
-    async def push_pending(self) -> list[PushItem]:
-        """Every push notification item not yet sent (recorded by commit_delivery)."""
+    async def push_pending(
+        self, key: str, live_tokens: Callable[[str | None], list[str]]
+    ) -> list[PushItem]:
+        """Every push notification not yet done (recorded by commit_delivery), its token read
+        from the metadata `key` of the recipient through `live_tokens` (Delivery.push_tokens)."""
         ...
 
     async def push_done(self, ids: Sequence[str]) -> None:

@@ -31,7 +31,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS mailboxes_by_name ON mailboxes(addr, name);
 CREATE TABLE IF NOT EXISTS messages(
     mailbox INTEGER NOT NULL, uid INTEGER NOT NULL, seg INTEGER NOT NULL, off INTEGER NOT NULL,
     size INTEGER NOT NULL, date INTEGER NOT NULL, flags TEXT NOT NULL, modseq INTEGER NOT NULL,
-    PRIMARY KEY(mailbox, uid)) WITHOUT ROWID;
+    push TEXT NOT NULL DEFAULT '', PRIMARY KEY(mailbox, uid)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS metadata(
     addr TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL,
     PRIMARY KEY(addr, key)) WITHOUT ROWID;
@@ -39,9 +39,6 @@ CREATE TABLE IF NOT EXISTS queue(
     id TEXT PRIMARY KEY, sender TEXT NOT NULL, recipients TEXT NOT NULL, seg INTEGER NOT NULL,
     off INTEGER NOT NULL, size INTEGER NOT NULL, created INTEGER NOT NULL,
     attempts INTEGER NOT NULL, next_attempt INTEGER NOT NULL, last_error TEXT NOT NULL)
-    WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS push(
-    id TEXT PRIMARY KEY, addr TEXT NOT NULL, token TEXT NOT NULL, created INTEGER NOT NULL)
     WITHOUT ROWID;
 """
 
@@ -57,6 +54,9 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA wal_autocheckpoint=4000")
     conn.executescript(SCHEMA)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(messages)")}
+    if "push" not in columns:  # an index made before push notifications
+        conn.execute("ALTER TABLE messages ADD COLUMN push TEXT NOT NULL DEFAULT ''")
     return conn
 
 
@@ -97,7 +97,6 @@ def _acct_delete(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | No
     )
     conn.execute("DELETE FROM mailboxes WHERE addr=?", (addr,))
     conn.execute("DELETE FROM metadata WHERE addr=?", (addr,))
-    conn.execute("DELETE FROM push WHERE addr=?", (addr,))
     conn.execute("DELETE FROM accounts WHERE addr=?", (addr,))
 
 
@@ -134,9 +133,9 @@ def _msg(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> N
         loc = Location(r["seg"], r["off"], r["size"])
     assert loc is not None
     conn.execute(
-        "INSERT INTO messages(mailbox, uid, seg, off, size, date, flags, modseq)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (r["m"], r["u"], loc.seg, loc.off, loc.size, r["d"], r["f"], r["ms"]),
+        "INSERT INTO messages(mailbox, uid, seg, off, size, date, flags, modseq, push)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (r["m"], r["u"], loc.seg, loc.off, loc.size, r["d"], r["f"], r["ms"], r.get("p", "")),
     )
     conn.execute(
         "UPDATE mailboxes SET uidnext=?, modseq=?, bytes=bytes+? WHERE id=?",
@@ -159,15 +158,16 @@ def _redate(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -
     )
 
 
-def _push_add(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
-    conn.executemany(
-        "INSERT OR REPLACE INTO push(id, addr, token, created) VALUES (?, ?, ?, ?)",
-        [(pid, addr, token, r["c"]) for pid, addr, token in r["i"]],
-    )
-
-
-def _push_remove(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
-    conn.executemany("DELETE FROM push WHERE id=?", [(pid,) for pid in r["i"]])
+def _push_done(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
+    for mailbox, uid, key in r["i"]:
+        row = conn.execute(
+            "SELECT push FROM messages WHERE mailbox=? AND uid=?", (mailbox, uid)
+        ).fetchone()
+        if row is not None:  # else expunged meanwhile
+            left = " ".join(k for k in row[0].split() if k != key)
+            conn.execute(
+                "UPDATE messages SET push=? WHERE mailbox=? AND uid=?", (left, mailbox, uid)
+            )
 
 
 def _expunge(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
@@ -228,8 +228,7 @@ _APPLY = {
     "flags": _flags,
     "expunge": _expunge,
     "redate": _redate,
-    "push_add": _push_add,
-    "push_del": _push_remove,
+    "push_del": _push_done,
     "meta": _metadata,
     "q_add": _queue_add,
     "q_upd": _queue_update,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from . import ops_push, ops_queue
 from .ops_mail import make_room, store_copies
 from .planner import Planner
-from .types import Delivery, DeliveryOutcome, NoSuchAccount, QuotaExceeded, ReportFate
+from .types import Delivery, DeliveryOutcome, NoSuchAccount, PushItem, QuotaExceeded, ReportFate
 
 REFUSALS = (NoSuchAccount, QuotaExceeded)  # what fails one recipient rather than the message
 
@@ -29,8 +29,14 @@ def plan(p: Planner, delivery: Delivery) -> DeliveryOutcome:
         else:
             out.delivered.append(addr)
     if out.delivered:
-        store_copies(p, out.delivered, data)
-        out.push = ops_push.record(p, delivery, out.delivered)
+        notify = ops_push.tokens_to_notify(p, delivery, out.delivered)
+        keys = {a: " ".join(ops_push.token_key(t) for t in tokens) for a, tokens in notify.items()}
+        placed = store_copies(p, out.delivered, data, keys)
+        out.push = [
+            PushItem(ops_push.item_id(*placed[addr], token), addr, token, int(p.now))
+            for addr, tokens in notify.items()
+            for token in tokens
+        ]
     if delivery.remote:
         # Through the module so a test can make this step fail and see nothing become durable.
         out.queue_id = ops_queue.enqueue(p, delivery.sender, delivery.remote, delivery.remote_data)

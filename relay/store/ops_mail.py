@@ -24,10 +24,14 @@ def _insert(
     *,
     body: bytes | None = None,
     loc: Location | None = None,
+    push: str = "",
 ) -> tuple[int, Location]:
-    """Add one message to mbx: with its body (first copy) or pointing at an already logged body."""
+    """Add one message to mbx: with its body (first copy) or pointing at an already logged body;
+    `push`: the keys of the device tokens to notify of it (relay/store/ops_push.py)."""
     uid, ms = mbx.uidnext, mbx.modseq + 1
     rec = {"t": "msg", "m": mbx.id, "u": uid, "f": encode_flags(flags), "d": date, "ms": ms}
+    if push:
+        rec["p"] = push
     if loc is None:
         new_loc = p.emit(rec, body)
         assert new_loc is not None
@@ -85,17 +89,22 @@ def expunge_ids(p: Planner, addr: str, mailbox_id: int, uids: list[int]) -> None
     p.event(addr, name, "expunge", uids)
 
 
-def store_copies(p: Planner, addrs: Sequence[str], data: bytes) -> None:
+def store_copies(
+    p: Planner, addrs: Sequence[str], data: bytes, push: dict[str, str] | None = None
+) -> dict[str, tuple[int, int]]:
     """Insert data into the INBOX of each addr (room already made); the body is logged once
-    and every further copy points at it."""
+    and every further copy points at it. `push`: the token keys to notify, per addr.
+    Returns (mailbox id, uid) per addr."""
     loc = None
     date = int(p.now)
+    placed = {}
     for addr in addrs:
         mbx = p.mailbox(addr, "INBOX")  # read now: room-making may have changed it
-        if loc is None:
-            _, loc = _insert(p, mbx, frozenset(), date, body=data)
-        else:
-            _insert(p, mbx, frozenset(), date, loc=loc)
+        keys = (push or {}).get(addr, "")
+        uid, loc = _insert(p, mbx, frozenset(), date, body=data if loc is None else None,
+                           loc=loc, push=keys)  # fmt: skip
+        placed[addr] = (mbx.id, uid)
+    return placed
 
 
 def append(

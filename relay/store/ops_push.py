@@ -1,61 +1,75 @@
-"""Push notification items: recorded in the delivery's own batch, removed once sent.
+"""Push notification items, kept in the rows of the messages they are about.
 
-An item is (id, account, token, created); the notifier (relay/outbound/push.py) holds the retry
-state in memory, so only the items themselves are durable: a restart sends every pending item
-again from its first attempt, and the deadline counts from `created`.
+A message stored in an INBOX for someone who did not send it carries the keys of the device
+tokens still to be notified (a short hash of each token, in its `push` column). They are
+written with the message itself, in the same record and the same index page, so push costs
+the flash no extra page per message; the notifier (relay/core/push.py) holds the retry state
+in memory and clears a key once its token is done, in one write per second at most. After a
+restart every key still set is sent again from its first attempt; the deadline counts from the
+message's arrival. An expunged message takes its pending notifications with it.
 """
 
 from __future__ import annotations
 
-import secrets
+import hashlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from .planner import Planner
 from .types import Delivery, PushItem
 
-MAX_PENDING = 10_000  # beyond this the oldest items are dropped: a dead proxy cannot grow the store
+LiveTokens = Callable[[str | None], list[str]]
 
 
-def record(p: Planner, delivery: Delivery, delivered: list[str]) -> list[PushItem]:
-    """One item per live token of each recipient who did not send the message."""
+def token_key(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
+
+
+def item_id(mailbox_id: int, uid: int, token: str) -> str:
+    return f"{mailbox_id}:{uid}:{token_key(token)}"
+
+
+def tokens_to_notify(p: Planner, delivery: Delivery, delivered: list[str]) -> dict[str, list[str]]:
+    """The live tokens of each recipient who did not send the message."""
     if delivery.push_tokens is None:
-        return []
+        return {}
     key, live_tokens = delivery.push_tokens
     sender = delivery.sender.lower()
-    now = int(p.now)
-    items = []
+    found = {}
     for addr in delivered:
         if addr == sender:
             continue  # the owner's own message (another device of theirs sent it)
         row = p.conn.execute(
             "SELECT value FROM metadata WHERE addr=? AND key=?", (addr, key)
         ).fetchone()
-        items += [
-            PushItem(secrets.token_hex(8), addr, token, now)
-            for token in live_tokens(row[0] if row else None)
-        ]
-    if items:
-        p.emit({"t": "push_add", "c": now, "i": [[i.id, i.addr, i.token] for i in items]})
-        _drop_oldest_beyond_cap(p)
-    return items
-
-
-def _drop_oldest_beyond_cap(p: Planner) -> None:
-    (count,) = p.conn.execute("SELECT COUNT(*) FROM push").fetchone()
-    if count > MAX_PENDING:
-        oldest = p.conn.execute(
-            "SELECT id FROM push ORDER BY created, id LIMIT ?", (count - MAX_PENDING,)
-        ).fetchall()
-        p.emit({"t": "push_del", "i": [pid for (pid,) in oldest]})
+        tokens = live_tokens(row[0] if row else None)
+        if tokens:
+            found[addr] = tokens
+    return found
 
 
 def remove(p: Planner, ids: Iterable[str]) -> None:
-    ids = list(ids)
-    if ids:
-        p.emit({"t": "push_del", "i": ids})
+    done = []
+    for pid in ids:
+        mailbox, uid, key = pid.split(":")
+        done.append([int(mailbox), int(uid), key])
+    if done:
+        p.emit({"t": "push_del", "i": done})
 
 
-def pending(conn: sqlite3.Connection) -> list[PushItem]:
-    rows = conn.execute("SELECT id, addr, token, created FROM push ORDER BY created, id")
-    return [PushItem(*row) for row in rows.fetchall()]
+def pending(conn: sqlite3.Connection, key: str, live_tokens: LiveTokens) -> list[PushItem]:
+    """Every notification not yet done, with its token (gone tokens are skipped)."""
+    items = []
+    rows = conn.execute(
+        "SELECT m.mailbox, m.uid, m.push, m.date, b.addr, md.value FROM messages m"
+        " JOIN mailboxes b ON b.id = m.mailbox"
+        " LEFT JOIN metadata md ON md.addr = b.addr AND md.key = ?"
+        " WHERE m.push != '' ORDER BY m.date",
+        (key,),
+    )
+    for mailbox, uid, keys, date, addr, raw in rows.fetchall():
+        tokens = {token_key(t): t for t in live_tokens(raw)}
+        for k in keys.split():
+            if k in tokens:
+                items.append(PushItem(f"{mailbox}:{uid}:{k}", addr, tokens[k], date))
+    return items

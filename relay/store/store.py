@@ -302,8 +302,10 @@ class Store:
 
     # -- push notification items ------------------------------------------------------------
 
-    async def push_pending(self) -> list[PushItem]:
-        return await self._db.run(ops_push.pending)
+    async def push_pending(
+        self, key: str, live_tokens: Callable[[str | None], list[str]]
+    ) -> list[PushItem]:
+        return await self._db.run(ops_push.pending, key, live_tokens)
 
     async def push_done(self, ids: Sequence[str]) -> None:
         await self._writer.submit(partial(ops_push.remove, ids=ids))

@@ -4,6 +4,7 @@ recording every POST and answering what the test says (200, 410, 500, or hanging
 from __future__ import annotations
 
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -96,3 +97,42 @@ class Endpoint:
             return
         finally:
             await trio.aclose_forcefully(stream)
+
+
+class ThreadedEndpoint:
+    """The endpoint in a thread of its own, for tests that are not trio tasks (tests/e2e)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.endpoint = Endpoint(directory)
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> Endpoint:
+        self._thread.start()
+        if not self._started.wait(10):
+            raise RuntimeError("the push endpoint did not start")
+        return self.endpoint
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._token is not None
+        trio.from_thread.run_sync(self._cancel.cancel, trio_token=self._token)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._token = trio.lowlevel.current_trio_token()
+            with trio.CancelScope() as self._cancel:
+                async with trio.open_nursery() as nursery:
+                    await nursery.start(self.endpoint.serve)
+                    self._started.set()
+
+        trio.run(main)
+
+    def wait_for(self, count: int, timeout: float = 60) -> list[Post]:
+        deadline = time.monotonic() + timeout
+        while len(self.endpoint.posts) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{len(self.endpoint.posts)} of {count} POSTs arrived")
+            time.sleep(0.05)
+        return self.endpoint.posts

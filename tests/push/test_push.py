@@ -17,6 +17,7 @@ import trio
 
 from relay.config import Config, Push
 from relay.core import push
+from relay.core.tokens import DEVICETOKEN
 from relay.store import PushItem
 from tests.helpers import (
     Reachable,
@@ -175,7 +176,7 @@ async def test_errors_are_retried_after_8_64_512_4096_s_then_dropped(
     await trio.sleep(0.3)
     assert len(endpoint.posts) == 5 and notifier.dropped == 1
     with trio.fail_after(5):  # and it is forgotten by the store too
-        while await relay_server.app.store.push_pending():
+        while await relay_server.app.store.push_pending(DEVICETOKEN, push.live_tokens(clock.now)):
             await trio.sleep(0.1)
 
 
