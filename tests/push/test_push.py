@@ -6,6 +6,7 @@ hangs delays neither the 250 nor the IDLE EXISTS."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import signal
 import smtplib
@@ -18,6 +19,7 @@ import trio
 from relay.config import Config, Push
 from relay.core import push
 from relay.core.tokens import DEVICETOKEN
+from relay.log import Logger
 from relay.store import PushItem
 from tests.helpers import (
     Reachable,
@@ -151,6 +153,8 @@ async def test_errors_are_retried_after_8_64_512_4096_s_then_dropped(
     notifier = relay_server.app.push
     assert notifier is not None
     clock = notifier.clock = FakeClock()
+    log = io.StringIO()
+    relay_server.app.log = Logger(stream=log, level="info")
     endpoint.answer = lambda body: 500
     alice, bob = await accounts(relay_server)
     await set_tokens(relay_server, bob, TOKENS[0])
@@ -175,6 +179,9 @@ async def test_errors_are_retried_after_8_64_512_4096_s_then_dropped(
     notifier.kick()
     await trio.sleep(0.3)
     assert len(endpoint.posts) == 5 and notifier.dropped == 1
+    logged = log.getvalue()
+    assert "push-dropped" in logged
+    assert TOKENS[0] not in logged and bob not in logged  # no token, no address in a log line
     with trio.fail_after(5):  # and it is forgotten by the store too
         while await relay_server.app.store.push_pending(DEVICETOKEN, push.live_tokens(clock.now)):
             await trio.sleep(0.1)
@@ -230,3 +237,23 @@ async def test_pending_items_are_sent_after_a_sigkill(tmp_path: Path, endpoint: 
         assert sorted(endpoint.bodies()[2:]) == sorted(t.encode() for t in TOKENS)
     finally:
         stop_relay_process(relay)
+
+
+async def test_push_off_is_not_advertised(tmp_path: Path) -> None:
+    config = dataclasses.replace(make_config(tmp_path / "data"), push=Push(url=""))
+    from relay.server import serve
+
+    async with trio.open_nursery() as nursery:
+        listening = await nursery.start(lambda task_status: serve(config, task_status=task_status))
+        relay = RelayServer(config=config, app=listening.app)
+        alice = f"alice0001@{relay.domain}"
+        client = await imap_login(relay, alice)
+        [caps, _] = await client.command(b"c CAPABILITY\r\n")
+        assert b"XCHATMAIL" in caps and b"XDELTAPUSH" not in caps
+        lines = await client.command(
+            b'm GETMETADATA "" /shared/vendor/deltachat/maxsmtprecipients\r\n'
+        )
+        assert lines[0] == b'* METADATA "" (/shared/vendor/deltachat/maxsmtprecipients NIL)\r\n'
+        assert relay.app.push is None  # and no notifier runs
+        await client.aclose()
+        nursery.cancel_scope.cancel()
