@@ -120,8 +120,29 @@ class Metadata:
 
     comment: str = ""
     irohrelay: str = ""  # URL of an iroh relay for realtime apps
-    turn: str = ""  # host:port:user:password of a TURN server for calls
+    turn: str = ""  # explicit override: host:port:user:password served as it is ([turn] mints)
     appversions: str = ""  # single-line JSON of current app versions
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The built-in TURN server for calls (relay/turn), or credentials for an external one."""
+
+    port: int = 3478  # UDP; 0 turns the built-in server off
+    relay_ports: str = "49152-65535"  # UDP ports the relay sockets of allocations come from
+    secret: str = ""  # "" = generated once into the data dir (turn-secret, mode 0600)
+    external: str = ""  # "host:port" of a TURN server sharing the secret: only mint for it
+    relay_address: str = ""  # the address announced for relayed traffic; "" = automatic
+    allow_loopback_peers: bool = False  # tests on one machine only
+    allow_private_peers: bool = False  # domain mode: relay to private ranges too (LAN: always)
+    allocations_per_user: int = 10
+    allocations_per_ip: int = 20
+    max_lifetime: int = 3600  # seconds an allocation lives without a refresh, at most
+    bytes_per_second: int = 1_250_000  # per allocation, both directions (10 Mbit/s)
+
+    def relay_port_range(self) -> tuple[int, int]:
+        low, _, high = self.relay_ports.partition("-")
+        return int(low), int(high or low)
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,7 @@ class Config:
     metadata: Metadata = field(default_factory=Metadata)
     federation: Federation = field(default_factory=Federation)
     push: Push = field(default_factory=Push)
+    turn: Turn = field(default_factory=Turn)
     source: Path | None = None  # the file this was read from, for reloads
 
     @property
@@ -349,6 +371,7 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError("federation.retry_initial: must be positive and <= federation.retry_max")
     if fed.queue_lifetime < fed.retry_initial:
         raise ConfigError("federation.queue_lifetime: must be at least federation.retry_initial")
+    _check_turn(config.turn)
     ret = config.retention
     for name in ("delete_mails_after", "delete_large_after", "delete_inactive_users_after"):
         if getattr(ret, name) < 1:
@@ -357,6 +380,37 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError(
             "retention.delete_large_after: must not exceed retention.delete_mails_after"
         )
+
+
+def _check_turn(turn: Turn) -> None:
+    if not 0 <= turn.port < 65536:
+        raise ConfigError(f"turn.port: must be 0 (off) or 1..65535, got {turn.port}")
+    m = re.fullmatch(r"([0-9]{1,5})-([0-9]{1,5})", turn.relay_ports)
+    if not m or not 1024 <= int(m.group(1)) <= int(m.group(2)) <= 65535:
+        raise ConfigError(
+            f"turn.relay_ports: must be a range like 49152-65535 within 1024..65535, "
+            f"got {turn.relay_ports!r}"
+        )
+    if turn.external:
+        host, _, port = turn.external.rpartition(":")
+        bracketed = host.startswith("[") and host.endswith("]")
+        if not host or (":" in host and not bracketed) or not port.isdigit():
+            raise ConfigError(f"turn.external: must be host:port, got {turn.external!r}")
+        if not 0 < int(port) < 65536:
+            raise ConfigError(f"turn.external: port must be 1..65535, got {port}")
+    if turn.relay_address:
+        try:
+            ipaddress.ip_address(turn.relay_address)
+        except ValueError:
+            raise ConfigError(
+                f"turn.relay_address: not an IP address: {turn.relay_address!r}"
+            ) from None
+    if turn.allocations_per_user < 1 or turn.allocations_per_ip < 1:
+        raise ConfigError("turn.allocations_per_user: and allocations_per_ip must be at least 1")
+    if turn.max_lifetime < 600:
+        raise ConfigError("turn.max_lifetime: must be at least 600 seconds (RFC 8656)")
+    if turn.bytes_per_second < 10_000:
+        raise ConfigError("turn.bytes_per_second: must be at least 10000")
 
 
 def to_toml(config: Config) -> str:

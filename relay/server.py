@@ -35,6 +35,7 @@ from relay.services import Service, ServiceRegistry
 from relay.smtp import session as smtp
 from relay.store import open_store
 from relay.tls import TLSError, TLSManager
+from relay.turn.service import built_in_wanted, serve_turn
 from relay.web import server as web
 from relay.web.acme import CertificateKeeper
 
@@ -55,6 +56,12 @@ async def run_certificate_keeper(
     await CertificateKeeper(app).run(task_status=task_status)
 
 
+async def run_turn(
+    app: App, *, task_status: trio.TaskStatus[int | None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    await serve_turn(app.config, app.log, task_status=task_status)
+
+
 SERVICES = [
     Service("smtp", "tcp", "starttls", smtp.handle, smtp.TOO_MANY_CONNECTIONS),
     Service("submissions", "tcp", "implicit", smtp.handle, smtp.TOO_MANY_CONNECTIONS),
@@ -67,6 +74,7 @@ SERVICES = [
     Service("outbound", "task", run=run_outbound),
     Service("push", "task", run=run_push),
     Service("acme", "task", run=run_certificate_keeper),
+    Service("turn", "task", run=run_turn),
 ]
 
 
@@ -87,6 +95,8 @@ def enabled_services(config: Config) -> dict[str, int | None]:
         wanted["push"] = None
     if config.tls.mode == "acme":
         wanted["acme"] = None
+    if built_in_wanted(config):
+        wanted["turn"] = None
     return wanted
 
 

@@ -1,16 +1,24 @@
 """METADATA (RFC 5464) as the chatmail relay serves it, and QUOTA (RFC 9208).
 
-Server entries (mailbox "") come from the configuration. The only writable entry is
+Server entries (mailbox "") come from the configuration, except /shared/vendor/deltachat/turn:
+TURN credentials minted per request (relay.turn.credentials), valid 5 days, for the built-in
+TURN server while it runs, or for `[turn] external`; `[metadata] turn` overrides both. The only
+writable entry is
 /private/devicetoken on INBOX (relay.core.tokens): a SET adds a token (or refreshes one already
 known), GET returns every live token joined by spaces, in the order first set.
 """
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import TYPE_CHECKING
+
+import trio
 
 from relay.config import Config
 from relay.core.tokens import DEVICETOKEN, add_token, clear_tokens, read_tokens, valid_token
+from relay.turn.credentials import load_or_create_secret, mint
 
 from . import respond
 from .commands import Command, GetMetadata, HandlerTable
@@ -22,6 +30,8 @@ if TYPE_CHECKING:
     from .session import Session
 
 QUOTA_ROOT = "User quota"
+TURN_KEY = "/shared/vendor/deltachat/turn"
+RESOLVE_TIMEOUT = 2.0
 SERVER_KEYS = (
     "/shared/comment",
     "/shared/admin",
@@ -42,9 +52,45 @@ def server_value(config: Config, key: str) -> str | None:
         # The 2.6x apps take this key as "the relay sends push notifications".
         return str(config.limits.max_recipients) if config.push.url else None
     name = key.rsplit("/", 1)[-1]
-    if name in ("comment", "irohrelay", "turn", "appversions"):
+    if name in ("comment", "irohrelay", "appversions"):
         return getattr(config.metadata, name) or None
     return None
+
+
+async def turn_value(s: Session) -> str | None:
+    """host:port:username:password for the client's calls, or None when no TURN server runs."""
+    config = s.app.config
+    if config.metadata.turn:
+        return config.metadata.turn
+    if config.turn.external:
+        where = config.turn.external
+    else:
+        services = s.app.services
+        port = services.ports.get("turn") if services is not None else None
+        if not port:
+            return None
+        where = f"{await turn_host(config)}:{port}"
+    secret = load_or_create_secret(config.data_dir, config.turn.secret)
+    username, password = mint(secret, time.time())
+    return f"{where}:{username}:{password}"
+
+
+async def turn_host(config: Config) -> str:
+    """The relay's address for TURN, IPv4 first: the client makes one ICE server per address."""
+    if config.turn.relay_address:
+        return config.turn.relay_address
+    if config.is_lan:
+        return config.mail_domain
+    with trio.move_on_after(RESOLVE_TIMEOUT):
+        try:
+            found = await trio.socket.getaddrinfo(
+                config.mail_domain, None, socket.AF_INET, socket.SOCK_DGRAM
+            )
+        except OSError:
+            found = []
+        for *_, sockaddr in found:
+            return str(sockaddr[0])
+    return config.mail_domain
 
 
 async def cmd_getmetadata(s: Session, cmd: Command) -> str | tuple[str, str]:
@@ -52,7 +98,9 @@ async def cmd_getmetadata(s: Session, cmd: Command) -> str | tuple[str, str]:
     values: list = []
     longest_skipped = 0
     for entry in request.entries:
-        if request.mailbox == "":
+        if request.mailbox == "" and entry.lower() == TURN_KEY:
+            value = await turn_value(s)
+        elif request.mailbox == "":
             value = server_value(s.app.config, entry)
         elif request.mailbox == "INBOX" and entry.lower() == DEVICETOKEN:
             value = " ".join(await read_tokens(s.store, s.addr)) or None

@@ -21,18 +21,18 @@ VALIDITY = 5 * 24 * 3600  # the client re-reads METADATA 12 h before the expiry
 SECRET_FILE = "turn-secret"
 
 _lock = threading.Lock()
-_cache: dict[Path, bytes] = {}
 
 
 def load_or_create_secret(data_dir: Path, configured: str = "") -> bytes:
-    """The shared secret: the configured one, or the data dir's (made once, durably)."""
+    """The shared secret: the configured one, or the data dir's (made once, durably).
+
+    Read at every use (a few bytes, once per IMAP session and service start), so a factory
+    reset that empties the data dir also ends the old secret.
+    """
     if configured:
         return configured.encode()
     path = Path(data_dir) / SECRET_FILE
     with _lock:
-        cached = _cache.get(path)
-        if cached is not None:
-            return cached
         try:
             secret = path.read_bytes().strip()
         except FileNotFoundError:
@@ -40,14 +40,7 @@ def load_or_create_secret(data_dir: Path, configured: str = "") -> bytes:
         if not secret:
             secret = secrets.token_urlsafe(32).encode()
             write_atomically(path, secret + b"\n", mode=0o600)
-        _cache[path] = secret
         return secret
-
-
-def forget_cached_secrets() -> None:
-    """For a factory reset: the next use reads (or makes) the secret again."""
-    with _lock:
-        _cache.clear()
 
 
 def password_for(secret: bytes, username: str) -> str:

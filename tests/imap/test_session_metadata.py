@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from relay.config import Privacy
+from relay.config import Privacy, Turn
 from tests.helpers import deliver_to, make_config
 from tests.imap.util import PASSWORD, RawClient, new_addr
 
 
 @pytest.fixture
 def relay_config(tmp_path):
-    return make_config(tmp_path / "data", privacy=Privacy(privacy_mail="privacy@example.org"))
+    # the built-in TURN server off: its key is NIL here (tests/turn checks the minted value)
+    return make_config(
+        tmp_path / "data", privacy=Privacy(privacy_mail="privacy@example.org"), turn=Turn(port=0)
+    )
 
 
 async def _logged_in(relay) -> tuple[RawClient, str]:
