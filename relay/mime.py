@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
+from email.utils import collapse_rfc2231_value
+from typing import Any
 
 _HEADER_PARSER = BytesHeaderParser(policy=compat32)
 
@@ -73,6 +75,24 @@ def limit_exceeded(data: bytes) -> str | None:
     parser = _Parser(data)
     parser.run()
     return parser.exceeded
+
+
+def header_params(info: Message, header: str = "content-type") -> list[tuple[str, Any]] | None:
+    """The parameters of a header as the email package reads them, or None if there are none
+    or they cannot be read: RFC 2231 continuations mixed wrongly (`name*7=x; name*=y`) make
+    the stdlib raise TypeError, and a hostile header must not crash whoever asked."""
+    try:
+        return info.get_params(header=header)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def boundary_of(info: Message) -> str | None:
+    """Message.get_boundary(), without its TypeError on hostile parameters."""
+    for key, value in (header_params(info) or [])[1:]:
+        if key.lower() == "boundary":
+            return collapse_rfc2231_value(value).rstrip() or None
+    return None
 
 
 def parse_header(data: bytes) -> Entity:
@@ -153,8 +173,8 @@ class _Parser:
                 self.exceeded = self.exceeded or f"MIME nesting deeper than {MAX_DEPTH} levels"
             return
         if info.get_content_maintype() == "multipart":
-            boundary = info.get_param("boundary")
-            if isinstance(boundary, str) and boundary:
+            boundary = boundary_of(info)
+            if boundary:
                 key = boundary.encode("utf-8", "replace")
                 if key not in self.boundaries:  # an outer part already ends at such lines
                     frame.boundary = key

@@ -123,3 +123,30 @@ def test_doubling_the_message_at_most_roughly_doubles_the_work(shape: str) -> No
     small, large = make(128 * 1024), make(512 * 1024)  # within MAX_PARTS for every shape
     ratio = best_time(lambda: fetch_structure(large)) / best_time(lambda: fetch_structure(small))
     assert ratio < 4 * 2.5, f"{shape}: 4x the bytes took {ratio:.1f}x the time"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"Content-Type: multipart/mixed; boundary*7=x; boundary*=y\r\n\r\n--x\r\n\r\n--x--\r\n",
+        b"Content-Type: text/plain; name*7=x; name*=y\r\n"
+        b"Content-Disposition: attachment; filename*7=a; filename*=b\r\n\r\nx",
+    ],
+    ids=["boundary", "parameters"],
+)
+def test_rfc2231_continuations_mixed_wrongly_are_no_crash(data: bytes) -> None:
+    # The stdlib raises TypeError deciding such parameters (found by fuzzing).
+    structure = message_parts.bodystructure(mime.parse(data), extended=True)
+    assert structure[0] in ("multipart", "text")
+    assert mime.limit_exceeded(data) is None
+
+
+def test_the_gate_reads_such_a_message_as_unparsable_not_as_a_crash() -> None:
+    from relay.policy.checks import check_incoming, check_outgoing
+
+    data = (
+        b"From: <a@b.org>\r\nContent-Type: multipart/encrypted; boundary*7=x; boundary*=y\r\n"
+        b"\r\n--x\r\n\r\n--x--\r\n"
+    )
+    assert check_incoming(data, "a@b.org", ["c@d.org"]).kind == "rejected"
+    assert check_outgoing(data, "a@b.org", ["c@d.org"]).kind == "rejected"

@@ -15,7 +15,7 @@ from email.policy import compat32
 from email.utils import parsedate_to_datetime
 
 from relay.addresses import parse_addresses
-from relay.mime import Entity, parse, split_header
+from relay.mime import Entity, header_params, parse, split_header
 
 from .fetchspec import Section
 from .searchkeys import MessageText
@@ -183,7 +183,7 @@ def _header(info: Message, name: str) -> str | None:
 
 
 def _params(info: Message) -> list | None:
-    params = info.get_params()
+    params = header_params(info)
     if not params:
         return None if info.get_content_maintype() != "text" else ["charset", "us-ascii"]
     flat: list = []
@@ -195,7 +195,7 @@ def _params(info: Message) -> list | None:
 
 
 def _disposition(info: Message) -> list | None:
-    params = info.get_params(header="content-disposition")
+    params = header_params(info, "content-disposition")
     if not params:
         return None
     flat: list = []

@@ -15,6 +15,8 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from relay.mime import boundary_of
+
 _HEADER_NAME_RE = re.compile(rb"^[!-9;-~]+:")
 
 
@@ -76,7 +78,7 @@ def children(part: Part) -> list[Part]:
     """The body parts of a multipart entity (one level); raises MimeError if malformed."""
     if not part.is_multipart:
         raise MimeError("not multipart")
-    boundary = part.headers.get_boundary()
+    boundary = boundary_of(part.headers)
     if not boundary or len(boundary) > 70:
         raise MimeError("missing or invalid boundary")
     body = part.body
