@@ -96,7 +96,9 @@ def fetch_items(atts: list[FetchAtt], meta: MessageMeta, data: bytes | None) -> 
     for att in atts:
         name = att.name
         if att.section is not None:
-            section = message_parts.section_bytes(data or b"", att.section)
+            if not message_parts.is_plain_section(att.section):
+                parsed = parsed or mime.parse(data or b"")  # once per message, for all parts
+            section = message_parts.section_bytes(data or b"", att.section, parsed)
             if att.partial is not None:
                 start, length = att.partial
                 section = section[start : start + length]

@@ -54,13 +54,13 @@ def is_plain_section(section: Section) -> bool:
     return not section.part
 
 
-def section_bytes(data: bytes, section: Section) -> bytes:
-    """The bytes RFC 3501 §6.4.5 assigns to a section; b"" for a part that does not exist."""
+def section_bytes(data: bytes, section: Section, root: Entity | None = None) -> bytes:
+    """The bytes RFC 3501 §6.4.5 assigns to a section; b"" for a part that does not exist.
+    `root`: the message already parsed (a FETCH of several parts parses it once)."""
     if is_plain_section(section):
         body_start = split_header(data)
         return _text_of(data[:body_start], data[body_start:], section)
-    root = parse(data)
-    node = _navigate(root, section.part)
+    node = _navigate(root or parse(data), section.part)
     if node is None:
         return b""
     if not section.part:
