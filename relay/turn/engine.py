@@ -14,8 +14,9 @@ numeric address does not block).
 What it implements, as chatmail-turn does: Binding; Allocate (UDP, IPv4 or IPv6 by
 REQUESTED-ADDRESS-FAMILY), Refresh, CreatePermission, ChannelBind, Send and Data indications,
 ChannelData; the long-term credential mechanism with REST usernames, stateless nonces (438 when
-stale) and FINGERPRINT. What it refuses: other transports (442), EVEN-PORT, RESERVATION-TOKEN and
-DONT-FRAGMENT (420, as RFC 8656 asks of a server without them), peers it must not reach (403).
+stale) and FINGERPRINT; EVEN-PORT without a reservation. What it refuses: other transports (442),
+RESERVATION-TOKEN and DONT-FRAGMENT (420, as RFC 8656 asks of a server without them), EVEN-PORT
+with the R bit (508: no reservations), peers it must not reach (403).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ COMPREHENSION_KNOWN = {
     stun.REQUESTED_ADDRESS_FAMILY,
     stun.REQUESTED_TRANSPORT,
     stun.XOR_MAPPED_ADDRESS,
+    stun.EVEN_PORT,
     0x0024,  # PRIORITY (ICE), harmless
     0x0025,  # USE-CANDIDATE (ICE), harmless
 }
@@ -90,8 +92,9 @@ Action = Send | Close
 
 
 class PortAllocator(Protocol):
-    def open(self, local: Address, family: int) -> Address | None:
-        """Bind a relay socket for a client that reached `local`; its address, or None."""
+    def open(self, local: Address, family: int, even: bool = False) -> Address | None:
+        """Bind a relay socket (on an even port if asked) for a client that reached `local`;
+        its address, or None."""
         ...
 
     def close(self, relay: Address) -> None: ...
@@ -316,6 +319,9 @@ class TurnEngine:
             family = requested_family[0] if requested_family else 0
             if family not in (1, 2):
                 return self._error(local, client, msg, 440, key)
+        even_port = msg.get(stun.EVEN_PORT)
+        if even_port is not None and even_port[:1] and even_port[0] & 0x80:
+            return self._error(local, client, msg, 508, key)  # no port reservations (R bit)
         lim = self.limits
         if (
             self.per_user.get(username, 0) >= lim.allocations_per_user
@@ -324,7 +330,7 @@ class TurnEngine:
             return self._error(local, client, msg, 486, key)
         if len(self.by_client) >= lim.max_allocations:
             return self._error(local, client, msg, 508, key)
-        relay = self.ports.open(local, family)
+        relay = self.ports.open(local, family, even_port is not None)
         if relay is None:
             return self._error(local, client, msg, 440 if family == 2 else 508, key)
         lifetime = self._lifetime(msg)

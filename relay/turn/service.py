@@ -70,7 +70,7 @@ class TurnServer:
 
     # -- the PortAllocator the engine uses -------------------------------------------------------
 
-    def open(self, local: Address, family: int) -> Address | None:
+    def open(self, local: Address, family: int, even: bool = False) -> Address | None:
         bind_ip = self.listeners.get(local)
         if bind_ip is None or self.nursery is None:
             return None
@@ -80,6 +80,10 @@ class TurnServer:
         announce = self.announced[bind_ip]
         for _ in range(BIND_TRIES):
             port = random.randint(self.low, self.high)
+            if even:
+                port &= ~1
+                if port < self.low:
+                    continue
             if (announce, port) in self.sockets:
                 continue
             raw = socket.socket(

@@ -254,12 +254,14 @@ def parse_u32(value: bytes) -> int:
 
 # -- ChannelData ---------------------------------------------------------------------------------
 
+# RFC 8656 narrowed the range to 0x4000-0x4FFF, but RFC 5766 clients (coturn's among them)
+# still bind up to 0x7FFF, and both ranges are unambiguous next to STUN (first bits 00).
 CHANNEL_MIN = 0x4000
-CHANNEL_MAX = 0x4FFF
+CHANNEL_MAX = 0x7FFF
 
 
 def is_channel_data(data: bytes) -> bool:
-    return len(data) >= 4 and 0x40 <= data[0] <= 0x4F
+    return len(data) >= 4 and 0x40 <= data[0] <= 0x7F
 
 
 def parse_channel_data(data: bytes) -> tuple[int, bytes]:

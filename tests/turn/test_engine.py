@@ -24,10 +24,10 @@ class FakePorts:
         self.next = 50000
         self.open_ones: set = set()
 
-    def open(self, local, family):
+    def open(self, local, family, even=False):
         if family != 1:
             return None
-        self.next += 1
+        self.next += 2 if even else 1
         relay = (LOCAL[0], self.next)
         self.open_ones.add(relay)
         return relay
@@ -194,7 +194,11 @@ def test_second_allocate_is_437_but_a_retransmission_gets_the_same_answer(engine
             ],
             440,
         ),
-        ([(stun.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0])), (stun.EVEN_PORT, b"\x80\0\0\0")], 420),
+        ([(stun.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0])), (stun.EVEN_PORT, b"\x80")], 508),
+        (
+            [(stun.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0])), (stun.RESERVATION_TOKEN, b"t" * 8)],
+            420,
+        ),
         ([(stun.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0])), (stun.DONT_FRAGMENT, b"")], 420),
     ],
 )
@@ -203,6 +207,14 @@ def test_allocate_refusals(engine, attrs, expected):
     assert code(reply) == expected
     if expected == 420:
         assert reply.get(stun.UNKNOWN_ATTRIBUTES)
+
+
+def test_even_port_without_reservation_is_granted(engine):
+    reply = Client(engine).request(
+        stun.ALLOCATE, [(stun.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0])), (stun.EVEN_PORT, b"\0")]
+    )
+    relay = stun.parse_xor_address(reply.get(stun.XOR_RELAYED_ADDRESS), reply.txid)
+    assert relay[1] % 2 == 0
 
 
 def test_allocations_per_user_are_capped_with_486(engine):
@@ -312,7 +324,7 @@ def test_channel_bind_and_channel_data(engine):
     assert code(other) == 400
 
 
-@pytest.mark.parametrize("number", [0x3FFF, 0x5000, 0x7FFF])
+@pytest.mark.parametrize("number", [0x3FFF, 0x8000, 0xFFFF])
 def test_channel_numbers_out_of_range_get_400(engine, number):
     client = Client(engine)
     client.allocate()
