@@ -32,6 +32,7 @@ from relay.durable import fsync_directory, write_atomically
 from relay.events import EventHub
 from relay.outbound.queue_ops import QueueCommandError, admin_queue
 from relay.store.clock import clock_confirmed
+from relay.turn.service import RUNNING as TURN_RUNNING
 
 RESET_FLAG = ".factory-reset"
 MAX_LINE = 16 << 20  # an identity import carries every account (about 150 bytes each)
@@ -129,6 +130,7 @@ class AdminService:
             "health": {"state": state, "problems": problems},
             "disk_used_percent": disk,
             "push": push_status(self.app),
+            "turn": turn_status(self.app),
             "ports": config.listen.services(),
         }
 
@@ -328,6 +330,21 @@ def push_status(app: App) -> dict[str, Any]:
         "pending": notifier.pending,
         "sent": notifier.sent,
         "dropped": notifier.dropped,
+    }
+
+
+def turn_status(app: App) -> dict[str, Any]:
+    """The built-in TURN server: its UDP port, allocations now, relayed since the start."""
+    server = TURN_RUNNING.get(app.config.data_dir)
+    if server is None:
+        return {"running": False, "external": app.config.turn.external or None}
+    stats = server.engine.stats
+    return {
+        "running": True,
+        "port": server.port,
+        "allocations": len(server.engine.by_client),
+        "packets_relayed": stats.packets_relayed,
+        "bytes_relayed": stats.bytes_relayed,
     }
 
 
