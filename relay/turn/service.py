@@ -49,6 +49,7 @@ class TurnServer:
     service_ports: set[int] = field(default_factory=set)
     announced: dict[str, str] = field(default_factory=dict)  # bind address -> announced IP
     port: int = 0
+    crashes: int = 0
 
     def __post_init__(self) -> None:
         turn = self.config.turn
@@ -157,7 +158,11 @@ class TurnServer:
                 data, src = await sock.recvfrom(RECV_SIZE)
             except OSError:
                 continue
-            actions = engine.from_client(local, (src[0], src[1]), data, time.time())
+            try:
+                actions = engine.from_client(local, (src[0], src[1]), data, time.time())
+            except Exception as e:  # one datagram must never take the service down
+                self._crashed(e)
+                continue
             if actions:
                 await self.perform(actions)
 
@@ -173,9 +178,19 @@ class TurnServer:
                     if sock.fileno() < 0:
                         return
                     continue
-                actions = engine.from_peer(relay, (src[0], src[1]), data, time.time())
+                try:
+                    actions = engine.from_peer(relay, (src[0], src[1]), data, time.time())
+                except Exception as e:
+                    self._crashed(e)
+                    continue
                 if actions:
                     await self.perform(actions)
+
+    def _crashed(self, error: Exception) -> None:
+        """Log the first crash and then every 1000th, so a bad peer cannot flood the log."""
+        self.crashes += 1
+        if self.crashes % 1000 == 1:
+            self.log.exception("turn-datagram-crashed", error, count=self.crashes)
 
     async def _expiry(self) -> None:
         while True:
