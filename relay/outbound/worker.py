@@ -29,6 +29,11 @@ def backoff(config: Any, attempts: int) -> float:
     return float(min(fed.retry_max, fed.retry_initial * 2 ** max(attempts - 1, 0)))
 
 
+def tried_for(config: Any, attempts: int) -> float:
+    """Seconds the retry schedule takes to make `attempts` attempts (the first at arrival)."""
+    return float(sum(backoff(config, n) for n in range(1, attempts)))
+
+
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -106,7 +111,10 @@ class Outbound:
         failed = {r: results[r] for r in entry.recipients if results[r].startswith("5")}
         waiting = [r for r in entry.recipients if r not in failed and r not in delivered]
         age = self.clock() - _aware(entry.created).timestamp()
-        if waiting and age >= config.federation.queue_lifetime:
+        lifetime = config.federation.queue_lifetime
+        # Given up after the lifetime, but only once the retries span half of it: a clock that
+        # jumps ahead must not bounce a message at its next attempt.
+        if waiting and age >= lifetime and tried_for(config, entry.attempts + 1) >= lifetime / 2:
             failed.update((r, f"{results[r]} (gave up after {age / 3600:.0f} h)") for r in waiting)
             waiting = []
         if failed:

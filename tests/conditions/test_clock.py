@@ -4,6 +4,7 @@ clock, and sets stamps from the future back to now (they then age normally)."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from relay.log import Logger
 from relay.outbound.worker import Outbound
 from relay.store import QueueEntry, Store, open_store
 from tests.core.conftest import open_app
-from tests.helpers import deliver_to, make_account
+from tests.helpers import deliver_to, free_ports, make_account
 from tests.store.helpers import Clock, addr, store_config
 
 PASSWORD = "correct-horse-1"
@@ -110,3 +111,29 @@ async def test_queued_mail_is_retried_after_the_clock_went_back(tmp_path: Path) 
 
         await outbound._start_due(Nursery())  # type: ignore[arg-type]
         assert started == [qid]  # not left waiting five years
+
+
+async def test_a_clock_jumping_ahead_does_not_bounce_queued_mail(tmp_path: Path) -> None:
+    clock = Clock()
+    config = store_config(tmp_path / "data")
+    closed = free_ports(1)[0]  # nothing listens: every attempt is a temporary failure
+    federation = dataclasses.replace(
+        config.federation, peer_https_port=closed, peer_smtp_port=closed
+    )
+    config = dataclasses.replace(config, federation=federation)
+    async with open_app(config, clock) as app:
+        outbound = Outbound(app, clock=clock)
+        bob = "bob000001@[127.0.0.9]"
+        await app.store.enqueue(addr("alice0001"), [bob], message(1))
+        clock.jump_days(YEARS_5)
+        [entry] = await app.store.queue_list()
+        await outbound.attempt(entry)
+        [entry] = await app.store.queue_list()  # still there, to be retried on schedule
+        assert entry.attempts == 1
+        # Once the retries really span the lifetime, it is given up (and bounced).
+        await app.store.queue_update(
+            entry.id, attempts=500, next_attempt=entry.next_attempt, last_error=entry.last_error
+        )
+        [entry] = await app.store.queue_list()
+        await outbound.attempt(entry)
+        assert await app.store.queue_list() == []
