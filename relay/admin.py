@@ -131,6 +131,7 @@ class AdminService:
             "disk_used_percent": disk,
             "push": push_status(self.app),
             "turn": turn_status(self.app),
+            "iroh": self.app.iroh.status(),
             "ports": config.listen.services(),
         }
 

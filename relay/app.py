@@ -17,6 +17,7 @@ import trio
 from relay.config import Config
 from relay.core.accounts import Accounts
 from relay.events import EventHub
+from relay.iroh.relay import Hub as IrohHub
 from relay.log import Logger
 from relay.net import Admission
 from relay.onboarding import IssuedAddresses
@@ -56,6 +57,7 @@ class App:
     # Called after something was queued for other relays; the queue worker installs itself.
     on_queued: Callable[[], None] = field(default=lambda: None)
     push: Notifier | None = None  # the push notifier while it runs (relay.core.push)
+    iroh: IrohHub = field(default_factory=IrohHub)  # the built-in iroh relay's clients
     _body_budget: ByteBudget = field(default_factory=lambda: ByteBudget(0))
     _send_rate: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_send_rate))
     _new_accounts: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_new_account_rate))

@@ -146,6 +146,18 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class Iroh:
+    """The built-in iroh relay for realtime webxdc apps (relay/iroh, docs/iroh.md)."""
+
+    enabled: bool = True
+    port: int = 3340  # the plain-HTTP listener where the certificate is self-signed; 0 = none
+    max_connections_per_ip: int = 50
+    bytes_per_second: int = 2_000_000  # what one client may send (read slower beyond)
+    frames_per_second: int = 2000
+    idle_timeout: int = 60  # seconds without a frame from the client (it gets a Ping per 15 s)
+
+
+@dataclass(frozen=True)
 class Config:
     mail_domain: str
     data_dir: Path
@@ -159,6 +171,7 @@ class Config:
     federation: Federation = field(default_factory=Federation)
     push: Push = field(default_factory=Push)
     turn: Turn = field(default_factory=Turn)
+    iroh: Iroh = field(default_factory=Iroh)
     source: Path | None = None  # the file this was read from, for reloads
 
     @property
@@ -372,6 +385,7 @@ def _check_semantics(config: Config) -> None:
     if fed.queue_lifetime < fed.retry_initial:
         raise ConfigError("federation.queue_lifetime: must be at least federation.retry_initial")
     _check_turn(config.turn)
+    _check_iroh(config.iroh)
     ret = config.retention
     for name in ("delete_mails_after", "delete_large_after", "delete_inactive_users_after"):
         if getattr(ret, name) < 1:
@@ -380,6 +394,16 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError(
             "retention.delete_large_after: must not exceed retention.delete_mails_after"
         )
+
+
+def _check_iroh(iroh: Iroh) -> None:
+    if not 0 <= iroh.port < 65536:
+        raise ConfigError(f"iroh.port: must be 0 (none) or 1..65535, got {iroh.port}")
+    for name in ("max_connections_per_ip", "bytes_per_second", "frames_per_second"):
+        if getattr(iroh, name) < 1:
+            raise ConfigError(f"iroh.{name}: must be at least 1")
+    if iroh.idle_timeout < 20:
+        raise ConfigError("iroh.idle_timeout: must be at least 20 seconds (pings come every 15)")
 
 
 def _check_turn(turn: Turn) -> None:

@@ -28,6 +28,7 @@ from relay.config import Config, ConfigError
 from relay.core.push import run_push
 from relay.durable import make_dirs
 from relay.imap import session as imap
+from relay.iroh.where import plain_listener_wanted as iroh_listener_wanted
 from relay.log import Logger
 from relay.onboarding import dclogin_url, new_credentials
 from relay.outbound import run_outbound
@@ -75,6 +76,7 @@ SERVICES = [
     Service("push", "task", run=run_push),
     Service("acme", "task", run=run_certificate_keeper),
     Service("turn", "task", run=run_turn),
+    Service("iroh", "tcp", "none", web.handle, web.TOO_MANY_CONNECTIONS),
 ]
 
 
@@ -97,6 +99,8 @@ def enabled_services(config: Config) -> dict[str, int | None]:
         wanted["acme"] = None
     if built_in_wanted(config):
         wanted["turn"] = None
+    if iroh_listener_wanted(config):
+        wanted["iroh"] = config.iroh.port
     return wanted
 
 
@@ -143,7 +147,13 @@ async def _serve(
         app = running.app = App(config=config, store=store, tls=tls, log=log)
         registry = app.services = ServiceRegistry(app, nursery, SERVICES)
         for name, port in enabled_services(config).items():
-            await registry.start(name, port)
+            try:
+                await registry.start(name, port)
+            except OSError as e:
+                if name != "iroh":
+                    raise
+                # Realtime apps are an extra: a taken port must not keep mail from running.
+                log.warning("iroh-listener-failed", port=port, error=str(e))
         nursery.start_soon(sdnotify.watchdog_loop)
         log.info("ready", services=",".join(registry.running))
         sdnotify.notify("READY=1")

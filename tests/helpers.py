@@ -18,7 +18,7 @@ import trio
 
 from relay import config as config_mod
 from relay.app import App
-from relay.config import Config, Listen, Push
+from relay.config import Config, Iroh, Listen, Push
 from relay.core.passwords import hash_password
 from relay.store import Delivery, DeliveryOutcome, MailStore
 
@@ -49,6 +49,9 @@ def make_config(data_dir: Path, host: str = "127.0.0.1", **sections: object) -> 
         # Push on (the relay says so to clients), but to a port where nothing listens: a test
         # never reaches the real notification proxy. Push tests bring their own endpoint.
         push=Push(url=f"https://{host}:9/notify"),
+        # No plain-HTTP iroh listener (its default port is fixed): tests that want one pass
+        # iroh=Iroh(port=free port).
+        iroh=Iroh(port=0),
     )
     return dataclasses.replace(config, **sections)
 

@@ -2,8 +2,9 @@
 
 Server entries (mailbox "") come from the configuration, except /shared/vendor/deltachat/turn:
 TURN credentials minted per request (relay.turn.credentials), valid 5 days, for the built-in
-TURN server while it runs, or for `[turn] external`; `[metadata] turn` overrides both. The only
-writable entry is
+TURN server while it runs, or for `[turn] external`; `[metadata] turn` overrides both; and
+/shared/vendor/deltachat/irohrelay: the built-in iroh relay's URL (relay.iroh.where), unless
+`[metadata] irohrelay` overrides it. The only writable entry is
 /private/devicetoken on INBOX (relay.core.tokens): a SET adds a token (or refreshes one already
 known), GET returns every live token joined by spaces, in the order first set.
 """
@@ -18,6 +19,7 @@ import trio
 
 from relay.config import Config
 from relay.core.tokens import DEVICETOKEN, add_token, clear_tokens, read_tokens, valid_token
+from relay.iroh.where import relay_url
 from relay.turn.credentials import load_or_create_secret, mint
 
 from . import respond
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 QUOTA_ROOT = "User quota"
 TURN_KEY = "/shared/vendor/deltachat/turn"
+IROH_KEY = "/shared/vendor/deltachat/irohrelay"
 RESOLVE_TIMEOUT = 2.0
 SERVER_KEYS = (
     "/shared/comment",
@@ -100,6 +103,9 @@ async def cmd_getmetadata(s: Session, cmd: Command) -> str | tuple[str, str]:
     for entry in request.entries:
         if request.mailbox == "" and entry.lower() == TURN_KEY:
             value = await turn_value(s)
+        elif request.mailbox == "" and entry.lower() == IROH_KEY:  # the built-in relay
+            ports = s.app.services.ports if s.app.services is not None else {}
+            value = relay_url(s.app.config, ports.get("iroh"))
         elif request.mailbox == "":
             value = server_value(s.app.config, entry)
         elif request.mailbox == "INBOX" and entry.lower() == DEVICETOKEN:

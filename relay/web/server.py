@@ -15,7 +15,7 @@ import h11
 import trio
 
 from relay.net import Deadline, Peer
-from relay.web import routes
+from relay.web import iroh, routes
 from relay.web.types import Request, Response, redirect, text_response
 
 if TYPE_CHECKING:
@@ -91,6 +91,10 @@ class HTTPSession:
         declared = request.header("content-length")
         has_body = request.header("transfer-encoding") is not None or declared not in (None, "0")
         response = self.check(request)
+        if response is None and iroh.wants_upgrade(request, self.app.config):
+            await self.read_body(0)
+            await self.switch_to_iroh()
+            raise _Close
         if response is not None:
             if has_body:  # not worth reading: answer, then close
                 response.headers.append(("Connection", "close"))
@@ -116,7 +120,7 @@ class HTTPSession:
     def check(self, request: Request) -> Response | None:
         """Answers that do not need the body: unknown path, wrong method, wrong scheme."""
         route = routes.find(request.path)
-        if route is None:
+        if route is None or (self.service == "iroh" and request.path not in iroh.PATHS):
             return text_response(404, "not found\n")
         allowed = routes.allowed_methods(route)
         if request.method not in allowed:
@@ -188,6 +192,15 @@ class HTTPSession:
             ip=self.app.log.redact(self.peer.ip),
         )
         return response
+
+    async def switch_to_iroh(self) -> None:
+        """Answer 101 and hand the connection to the iroh relay until it ends."""
+        upgrade = [("Upgrade", iroh.UPGRADE), ("Connection", "Upgrade")]
+        await self.send(h11.InformationalResponse(status_code=101, headers=upgrade))
+        initial, _ = self.conn.trailing_data
+        await self.app.iroh.serve_client(
+            self.stream, bytes(initial), self.peer.ip, self.app.config.iroh, self.app.log
+        )
 
     async def next_event(self) -> h11.Event:
         while True:
