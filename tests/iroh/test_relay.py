@@ -200,3 +200,21 @@ async def test_metadata_irohrelay_is_the_plain_listener_in_lan_mode(relay_server
         url,
     )
     await client.aclose()
+
+
+async def test_frames_sent_with_the_request_head_are_not_lost(relay_server):
+    stream = await trio.open_tcp_stream("127.0.0.1", port_of(relay_server))
+    await stream.send_all(
+        b"GET /relay HTTP/1.1\r\nHost: x\r\nUpgrade: iroh derp http\r\n\r\n"
+        + frames.client_info(Ed25519PrivateKey.generate())
+        + frames.encode(frames.PING, b"together")
+    )
+    client = RelayClient(stream, Ed25519PrivateKey.generate())
+    received = b""
+    with trio.fail_after(5):
+        while b"\r\n\r\n" not in received:
+            received += await stream.receive_some(4096)
+        head, _, rest = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101 ")
+        client.decoder.feed(rest)
+        assert await client.frame() == frames.Frame(frames.PONG, b"together")
