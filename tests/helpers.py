@@ -18,7 +18,7 @@ import trio
 
 from relay import config as config_mod
 from relay.app import App
-from relay.config import Config, Iroh, Listen, Push
+from relay.config import Config, Iroh, Listen, Push, Turn
 from relay.core.passwords import hash_password
 from relay.store import Delivery, DeliveryOutcome, MailStore
 
@@ -52,6 +52,8 @@ def make_config(data_dir: Path, host: str = "127.0.0.1", **sections: object) -> 
         # No plain-HTTP iroh listener (its default port is fixed): tests that want one pass
         # iroh=Iroh(port=free port).
         iroh=Iroh(port=0),
+        # Nor the TURN server on its fixed UDP port 3478: tests/turn brings its own.
+        turn=Turn(port=0),
     )
     return dataclasses.replace(config, **sections)
 
