@@ -109,3 +109,34 @@ async def test_disabled_relay_answers_404_and_no_upgrade(relay_server):
     )
     assert raw.startswith(b"HTTP/1.1 404 ")
     assert "iroh" not in relay_server.app.services.ports
+
+
+async def test_keep_alive_pings_and_idle_timeout(monkeypatch):
+    from relay.iroh import relay as relay_mod
+
+    monkeypatch.setattr(relay_mod, "KEEP_ALIVE", 0.1)
+    hub = Hub()
+    client_side, server_side = trio.testing.memory_stream_pair()
+    done = trio.Event()
+
+    async def serve() -> None:
+        await hub.serve_client(
+            server_side, b"", "10.0.0.2", Iroh(idle_timeout=1), Logger(level="warning")
+        )
+        done.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        await client_side.send_all(frames.client_info(Ed25519PrivateKey.generate()))
+        decoder = frames.Decoder()
+        with trio.fail_after(5):
+            frame = None
+            while frame is None:
+                decoder.feed(await client_side.receive_some(65536))
+                frame = decoder.next_frame()
+        assert frame.type == frames.PING and len(frame.payload) == 8
+        started = time.monotonic()
+        with trio.fail_after(5):  # the client sends nothing: dropped after the idle timeout
+            await done.wait()
+        assert 0.5 < time.monotonic() - started < 2
+        assert not hub.clients and not hub.per_ip
