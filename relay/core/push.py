@@ -120,7 +120,10 @@ class Notifier:
         async with self._first if pending.tries == 0 else self._retry:
             status = await self.client.post(item.token)
         if status == 410:
-            await remove_token(self.app.store, item.addr, item.token)
+            try:
+                await remove_token(self.app.store, item.addr, item.token)
+            except Exception as e:  # the next 410 removes it; the notifier goes on
+                self.app.log.exception("push-token-removal-failed", e)
         if status in (200, 410):
             self.sent += 1
             self._forget.append(item.id)
