@@ -240,6 +240,8 @@ class Session:
         except Bad as e:
             self.send(respond.tagged(cmd.tag, "BAD", e.text, e.code))
             return
+        except (Disconnect, trio.BrokenResourceError, trio.ClosedResourceError):
+            raise  # the client went away (or must go): the session ends, nothing to answer
         except Exception as e:  # a bug must cost this command, not the session or the relay
             self.app.log.exception("imap-command-failed", e, command=cmd.name)
             self.send(respond.tagged(cmd.tag, "NO", "Internal error, try again.", "SERVERBUG"))

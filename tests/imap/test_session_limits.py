@@ -6,6 +6,7 @@ import dataclasses
 import io
 
 import pytest
+import trio
 
 import relay.imap.session
 from relay.log import Logger
@@ -105,3 +106,22 @@ async def test_a_command_that_crashes_answers_no_and_the_session_goes_on(relay_s
     [logged] = [line for line in out.getvalue().splitlines() if "imap-command-failed" in line]
     assert "command=SEARCH" in logged and "ZeroDivisionError" in logged and "traceback=" in logged
     await client.aclose()
+
+
+async def test_a_client_gone_during_idle_is_no_error(relay_server):
+    out = io.StringIO()
+    relay_server.app.log = Logger(stream=out)
+    client = await RawClient.connect(relay_server)
+    await client.read_line()
+    await client.command(f"a LOGIN {new_addr(relay_server)} {PASSWORD}\r\n".encode())
+    await client.command(b"b SELECT INBOX\r\n")
+    await client.send(b"c IDLE\r\n")
+    assert await client.read_line() == b"+ idling\r\n"
+    await client.aclose()  # a phone going away
+    fresh = await RawClient.connect(relay_server)  # the relay still serves, and said nothing
+    await fresh.read_line()
+    (ok,) = await fresh.command(b"d NOOP\r\n")
+    assert ok == b"d OK NOOP completed.\r\n"
+    await fresh.aclose()
+    await trio.sleep(0.2)
+    assert "imap-command-failed" not in out.getvalue()
