@@ -47,6 +47,7 @@ from .writer import Database, Writer
 SEGMENT_SIZE = 8 << 20
 EXPIRY_INTERVAL = 3600.0
 SPACE_CHECK = 2.0  # seconds: how soon mail deleted on a full disk gives its space back
+DEAD_SEGMENTS_EVERY = 300.0  # seconds between unlinking emptied segments otherwise
 
 
 class Store:
@@ -343,13 +344,18 @@ class Store:
             await trio.sleep(interval)
 
     async def _space_keeper(self) -> None:
-        """While the disk is full, unlink the segments that deletions emptied at once (not at
-        the next hourly expiry), so acceptance resumes; otherwise keep the space reserve."""
+        """Unlink the segments that deletions emptied: within seconds while the disk is full,
+        so acceptance resumes, every few minutes otherwise (mail that is fetched and deleted
+        at once must not hold 8 MiB segments and their file descriptors until the hourly
+        expiry); and keep the space reserve."""
+        dropped_at = trio.current_time()
         while True:
             watermark = self.config.accounts.min_free_disk_space
-            if self._space.low(watermark):
+            low = self._space.low(watermark)
+            if low or trio.current_time() - dropped_at >= DEAD_SEGMENTS_EVERY:
                 await self._drop_dead_segments()
-            else:
+                dropped_at = trio.current_time()
+            if not low:
                 await trio.to_thread.run_sync(self._space.keep_reserve, watermark)
             await trio.sleep(SPACE_CHECK)
 
