@@ -1,45 +1,33 @@
 """The local admin socket: newline-delimited JSON-RPC over a unix socket (mode 0600).
 
-hwctl (display, LEDs, button) and later admin tools talk to the relay only through this socket.
-Requests are one JSON object per line, `{"id": 1, "method": "status", "params": {}}`; answers carry
-the same id and either "result" or "error". After `subscribe`, the connection also receives
-notifications `{"method": "event", "params": {"type": "account_created", ...}}`.
-
-Methods: status, new_onboarding, subscribe, factory_reset, identity_export, identity_import.
-
-Factory reset survives a power cut at any moment: `factory_reset` only writes a flag file (durably)
-and asks for a restart; `apply_pending_factory_reset`, called at start before the store opens,
-deletes everything and removes the flag last, so an interrupted wipe simply runs again.
+hwctl (display, LEDs, button) and the `relay` CLI talk to the running relay through this
+socket. Requests are one JSON object per line, `{"id": 1, "method": "status", "params": {}}`;
+answers carry the same id and either "result" or "error". The methods are the admin method
+table's (relay/core/admin/table.py), which `POST /api/admin` serves too: by their socket name
+(status, overview, reload, queue, new_onboarding, factory_reset, identity_export,
+identity_import, ...) or, for any operation, `admin` with params `{"method", "resource",
+"body"}` as madmail's envelope. After `subscribe`, the connection also receives notifications
+`{"method": "event", "params": {"type": "account_created", ...}}`.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import shutil
-import socket
-import time
 from pathlib import Path
 from typing import Any
 
 import trio
 
-from relay import onboarding
 from relay.app import App
-from relay.config import Config
-from relay.durable import fsync_directory, write_atomically
-from relay.events import EventHub
-from relay.outbound.queue_ops import QueueCommandError, admin_queue
-from relay.store.clock import clock_confirmed
-from relay.turn.service import RUNNING as TURN_RUNNING
+from relay.core.admin import table
+from relay.core.admin.errors import AdminError
 
-RESET_FLAG = ".factory-reset"
 MAX_LINE = 16 << 20  # an identity import carries every account (about 150 bytes each)
 MAX_CONNECTIONS = 16
 SEND_TIMEOUT = 10.0  # a client that stops reading its answers or events is dropped
-PENDING_ONBOARDINGS = 32  # LAN credentials handed out and not used yet, newest kept
-DISK_DEGRADED_PERCENT = 90
+# JSON-RPC error codes for the table's statuses
+RPC_CODES = {400: -32602, 404: -32601, 405: -32601}
 
 
 class RestartRequested(Exception):
@@ -49,174 +37,47 @@ class RestartRequested(Exception):
     """
 
 
-class RpcError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+async def relay_store_events(app: App) -> None:
+    """Turn the store's account events into admin events with onboarding context."""
+    with app.events.subscribe() as events:
+        async for event in events:
+            if event["type"] == "account_created":
+                await account_created(app, event["addr"])
 
 
-class AdminService:
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.hub = EventHub()
-        self.pending: list[str] = []  # LAN-mode onboarding addresses not used yet
-        self.reset_requested = trio.Event()
+async def account_created(app: App, addr: str) -> None:
+    pending = app.admin.pending
+    onboarded = addr in pending
+    if onboarded:
+        pending.remove(addr)
+    try:
+        accounts: int | None = await app.store.account_count()
+    except Exception as e:  # a login must never fail because of this notification
+        app.log.exception("admin-account-count-failed", e)
+        accounts = None
+    app.log.info("account-created", addr=app.log.redact(addr), accounts=accounts)
+    app.admin.hub.publish(
+        {"type": "account_created", "addr": addr, "onboarding": onboarded, "accounts": accounts}
+    )
 
-    async def relay_store_events(self) -> None:
-        """Turn the store's account events into admin events with onboarding context."""
-        with self.app.events.subscribe() as events:
-            async for event in events:
-                if event["type"] == "account_created":
-                    await self.account_created(event["addr"])
 
-    async def account_created(self, addr: str) -> None:
-        onboarded = addr in self.pending
-        if onboarded:
-            self.pending.remove(addr)
-        try:
-            accounts: int | None = await self.app.store.account_count()
-        except Exception as e:  # a login must never fail because of this notification
-            self.app.log.exception("admin-account-count-failed", e)
-            accounts = None
-        self.app.log.info("account-created", addr=self.app.log.redact(addr), accounts=accounts)
-        self.hub.publish(
-            {"type": "account_created", "addr": addr, "onboarding": onboarded, "accounts": accounts}
+async def call(app: App, method: str, params: dict[str, Any]) -> Any:
+    """One socket request: a table operation by its socket name, or `admin` with an envelope."""
+    if method == "admin":
+        op, args = table.find(
+            str(params.get("method", "GET")).upper(), str(params.get("resource", "")), local=True
         )
-
-    async def call(self, method: str, params: dict[str, Any]) -> Any:
-        if method == "status":
-            return await self.status()
-        if method == "new_onboarding":
-            return self.new_onboarding()
-        if method == "factory_reset":
-            return self.factory_reset()
-        if method == "identity_export":
-            return await self.identity_export()
-        if method == "identity_import":
-            return await self.identity_import(params)
-        if method == "queue":
-            try:
-                return await admin_queue(self.app, params)
-            except QueueCommandError as e:
-                raise RpcError(-32602, str(e)) from None
-        raise RpcError(-32601, f"unknown method {method!r}")
-
-    async def status(self) -> dict[str, Any]:
-        config = self.app.config
-        problems: list[str] = []
-        state = "ok"
-        try:
-            accounts = await self.app.store.account_count()
-        except Exception as e:  # the display must still be able to say what is wrong
-            self.app.log.exception("admin-status-store", e)
-            accounts, state = -1, "error"
-            problems.append("store unavailable")
-        # The display shows the first problem, so "data disk full" comes before the rest.
-        problems += self.app.store.storage_problems()
-        disk = disk_used_percent(config.data_dir)
-        if disk >= DISK_DEGRADED_PERCENT and "data disk full" not in problems:
-            problems.append(f"data disk {disk}% full")
-        if not clock_confirmed():
-            problems.append("clock not synced")
-        if problems and state == "ok":
-            state = "degraded"
-        return {
-            "name": socket.gethostname(),
-            "domain": config.mail_domain,
-            "address_domain": config.address_domain,
-            "lan": config.is_lan,
-            "accounts": accounts,
-            "uptime": round(time.monotonic() - self.app.started_at),
-            "health": {"state": state, "problems": problems},
-            "disk_used_percent": disk,
-            "push": push_status(self.app),
-            "turn": turn_status(self.app),
-            "iroh": self.app.iroh.status(),
-            "ports": config.listen.services(),
-        }
-
-    def new_onboarding(self) -> dict[str, Any]:
-        config = self.app.config
-        if not config.is_lan:
-            # Domain mode: one static link; the client asks /new for its credentials.
-            return {"mode": "dcaccount", "url": onboarding.dcaccount_url(config), "addr": None}
-        addr, password = onboarding.new_credentials(config)
-        self.pending.append(addr)
-        del self.pending[:-PENDING_ONBOARDINGS]
-        url = onboarding.dclogin_url(config, addr, password)
-        return {"mode": "dclogin", "url": url, "addr": addr}
-
-    def factory_reset(self) -> dict[str, Any]:
-        schedule_factory_reset(self.app.config)
-        self.app.log.warning("factory-reset-scheduled")
-        self.hub.publish({"type": "factory_reset"})
-        self.reset_requested.set()
-        return {"scheduled": True}
-
-    async def identity_export(self) -> dict[str, Any]:
-        """What a fresh box needs to become this relay again: config, keys, certificates and
-        accounts (password hashes). Never mail. hwctl encrypts it before it leaves the box."""
-        config = self.app.config
-        files = {}
-        for rel, path in _identity_files(config):
-            files[rel] = base64.b64encode(path.read_bytes()).decode()
-        accounts = await self.app.store.export_accounts()
-        return {"domain": config.mail_domain, "files": files, "accounts": accounts}
-
-    async def identity_import(self, params: dict[str, Any]) -> dict[str, Any]:
-        """Restore an identity_export on this box, then restart to load keys and config."""
-        config = self.app.config
-        files = params.get("files")
-        if not isinstance(files, dict):
-            raise RpcError(-32602, "files missing")
-        targets = {rel: path for rel, path in _identity_targets(config, files)}
-        accounts = params.get("accounts") or []
-        if accounts:
-            await self.app.store.import_accounts(accounts)
-        for rel, path in targets.items():
-            write_atomically(path, base64.b64decode(files[rel]))
-        self.app.log.warning("identity-restored", files=len(targets), accounts=len(accounts))
-        self.reset_requested.set()  # same restart path as a reset, without the flag
-        return {"restored": len(targets), "accounts": len(accounts)}
-
-
-IDENTITY_DIRS = ("tls", "dkim", "acme")
-
-
-def _identity_files(config: Config) -> list[tuple[str, Path]]:
-    found = []
-    if config.source is not None and Path(config.source).is_file():
-        found.append(("config/relay.toml", Path(config.source)))
-    for name in IDENTITY_DIRS:
-        base = config.data_dir / name
-        if base.is_dir():
-            for path in sorted(base.rglob("*")):
-                if path.is_file():
-                    found.append((f"{name}/{path.relative_to(base).as_posix()}", path))
-    return found
-
-
-def _identity_targets(config: Config, files: dict[str, Any]) -> list[tuple[str, Path]]:
-    """Where each restored file goes; anything outside the identity directories is refused."""
-    targets = []
-    for rel in files:
-        parts = Path(rel).parts
-        if rel == "config/relay.toml" and config.source is not None:
-            targets.append((rel, Path(config.source)))
-        elif len(parts) >= 2 and parts[0] in IDENTITY_DIRS and ".." not in parts:
-            if Path(rel).is_absolute():
-                raise RpcError(-32602, f"refusing path {rel!r}")
-            targets.append((rel, config.data_dir / rel))
-        else:
-            raise RpcError(-32602, f"refusing path {rel!r}")
-    return targets
+        return await table.call(app, op, args, params.get("body"))
+    named = table.BY_NAME.get(method)
+    if named is None:
+        raise AdminError(404, f"unknown method {method!r}")
+    return await table.call(app, named, [], params)
 
 
 async def serve_admin(
     app: App, path: Path, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
 ) -> None:
     """Serve the admin socket at `path` until cancelled; raises RestartRequested after a reset."""
-    service = AdminService(app)
     listener = await _bind_private(path)
     limiter = trio.CapacityLimiter(MAX_CONNECTIONS)
     try:
@@ -225,12 +86,12 @@ async def serve_admin(
             async def accept_loop() -> None:
                 while True:
                     sock, _ = await listener.accept()
-                    nursery.start_soon(_connection, service, trio.SocketStream(sock), limiter)
+                    nursery.start_soon(_connection, app, trio.SocketStream(sock), limiter)
 
             nursery.start_soon(accept_loop)
-            nursery.start_soon(service.relay_store_events)
+            nursery.start_soon(relay_store_events, app)
             task_status.started()
-            await service.reset_requested.wait()
+            await app.admin.restart_requested.wait()
             # Give the client the answer and subscribers the event before going down.
             await trio.sleep(0.2)
             raise RestartRequested("a factory reset or a restored identity needs a restart")
@@ -252,7 +113,7 @@ async def _bind_private(path: Path) -> trio.socket.SocketType:
     return sock
 
 
-async def _connection(service: AdminService, stream: trio.SocketStream, limiter) -> None:
+async def _connection(app: App, stream: trio.SocketStream, limiter) -> None:
     send_lock = trio.Lock()
 
     async def send(message: dict[str, Any]) -> None:
@@ -279,7 +140,7 @@ async def _connection(service: AdminService, stream: trio.SocketStream, limiter)
                 while b"\n" in buffer:
                     line, buffer = buffer.split(b"\n", 1)
                     if line.strip():
-                        reply = await _answer(service, line, nursery, forward)
+                        reply = await _answer(app, line, nursery, forward)
                         await send(reply)
             nursery.cancel_scope.cancel()
     except* (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError):
@@ -288,7 +149,7 @@ async def _connection(service: AdminService, stream: trio.SocketStream, limiter)
         pass
 
 
-async def _answer(service: AdminService, line: bytes, nursery, forward) -> dict[str, Any]:
+async def _answer(app: App, line: bytes, nursery, forward) -> dict[str, Any]:
     try:
         request = json.loads(line)
     except ValueError:
@@ -299,96 +160,17 @@ async def _answer(service: AdminService, line: bytes, nursery, forward) -> dict[
     params = request.get("params") or {}
     try:
         if request["method"] == "subscribe":
-            nursery.start_soon(forward, service.hub.subscribe())
+            nursery.start_soon(forward, app.admin.hub.subscribe())
             return {"id": rid, "result": {"subscribed": True}}
-        return {"id": rid, "result": await service.call(request["method"], params)}
-    except RpcError as e:
-        return _error(rid, e.code, str(e))
+        if not isinstance(params, dict):
+            raise AdminError(400, "params must be an object")
+        return {"id": rid, "result": await call(app, request["method"], params)}
+    except AdminError as e:
+        return _error(rid, RPC_CODES.get(e.status, -32000 - e.status), str(e))
     except Exception as e:
-        service.app.log.exception("admin-call-failed", e, method=request["method"])
+        app.log.exception("admin-call-failed", e, method=request["method"])
         return _error(rid, -32603, "internal error")
 
 
 def _error(rid: Any, code: int, message: str) -> dict[str, Any]:
     return {"id": rid, "error": {"code": code, "message": message}}
-
-
-def disk_used_percent(path: Path) -> int:
-    try:
-        usage = shutil.disk_usage(path)
-    except OSError:
-        return 0
-    return round(100 * usage.used / usage.total) if usage.total else 0
-
-
-def push_status(app: App) -> dict[str, Any]:
-    """Notifications waiting to be sent, sent and given up since the start; off: not running."""
-    notifier = app.push
-    if notifier is None:
-        return {"running": False}
-    return {
-        "running": True,
-        "pending": notifier.pending,
-        "sent": notifier.sent,
-        "dropped": notifier.dropped,
-    }
-
-
-def turn_status(app: App) -> dict[str, Any]:
-    """The built-in TURN server: its UDP port, allocations now, relayed since the start."""
-    server = TURN_RUNNING.get(app.config.data_dir)
-    if server is None:
-        return {"running": False, "external": app.config.turn.external or None}
-    stats = server.engine.stats
-    return {
-        "running": True,
-        "port": server.port,
-        "allocations": len(server.engine.by_client),
-        "packets_relayed": stats.packets_relayed,
-        "bytes_relayed": stats.bytes_relayed,
-    }
-
-
-# -- factory reset ------------------------------------------------------------------------------
-
-
-def schedule_factory_reset(config: Config) -> None:
-    """Write the reset flag durably; nothing is deleted until the next start."""
-    flag = config.data_dir / RESET_FLAG
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_atomically(flag, f"requested {stamp}\n".encode())
-
-
-def apply_pending_factory_reset(config: Config) -> bool:
-    """If a reset is pending, wipe the data dir (accounts, mail, keys, certificates, local
-    settings) and then remove the flag. Idempotent: a wipe cut short by power loss is redone.
-
-    The config file the relay was started with is kept when it lives inside the data dir,
-    or the relay could not start again; everything else there goes.
-    """
-    data_dir = config.data_dir.resolve()
-    flag = data_dir / RESET_FLAG
-    if not flag.exists():
-        return False
-    keep = {flag}
-    if config.source is not None:
-        source = Path(config.source).resolve()
-        keep.add(source)
-        keep.update(source.parents)
-    _wipe(data_dir, keep)
-    fsync_directory(data_dir)
-    flag.unlink()
-    fsync_directory(data_dir)
-    return True
-
-
-def _wipe(directory: Path, keep: set[Path]) -> None:
-    for entry in directory.iterdir():
-        if entry in keep:
-            if entry.is_dir() and not entry.is_symlink():
-                _wipe(entry, keep)
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()

@@ -8,17 +8,19 @@ A process may run several relays (the tests do), so none of this is module-globa
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from relay.config import Config
 from relay.core.accounts import Accounts
+from relay.core.admin.state import AdminState
 from relay.events import EventHub
 from relay.iroh.relay import Hub as IrohHub
 from relay.log import Logger
+from relay.metrics import Metrics
 from relay.net import Admission
 from relay.onboarding import IssuedAddresses
 from relay.ratelimit import GCRA, AuthThrottle, ByteBudget, ReloadableGCRA
@@ -36,6 +38,10 @@ def _send_rate(config: Config) -> tuple[float, int]:
 
 def _new_account_rate(config: Config) -> tuple[float, int]:
     return config.limits.new_account_per_minute, config.limits.new_account_burst
+
+
+async def _no_reload() -> dict[str, Any]:
+    return {"applied": False, "restart_required": [], "error": "the relay is not running"}
 
 
 @dataclass
@@ -58,6 +64,11 @@ class App:
     on_queued: Callable[[], None] = field(default=lambda: None)
     push: Notifier | None = None  # the push notifier while it runs (relay.core.push)
     iroh: IrohHub = field(default_factory=IrohHub)  # the built-in iroh relay's clients
+    metrics: Metrics = field(default_factory=Metrics)  # counters for the admin API
+    admin: AdminState = field(default_factory=AdminState)  # the admin operations' memory
+    # Re-read the config file and apply it (services started and stopped); relay.server installs
+    # it. Answers {"applied", "restart_required", "error"}.
+    reload: Callable[[], Awaitable[dict[str, Any]]] = field(default=lambda: _no_reload())
     _body_budget: ByteBudget = field(default_factory=lambda: ByteBudget(0))
     _send_rate: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_send_rate))
     _new_accounts: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_new_account_rate))

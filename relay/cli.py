@@ -128,7 +128,7 @@ def load_or_embedded(path: Path | None) -> Config:
 
 
 def cmd_dns(args: argparse.Namespace) -> int:
-    from relay.cli_text import dns_records
+    from relay.core.zone import dns_records
 
     print(dns_records(load_or_embedded(args.config)), end="")
     return 0

@@ -91,6 +91,7 @@ class Privacy:
 
 @dataclass(frozen=True)
 class Federation:
+    enabled: bool = True  # false: no mail to or from other relays at all
     dkim_selector: str = "opendkim"  # the official relay's selector, so existing DNS records fit
     # "ACCEPT": federate with everyone except `policy_domains` (a block list);
     # "REJECT": federate with nobody except `policy_domains` (an allow list). Both directions.
@@ -128,6 +129,7 @@ class Metadata:
 class Turn:
     """The built-in TURN server for calls (relay/turn), or credentials for an external one."""
 
+    enabled: bool = True  # false: no TURN credentials are handed out, no built-in server
     port: int = 3478  # UDP; 0 turns the built-in server off
     relay_ports: str = "49152-65535"  # UDP ports the relay sockets of allocations come from
     secret: str = ""  # "" = generated once into the data dir (turn-secret, mode 0600)

@@ -17,14 +17,17 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import trio
 
 from relay import cli, sdnotify
 from relay import config as config_mod
-from relay.admin import RestartRequested, apply_pending_factory_reset, serve_admin
+from relay.admin import RestartRequested, serve_admin
 from relay.app import App
 from relay.config import Config, ConfigError
+from relay.core.admin.reset import apply_pending_factory_reset
+from relay.core.admin.token import ensure_token
 from relay.core.push import run_push
 from relay.durable import make_dirs
 from relay.imap import session as imap
@@ -146,6 +149,8 @@ async def _serve(
     async with open_store(config, log) as store, trio.open_nursery() as nursery:
         app = running.app = App(config=config, store=store, tls=tls, log=log)
         registry = app.services = ServiceRegistry(app, nursery, SERVICES)
+        app.reload = partial(reload, app)
+        ensure_token(config)
         for name, port in enabled_services(config).items():
             try:
                 await registry.start(name, port)
@@ -164,7 +169,7 @@ async def _signals(receiver: AsyncIterator[int], running: _Running, stop: trio.C
     async for signum in receiver:
         if signum == signal.SIGHUP:
             if running.app is not None:  # before the store is open there is nothing to reload
-                reload(running.app)
+                await reload(running.app)
             continue
         running.log.info("shutdown", signal=signal.Signals(signum).name)
         sdnotify.notify("STOPPING=1")
@@ -187,25 +192,54 @@ def return_big_buffers_to_the_os() -> None:
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
-def reload(app: App) -> bool:
-    """Re-read the config file and certificates; on any error keep running as before."""
+# Keys read once at start; a reload keeps their old values and says so.
+RESTART_ONLY = ("listen", "data_dir", "mail_domain")
+# Services started and stopped by a reload as the config asks, each restarted when the config
+# section it runs on changed. The listeners of [listen] and the admin socket stay as they are.
+LIVE_SERVICES = {"push": "push", "acme": "tls", "turn": "turn", "iroh": "iroh"}
+
+
+async def reload(app: App) -> dict[str, Any]:
+    """Re-read the config file and certificates and apply them: services are started, stopped
+    or restarted to match; on any error keep running as before."""
     source = app.config.source
     try:
         new = config_mod.load(source) if source else app.config
         app.tls.reload(new)
     except (ConfigError, TLSError) as e:
         app.log.error("reload-failed", error=str(e))
-        return False
-    fixed = {"listen": new.listen, "data_dir": new.data_dir, "mail_domain": new.mail_domain}
-    changed = [key for key, value in fixed.items() if value != getattr(app.config, key)]
-    if changed:
-        app.log.warning("reload-needs-restart", keys=",".join(changed))
-    keep = {key: getattr(app.config, key) for key in fixed}
+        return {"applied": False, "restart_required": [], "error": str(e)}
+    old = app.config
+    pending = [key for key in RESTART_ONLY if getattr(new, key) != getattr(old, key)]
+    if pending:
+        app.log.warning("reload-needs-restart", keys=",".join(pending))
+    keep = {key: getattr(old, key) for key in RESTART_ONLY}
     app.config = dataclasses.replace(new, **keep)
     app.store.config = app.config
     app.log.no_log = app.config.privacy.no_log
+    error = await _match_services(app, old)
     app.log.info("reloaded")
-    return True
+    return {"applied": error is None, "restart_required": pending, "error": error}
+
+
+async def _match_services(app: App, old: Config) -> str | None:
+    """Start and stop the live services as app.config wants them; the first failure, if any."""
+    registry = app.services
+    if registry is None:
+        return None
+    wanted = enabled_services(app.config)
+    error = None
+    for name, section in LIVE_SERVICES.items():
+        changed = getattr(app.config, section) != getattr(old, section)
+        if name in registry.running and (name not in wanted or changed):
+            await registry.stop(name)
+        if name in wanted and name not in registry.running:
+            try:
+                await registry.start(name, wanted[name])
+            except OSError as e:
+                app.log.warning("service-start-failed", service=name, error=str(e))
+                error = error or f"{name}: {e}"
+    return error
 
 
 def main(argv: list[str] | None = None) -> int:

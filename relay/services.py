@@ -146,7 +146,11 @@ class ServiceRegistry:
                     with trio.move_on_after(BUSY_TIMEOUT):
                         await stream.send_all(service.busy)
                     return
-                await service.handler(stream, peer, app, service.name)
+                app.metrics.opened(service.name, ip)
+                try:
+                    await service.handler(stream, peer, app, service.name)
+                finally:
+                    app.metrics.closed(service.name, ip)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # the peer went away; nothing to report
         except Exception as e:  # one connection must never take the relay down

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import ssl
 from pathlib import Path
 
@@ -121,3 +122,16 @@ class TLSManager:
 
     def certificate(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.config.cert_path.read_bytes())
+
+
+def acme_state_dir(config: Config) -> Path:
+    """Where the ACME account key and its URI live (relay/web/acme.py keeps them)."""
+    return config.data_dir / "acme"
+
+
+def acme_account_uri(config: Config) -> str | None:
+    """The ACME account's URI once registered (for the CAA record), else None."""
+    try:
+        return json.loads((acme_state_dir(config) / "account.json").read_text())["uri"]
+    except (OSError, ValueError, KeyError):
+        return None

@@ -9,9 +9,10 @@ from pathlib import Path
 import dns.rdatatype
 import dns.zone
 
-from relay.cli_text import dns_records, invite_text
+from relay.cli_text import invite_text
 from relay.config import TLS, Accounts, Config, Listen
-from relay.web import acme
+from relay.core.zone import dns_records
+from relay.tls import acme_account_uri
 from tests.web.test_new import parse_dclogin
 
 DOMAIN = "chat.example.org"
@@ -51,7 +52,7 @@ def test_dns_records_for_an_acme_relay(tmp_path):
     assert found[(f"_imaps._tcp.{d}", "SRV")] == [f"0 1 993 {d}"]
     assert found[(f"_imap._tcp.{d}", "SRV")] == [f"0 1 143 {d}"]
     assert found[(d, "CAA")] == ['0 issue "letsencrypt.org;accounturi=https://ca/acct/1"']
-    assert acme.account_uri(config) == "https://ca/acct/1"
+    assert acme_account_uri(config) == "https://ca/acct/1"
 
 
 def test_dns_records_list_public_addresses(tmp_path):

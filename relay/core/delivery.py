@@ -83,6 +83,8 @@ async def deliver(app: App, sender: str, recipients: list[str], data: bytes) -> 
             push_tokens=push_tokens(app),
         )
     )
+    app.metrics.received += bool(outcome.delivered)
+    app.metrics.queued += bool(outcome.queued)
     if outcome.push and app.push is not None:
         app.push.add(outcome.push)  # durable with the delivery: the POSTs start right away
     if outcome.queued or outcome.report == "queued":

@@ -63,6 +63,8 @@ def server_value(config: Config, key: str) -> str | None:
 async def turn_value(s: Session) -> str | None:
     """host:port:username:password for the client's calls, or None when no TURN server runs."""
     config = s.app.config
+    if not config.turn.enabled:
+        return None
     if config.metadata.turn:
         return config.metadata.turn
     if config.turn.external:

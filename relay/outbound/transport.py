@@ -48,6 +48,7 @@ async def deliver_domain(
     last = ""
     for target in targets:
         https_key = (target.host, fed.peer_https_port)
+        started = time.monotonic()
         if fed.peer_https_port and _no_mxdeliv.get(https_key, 0) < time.monotonic():
             try:
                 reply = await http_client.post_mxdeliv(
@@ -55,11 +56,15 @@ async def deliver_domain(
                     sender, recipients, stuff(message),
                 )  # fmt: skip
             except TransportError as e:
+                app.metrics.peer_failed(domain, "http")
                 last = f"{target.host}: {e}"
             else:
                 if reply.ok:
                     _log(app, domain, target, "https", recipients)
+                    elapsed = time.monotonic() - started
+                    app.metrics.delivered_to_peer(domain, "http", len(recipients), elapsed)
                     return dict.fromkeys(recipients, "250 OK (HTTPS)")
+                app.metrics.peer_failed(domain, "http")
                 line = reply.body.strip().split(b"\n", 1)[0]
                 if SMTP_LINE_RE.match(line):
                     return dict.fromkeys(recipients, line.decode("utf-8", "replace").rstrip())
@@ -71,11 +76,18 @@ async def deliver_domain(
                 helo_name(config), sender, recipients, message,
             )  # fmt: skip
         except TransportError as e:
+            app.metrics.peer_failed(domain, "smtp")
             _no_mxdeliv.pop(https_key, None)
             last = f"{target.host}: {e}"
             continue
         _no_mxdeliv[https_key] = time.monotonic() + NO_MXDELIV_SECONDS
-        _log(app, domain, target, "smtp", [r for r, line in results.items() if line[0] == "2"])
+        accepted = [r for r, line in results.items() if line[0] == "2"]
+        _log(app, domain, target, "smtp", accepted)
+        if accepted:
+            elapsed = time.monotonic() - started
+            app.metrics.delivered_to_peer(domain, "smtp", len(accepted), elapsed)
+        else:
+            app.metrics.peer_failed(domain, "smtp")
         return results
     return dict.fromkeys(
         recipients, f"421 Failed to connect to any mail server; last attempt to {last}"

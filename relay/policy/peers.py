@@ -23,6 +23,8 @@ def peer_allowed(config: Any, domain: str) -> bool:
     if peer == normalize(config.mail_domain):
         return True
     fed = config.federation
+    if not fed.enabled:
+        return False
     listed = peer in {normalize(d) for d in fed.policy_domains}
     if fed.policy.upper() == "REJECT":
         return listed

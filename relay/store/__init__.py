@@ -7,6 +7,7 @@ Everything callers need is exported here.
 from .api import MailStore
 from .store import Store, open_store
 from .types import (
+    AccountInfo,
     AuthRecord,
     Delivery,
     DeliveryOutcome,
@@ -29,6 +30,7 @@ from .types import (
 )
 
 __all__ = [
+    "AccountInfo",
     "AuthRecord",
     "Delivery",
     "DeliveryOutcome",

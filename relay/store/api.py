@@ -26,6 +26,7 @@ import trio
 
 from .types import (
     AccountCreation,
+    AccountInfo,
     AuthRecord,
     Delivery,
     DeliveryOutcome,
@@ -83,6 +84,18 @@ class MailStore(Protocol):
     async def import_accounts(self, accounts: Sequence[dict[str, str]]) -> int: ...
 
     async def delete_account(self, addr: str) -> None: ...
+
+    async def list_accounts(self) -> list[AccountInfo]: ...
+
+    async def block(self, addr: str) -> None:
+        """Remove the account (if any) and refuse to ever create it again."""
+        ...
+
+    async def unblock(self, addr: str) -> None: ...
+
+    async def is_blocked(self, addr: str) -> bool: ...
+
+    async def blocked_addresses(self) -> list[str]: ...
 
     # -- delivery -------------------------------------------------------------------------
 

@@ -104,6 +104,10 @@ def _block(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) ->
     conn.execute("INSERT OR IGNORE INTO blocked(addr) VALUES (?)", (r["a"],))
 
 
+def _unblock(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
+    conn.execute("DELETE FROM blocked WHERE addr=?", (r["a"],))
+
+
 def _mbx_create(conn: sqlite3.Connection, r: dict[str, Any], loc: Location | None) -> None:
     conn.execute(
         "INSERT INTO mailboxes(id, addr, name, uidvalidity, uidnext, modseq, bytes, subscribed,"
@@ -220,6 +224,7 @@ _APPLY = {
     "login": _acct_login,
     "acct_del": _acct_delete,
     "block": _block,
+    "unblock": _unblock,
     "mbx": _mbx_create,
     "mbx_del": _mbx_delete,
     "mbx_ren": _mbx_rename,

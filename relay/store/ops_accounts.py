@@ -40,6 +40,12 @@ def block(p: Planner, addr: str) -> None:
         p.emit({"t": "block", "a": addr})
 
 
+def unblock(p: Planner, addr: str) -> None:
+    """Let a blocked address be created again (at its next first login)."""
+    if p.conn.execute("SELECT 1 FROM blocked WHERE addr=?", (addr,)).fetchone():
+        p.emit({"t": "unblock", "a": addr})
+
+
 def set_metadata(p: Planner, addr: str, key: str, value: str | None) -> None:
     update_metadata(p, addr, key, lambda _old: value)
 

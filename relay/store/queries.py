@@ -8,6 +8,7 @@ from .planner import find_mailbox, message_meta, to_datetime
 from .rules import canonical_name
 from .segments import Location, SegmentLog
 from .types import (
+    AccountInfo,
     AuthRecord,
     MailboxEntry,
     MailboxSnapshot,
@@ -39,6 +40,18 @@ def account_hashes(conn: sqlite3.Connection) -> list[tuple[str, str]]:
 
 def is_blocked(conn: sqlite3.Connection, addr: str) -> bool:
     return conn.execute("SELECT 1 FROM blocked WHERE addr=?", (addr,)).fetchone() is not None
+
+
+def blocked_addresses(conn: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT addr FROM blocked ORDER BY addr")]
+
+
+def account_list(conn: sqlite3.Connection) -> list[AccountInfo]:
+    rows = conn.execute(
+        "SELECT a.addr, a.created, a.login_day, COALESCE(SUM(b.bytes), 0) FROM accounts a"
+        " LEFT JOIN mailboxes b ON b.addr = a.addr GROUP BY a.addr ORDER BY a.addr"
+    )
+    return [AccountInfo(addr, to_datetime(created), day, used) for addr, created, day, used in rows]
 
 
 def _require_account(conn: sqlite3.Connection, addr: str) -> None:

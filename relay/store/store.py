@@ -28,6 +28,7 @@ from .segments import Location, SegmentLog
 from .space import Space
 from .types import (
     AccountCreation,
+    AccountInfo,
     AuthRecord,
     Delivery,
     DeliveryOutcome,
@@ -139,8 +140,18 @@ class Store:
         addr = addr.lower()
         await self._writer.submit(partial(ops_accounts.block, addr=addr))
 
+    async def unblock(self, addr: str) -> None:
+        addr = addr.lower()
+        await self._writer.submit(partial(ops_accounts.unblock, addr=addr))
+
     async def is_blocked(self, addr: str) -> bool:
         return await self._db.run(queries.is_blocked, addr.lower())
+
+    async def blocked_addresses(self) -> list[str]:
+        return await self._db.run(queries.blocked_addresses)
+
+    async def list_accounts(self) -> list[AccountInfo]:
+        return await self._db.run(queries.account_list)
 
     # -- delivery ---------------------------------------------------------------------------
 

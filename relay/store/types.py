@@ -96,6 +96,16 @@ class QueueEntry:
     last_error: str = ""
 
 
+@dataclass(frozen=True)
+class AccountInfo:
+    """One account as the admin sees it: no password hash, no mail."""
+
+    addr: str
+    created: datetime
+    login_day: int  # the store clock's day number of the last login
+    used_bytes: int
+
+
 @dataclass(frozen=True, slots=True)
 class AuthRecord:
     """What login needs to know about an address, read in one go."""

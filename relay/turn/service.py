@@ -225,7 +225,7 @@ def outgoing_address(version: int) -> str | None:
 
 
 def built_in_wanted(config: Config) -> bool:
-    return bool(config.turn.port) and not config.turn.external
+    return config.turn.enabled and bool(config.turn.port) and not config.turn.external
 
 
 async def serve_turn(

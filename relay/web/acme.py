@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from relay.config import Config
 from relay.durable import write_atomically
-from relay.tls import write_pair
+from relay.tls import acme_state_dir, write_pair
 from relay.web.types import Request, Response, text_response
 
 if TYPE_CHECKING:
@@ -46,24 +46,13 @@ class AcmeError(Exception):
     """An issuance failed; the message says what to check."""
 
 
-def state_dir(config: Config) -> Path:
-    return config.data_dir / "acme"
-
-
 def challenge_dir(config: Config) -> Path:
-    return state_dir(config) / "http-01"
+    return acme_state_dir(config) / "http-01"
 
 
 def domains(config: Config) -> list[str]:
     """The relay's name, and mta-sts.<domain> which sending relays fetch the policy from."""
     return [config.mail_domain, f"mta-sts.{config.mail_domain}"]
-
-
-def account_uri(config: Config) -> str | None:
-    try:
-        return json.loads((state_dir(config) / "account.json").read_text())["uri"]
-    except (OSError, ValueError, KeyError):
-        return None
 
 
 def renewal_time(cert: x509.Certificate) -> datetime.datetime:
@@ -100,7 +89,7 @@ class Settings:
             email=tls.acme_email,
             ca_file=getattr(tls, "acme_ca_file", ""),
             domains=domains(config),
-            state=state_dir(config),
+            state=acme_state_dir(config),
             challenges=challenge_dir(config),
         )
 
@@ -206,7 +195,7 @@ class CertificateKeeper:
         self._wake = trio.Event()
 
     def stored(self) -> tuple[bytes, bytes] | None:
-        folder = state_dir(self.app.config)
+        folder = acme_state_dir(self.app.config)
         try:
             return (folder / "cert.pem").read_bytes(), (folder / "key.pem").read_bytes()
         except OSError:

@@ -6,12 +6,12 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 from relay.config import Config
+from relay.core.zone import mta_sts_policy
 from relay.web.types import Request, Response, text_response
 
 if TYPE_CHECKING:
     from relay.app import App
 
-MTA_STS_MAX_AGE = 2419200  # four weeks, as the anchor
 
 
 def servers(config: Config) -> list[tuple[str, str, int, str]]:
@@ -49,19 +49,6 @@ def render_config_xml(config: Config) -> str:
         ]
     lines += ["  </emailProvider>", "</clientConfig>", ""]
     return "\n".join(lines)
-
-
-def mta_sts_policy(config: Config) -> str | None:
-    """The policy text, or None where senders could not verify our certificate anyway."""
-    if config.is_lan or config.tls.mode == "self-signed":
-        return None
-    lines = [
-        "version: STSv1",
-        "mode: enforce",
-        f"mx: {config.mail_domain}",
-        f"max_age: {MTA_STS_MAX_AGE}",
-    ]
-    return "\r\n".join(lines) + "\r\n"
 
 
 async def config_xml(request: Request, app: App) -> Response:

@@ -18,6 +18,8 @@ from hwctl.admin_client import AdminError, connect
 from relay import admin
 from relay.config import Config
 from relay.core.accounts import authenticate
+from relay.core.admin import local, reset
+from relay.core.admin.errors import AdminError as RefusedByRelay
 from tests.helpers import make_account
 from tests.hwctl.fakes import running_app
 
@@ -88,7 +90,7 @@ async def test_factory_reset_writes_the_flag_and_asks_for_a_restart(tmp_path: Pa
                         assert (await client.events.receive())["type"] == "factory_reset"
                 await trio.sleep(5)
         assert caught.group_contains(admin.RestartRequested)
-        assert (app.config.data_dir / admin.RESET_FLAG).exists()
+        assert (app.config.data_dir / reset.RESET_FLAG).exists()
 
 
 def populate(data_dir: Path, files: int = 20) -> None:
@@ -107,19 +109,19 @@ def test_reset_wipes_everything_but_the_config_and_removes_the_flag_last(tmp_pat
     config_file = data_dir / "relay.toml"
     config_file.write_text("# kept")
     config = dataclasses.replace(Config.embedded_default(data_dir), source=config_file)
-    assert admin.apply_pending_factory_reset(config) is False  # no flag: nothing happens
+    assert reset.apply_pending_factory_reset(config) is False  # no flag: nothing happens
     assert (data_dir / "index.sqlite").exists()
-    admin.schedule_factory_reset(config)
-    assert admin.apply_pending_factory_reset(config) is True
+    reset.schedule_factory_reset(config)
+    assert reset.apply_pending_factory_reset(config) is True
     assert sorted(p.name for p in data_dir.iterdir()) == ["relay.toml"]
-    assert admin.apply_pending_factory_reset(config) is False
+    assert reset.apply_pending_factory_reset(config) is False
 
 
 WIPE_SCRIPT = """
 import sys, pathlib
-from relay import admin
 from relay.config import Config
-admin.apply_pending_factory_reset(Config.embedded_default(pathlib.Path(sys.argv[1])))
+from relay.core.admin import reset
+reset.apply_pending_factory_reset(Config.embedded_default(pathlib.Path(sys.argv[1])))
 """
 
 
@@ -127,7 +129,7 @@ def test_a_wipe_killed_half_way_is_finished_at_the_next_start(tmp_path: Path) ->
     data_dir = tmp_path / "data"
     populate(data_dir, files=20000)
     config = Config.embedded_default(data_dir)
-    admin.schedule_factory_reset(config)
+    reset.schedule_factory_reset(config)
     segments = data_dir / "segments"
     child = subprocess.Popen([sys.executable, "-c", WIPE_SCRIPT, str(data_dir)])
     deadline = time.monotonic() + 20
@@ -142,8 +144,8 @@ def test_a_wipe_killed_half_way_is_finished_at_the_next_start(tmp_path: Path) ->
     left = len(os.listdir(segments)) if segments.exists() else 0
     print(f"killed the wipe with {left} of 20000 mail files left")
     assert 0 < left < 20000, "the kill did not land in the middle of the wipe"
-    assert (data_dir / admin.RESET_FLAG).exists(), "the flag must outlive an interrupted wipe"
-    assert admin.apply_pending_factory_reset(config) is True
+    assert (data_dir / reset.RESET_FLAG).exists(), "the flag must outlive an interrupted wipe"
+    assert reset.apply_pending_factory_reset(config) is True
     assert list(data_dir.iterdir()) == []
 
 
@@ -157,7 +159,7 @@ async def test_identity_export_restores_keys_config_and_accounts_on_a_fresh_box(
         (old.config.data_dir / "dkim" / "default.private").write_text("dkim key")
         (old.config.data_dir / "segments").mkdir()
         (old.config.data_dir / "segments" / "1.seg").write_text("mail must not be backed up")
-        identity = await admin.AdminService(old).identity_export()
+        identity = await local.identity_export(old)
     assert sorted(identity["files"]) == [
         "config/relay.toml",
         "dkim/default.private",
@@ -168,14 +170,13 @@ async def test_identity_export_restores_keys_config_and_accounts_on_a_fresh_box(
 
     async with running_app(tmp_path / "new") as new:
         new.config = dataclasses.replace(new.config, source=new.config.data_dir / "relay.toml")
-        service = admin.AdminService(new)
-        assert await service.identity_import(identity) == {"restored": 4, "accounts": 1}
+        assert await local.identity_import(new, identity) == {"restored": 4, "accounts": 1}
         login = await authenticate(
             new, "127.0.0.1", "abcdefghi@[127.0.0.1]", "password123", via="test"
         )
         assert login.ok and not login.created  # the same password works on the new box
     assert (new.config.data_dir / "dkim" / "default.private").read_text() == "dkim key"
     assert (new.config.data_dir / "relay.toml").read_text() == "mail_domain = '127.0.0.1'\n"
-    assert service.reset_requested.is_set()  # the relay restarts to load keys and config
-    with pytest.raises(admin.RpcError):
-        await service.identity_import({"files": {"../../etc/passwd": ""}})
+    assert new.admin.restart_requested.is_set()  # the relay restarts to load keys and config
+    with pytest.raises(RefusedByRelay):
+        await local.identity_import(new, {"files": {"../../etc/passwd": ""}})

@@ -23,9 +23,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from relay import admin
 from relay import config as config_mod
 from relay.config import Config
+from relay.core.admin import reset
 from tests.helpers import client_context, make_config, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,7 +177,7 @@ def test_long_press_wipes_the_data_and_the_relay_comes_back_empty(box: Box) -> N
     # The relay restarts in-process: it applies the wipe at start and serves again, empty.
     wait_for(lambda: (admin_call(box.sock, "status") or {}).get("accounts") == 0, 30, "empty relay")
     assert box.relay.poll() is None
-    assert not (box.config.data_dir / admin.RESET_FLAG).exists()
+    assert not (box.config.data_dir / reset.RESET_FLAG).exists()
     assert box.config.cert_path.read_bytes() != old_cert  # keys and certificates were wiped too
     # hwctl reconnects by itself and shows an invite for the fresh relay.
     qr = wait_for(lambda: box.frames()[-1]["screen"] == "invite" and box.shown_qr(), 30, "invite")
@@ -192,7 +192,7 @@ def test_releasing_early_cancels_the_reset(box: Box) -> None:
     assert "countdown" in [f["screen"] for f in box.frames()]
     time.sleep(1)
     assert box.relay.poll() is None
-    assert not (box.config.data_dir / admin.RESET_FLAG).exists()
+    assert not (box.config.data_dir / reset.RESET_FLAG).exists()
     assert box.status()["accounts"] == 1
     assert box.leds()[-1] == "healthy"
 
@@ -202,7 +202,7 @@ def test_power_cut_during_the_reset_still_ends_clean_at_next_start(box: Box) -> 
     presser = subprocess.Popen(
         [sys.executable, "-m", "hwctl", "press", "--long", "--sim", str(box.sim)], cwd=ROOT
     )
-    flag = box.config.data_dir / admin.RESET_FLAG
+    flag = box.config.data_dir / reset.RESET_FLAG
     wait_for(flag.exists, 20, "the reset flag")
     box.relay.send_signal(signal.SIGKILL)  # power cut: nothing after the flag ran
     box.relay.wait(timeout=10)

@@ -225,7 +225,7 @@ async def test_port_off_and_external_server(tmp_path):
 
 
 async def test_admin_status_reports_the_turn_server(relay_server):
-    from relay.admin import turn_status
+    from relay.core.admin.status import turn_status
 
     status = turn_status(relay_server.app)
     assert status["running"] is True and status["port"] == relay_server.config.turn.port

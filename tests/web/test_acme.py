@@ -23,7 +23,7 @@ import trio
 from cryptography import x509
 
 from relay.config import TLS
-from relay.tls import make_self_signed, write_pair
+from relay.tls import acme_account_uri, make_self_signed, write_pair
 from relay.web import acme
 from tests.helpers import free_ports, require_tool, wait_for_port
 from tests.web.client import HTTPClient
@@ -154,7 +154,7 @@ async def test_issue_serve_renew_and_swap_without_restart(relay_server, pebble):
         await fresh.aclose()
         await old_connection.aclose()
         nursery.cancel_scope.cancel()
-    account = acme.account_uri(relay_server.config)
+    account = acme_account_uri(relay_server.config)
     assert account and account.startswith("https://127.0.0.1")
     assert not list(acme.challenge_dir(relay_server.config).iterdir())  # challenges cleaned up
 

@@ -1,0 +1,29 @@
+"""The DNS zone and the DKIM key as the admin should publish them (/admin/dns, /admin/dkim)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from relay.core.zone import dns_records
+from relay.outbound import dkim
+
+if TYPE_CHECKING:
+    from relay.app import App
+
+
+async def dns(app: App, body: dict[str, Any]) -> dict[str, Any]:
+    zone = dns_records(app.config)
+    records = [line for line in zone.splitlines() if line and not line.startswith(";")]
+    return {"domain": app.config.mail_domain, "zone": zone, "records": records}
+
+
+async def dkim_key(app: App, body: dict[str, Any]) -> dict[str, Any]:
+    config = app.config
+    selector = config.federation.dkim_selector
+    return {
+        "selector": selector,
+        "domain": config.mail_domain,
+        "name": f"{selector}._domainkey.{config.mail_domain}",
+        "txt": dkim.record_value(config),
+        "record": dkim.dkim_dns_record(config),
+    }
