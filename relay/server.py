@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
-import dataclasses
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, nullcontext
@@ -25,6 +24,7 @@ from relay import config as config_mod
 from relay.admin import RestartRequested, apply_pending_factory_reset, serve_admin
 from relay.app import App
 from relay.config import Config, ConfigError
+from relay.config_edit import keep_restart_only, restart_required
 from relay.core.push import run_push
 from relay.durable import make_dirs
 from relay.imap import session as imap
@@ -191,17 +191,16 @@ def reload(app: App) -> bool:
     """Re-read the config file and certificates; on any error keep running as before."""
     source = app.config.source
     try:
-        new = config_mod.load(source) if source else app.config
+        loaded = config_mod.load(source) if source else app.config
+        new = keep_restart_only(app.config, loaded)  # what cannot change live waits for a restart
         app.tls.reload(new)
     except (ConfigError, TLSError) as e:
         app.log.error("reload-failed", error=str(e))
         return False
-    fixed = {"listen": new.listen, "data_dir": new.data_dir, "mail_domain": new.mail_domain}
-    changed = [key for key, value in fixed.items() if value != getattr(app.config, key)]
+    changed = restart_required(app.config, loaded)
     if changed:
         app.log.warning("reload-needs-restart", keys=",".join(changed))
-    keep = {key: getattr(app.config, key) for key in fixed}
-    app.config = dataclasses.replace(new, **keep)
+    app.config = new
     app.store.config = app.config
     app.log.no_log = app.config.privacy.no_log
     app.log.info("reloaded")
