@@ -133,7 +133,10 @@ def parse_value(key: str, text: str) -> Any:
             value = [item.strip() for item in word.split(",") if item.strip()]
         return config_mod._coerce(key, default, value)
     if len(word) >= 2 and word[0] == word[-1] and word[0] in "\"'":
-        literal = _toml_literal(key, word)
+        try:
+            literal = tomllib.loads(f"v = {word}\n")["v"]
+        except (tomllib.TOMLDecodeError, ValueError, RecursionError):
+            return text  # quotes that are part of the value
         if isinstance(literal, str):
             return literal
     return text
