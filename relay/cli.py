@@ -1,4 +1,4 @@
-"""The `relay` command: init, serve, check-config, dns, invite."""
+"""The `relay` command: init, serve, check-config, config, queue, dns, invite."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from relay import config as config_mod
+from relay import config_edit
 from relay.config import Config, ConfigError
 from relay.durable import make_dirs, write_atomically
 from relay.outbound import dkim, queue_cli
@@ -64,6 +65,25 @@ def _parser(serve: Command | None) -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate a config file and exit")
     p.add_argument("config", type=Path)
     p.set_defaults(command=cmd_check_config)
+
+    p = sub.add_parser("config", help="read and change settings in the config file")
+    settings = p.add_subparsers(required=True)
+    q = settings.add_parser("get", help="print the value of KEY (e.g. limits.max_message_size)")
+    q.add_argument("key")
+    q.add_argument("--config", type=Path)
+    q.set_defaults(command=cmd_config_get)
+    q = settings.add_parser(
+        "set", help="change settings, validated as `relay serve` would; a running relay reloads"
+    )
+    q.add_argument("pairs", nargs="*", metavar="KEY VALUE")
+    q.add_argument(
+        "--reset", action="append", default=[], metavar="KEY", help="back to the default"
+    )
+    q.add_argument("--config", type=Path, help="the config file (required: relay init wrote it)")
+    q.set_defaults(command=cmd_config_set)
+    q = settings.add_parser("list", help="print every key = value")
+    q.add_argument("--config", type=Path)
+    q.set_defaults(command=cmd_config_list)
 
     p = sub.add_parser("queue", help="look at and steer the outbound queue")
     queue = p.add_subparsers(required=True)
@@ -151,3 +171,72 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
 
 def cmd_queue_delete(args: argparse.Namespace) -> int:
     return queue_cli.queue_delete(load_or_embedded(args.config), args)
+
+
+def cmd_config_get(args: argparse.Namespace) -> int:
+    value = config_edit.get_value(load_or_embedded(args.config), args.key)
+    print(config_edit.toml_literal(value))
+    return 0
+
+
+def cmd_config_list(args: argparse.Namespace) -> int:
+    config = load_or_embedded(args.config)
+    for key in config_edit.KEYS:
+        print(f"{key} = {config_edit.toml_literal(config_edit.get_value(config, key))}")
+    return 0
+
+
+def cmd_config_set(args: argparse.Namespace) -> int:
+    if len(args.pairs) % 2:
+        print("relay config set: expected KEY VALUE pairs", file=sys.stderr)
+        return EXIT_CONFIG
+    if not args.pairs and not args.reset:
+        print("relay config set: nothing to set (KEY VALUE ..., or --reset KEY)", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.config is None:
+        print(
+            "relay config set: the embedded default (relay serve without --config) has no "
+            "config file to change; write one with `relay init` and pass --config FILE",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    pairs = dict(zip(args.pairs[::2], args.pairs[1::2], strict=True))
+    changes: dict[str, object] = {k: config_edit.parse_value(k, v) for k, v in pairs.items()}
+    changes |= dict.fromkeys(args.reset)
+    try:
+        old: Config | None = config_mod.load(args.config)
+    except ConfigError:
+        old = None  # a broken file may be repaired by this change
+    new = config_edit.set_values(args.config, changes)
+    changed = config_edit.changed_keys(old, new) if old is not None else list(changes)
+    for key in changed:
+        before = f"{_literal(old, key)} -> " if old is not None else ""
+        print(f"{key}: {before}{_literal(new, key)}")
+    if not changed:
+        print("nothing changed")
+        return 0
+    return _tell_running_relay(old, new)
+
+
+def _literal(config: Config, key: str) -> str:
+    return config_edit.toml_literal(config_edit.get_value(config, key))
+
+
+def _tell_running_relay(old: Config | None, new: Config) -> int:
+    outcome = config_edit.reload_running_relay(new.data_dir)
+    restart = config_edit.restart_required(old, new) if old is not None else []
+    if not outcome.running:
+        print("the relay is not running: the change applies at its next start")
+    elif not outcome.supported:
+        print("running relay: reload with SIGHUP or restart", end="")
+        print(f" ({outcome.error})" if outcome.error else "")
+        if restart:
+            print(f"restart needed for: {', '.join(restart)}")
+    elif outcome.error:
+        print(f"written, but the running relay did not apply it: {outcome.error}", file=sys.stderr)
+        return 1
+    elif outcome.restart_required:
+        print(f"restart needed for: {', '.join(outcome.restart_required)}")
+    else:
+        print("applied live")
+    return 0

@@ -18,6 +18,7 @@ SIZE_RE = re.compile(r"\s*([0-9]{1,19})\s*([KMGT]?)B?\s*", re.IGNORECASE)  # use
 SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 HOSTNAME_LABEL_RE = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")  # used with fullmatch
 TLS_MODES = ("self-signed", "files", "acme")
+SIZE_KEY_SUFFIXES = ("_size", "_space", "_bytes_in_flight")  # these may be given as "500M"
 
 
 class ConfigError(Exception):
@@ -225,6 +226,12 @@ def load(path: str | Path) -> Config:
         raise ConfigError(f"{path}: cannot be read: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text: {e.reason} at byte {e.start}") from None
+    return loads(text, path)
+
+
+def loads(text: str, path: str | Path) -> Config:
+    """Validate the text of the config file at `path` (relative data_dir from its directory)."""
+    path = Path(path)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -278,7 +285,7 @@ def _coerce(key: str, default: Any, value: Any) -> Any:
             raise ConfigError(f"{key}: must be true or false, got {_show(value)}")
         return value
     if isinstance(default, int):
-        if isinstance(value, str) and key.endswith(("_size", "_space", "_bytes_in_flight")):
+        if isinstance(value, str) and key.endswith(SIZE_KEY_SUFFIXES):
             return _parse_size(key, value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: must be an integer, got {_show(value)}")

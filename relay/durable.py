@@ -11,11 +11,18 @@ import os
 from pathlib import Path
 
 
-def write_atomically(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write to a temporary name, fsync, rename over `path`, then fsync the directory."""
+def write_atomically(
+    path: Path, data: bytes, *, mode: int = 0o600, owner: tuple[int, int] | None = None
+) -> None:
+    """Write to a temporary name, fsync, rename over `path`, then fsync the directory.
+
+    `owner` (uid, gid) is given to the new file before it takes the name (root rewriting a
+    file the relay's user must keep reading)."""
     make_dirs(path.parent)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    if owner is not None:
+        os.fchown(fd, *owner)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
         f.flush()

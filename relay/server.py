@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
-import dataclasses
 import signal
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, nullcontext
@@ -26,6 +25,7 @@ from relay import config as config_mod
 from relay.admin import RestartRequested, serve_admin
 from relay.app import App
 from relay.config import Config, ConfigError
+from relay.config_edit import keep_restart_only, restart_required
 from relay.core.admin.reset import apply_pending_factory_reset
 from relay.core.admin.token import ensure_token
 from relay.core.push import run_push
@@ -192,8 +192,6 @@ def return_big_buffers_to_the_os() -> None:
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
-# Keys read once at start; a reload keeps their old values and says so.
-RESTART_ONLY = ("listen", "data_dir", "mail_domain")
 # Services started and stopped by a reload as the config asks, each restarted when the config
 # section it runs on changed. The listeners of [listen] and the admin socket stay as they are.
 LIVE_SERVICES = {"push": "push", "acme": "tls", "turn": "turn", "iroh": "iroh"}
@@ -204,17 +202,17 @@ async def reload(app: App) -> dict[str, Any]:
     or restarted to match; on any error keep running as before."""
     source = app.config.source
     try:
-        new = config_mod.load(source) if source else app.config
+        loaded = config_mod.load(source) if source else app.config
+        new = keep_restart_only(app.config, loaded)  # what cannot change live waits for a restart
         app.tls.reload(new)
     except (ConfigError, TLSError) as e:
         app.log.error("reload-failed", error=str(e))
         return {"applied": False, "restart_required": [], "error": str(e)}
     old = app.config
-    pending = [key for key in RESTART_ONLY if getattr(new, key) != getattr(old, key)]
+    pending = restart_required(old, loaded)
     if pending:
         app.log.warning("reload-needs-restart", keys=",".join(pending))
-    keep = {key: getattr(old, key) for key in RESTART_ONLY}
-    app.config = dataclasses.replace(new, **keep)
+    app.config = new
     app.store.config = app.config
     app.log.no_log = app.config.privacy.no_log
     error = await _match_services(app, old)

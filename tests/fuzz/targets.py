@@ -28,6 +28,7 @@ from types import ModuleType, SimpleNamespace
 import trio
 
 from relay import config as relay_config
+from relay import config_edit
 from relay.config import Config, ConfigError, Limits
 from relay.imap import message_parts
 from relay.imap.commands import CommandError, parse_command
@@ -535,7 +536,8 @@ _setup = None
     max_len=4096,
     checks="chatmail-settings.txt from the boot partition (read as chatmail-setup reads it); "
     "every accepted value passes its own check again, and the values that go into relay.toml "
-    "(privacy_mail, mail_domain) survive toml_string and a TOML parser unchanged",
+    "(privacy_mail, mail_domain) survive `relay config set` (parse_value, edit_text) and a TOML "
+    "parser unchanged",
 )
 def boot_settings(data: bytes) -> None:
     global _setup
@@ -547,8 +549,17 @@ def boot_settings(data: bytes) -> None:
         assert key in _setup.KNOWN_KEYS
         assert _setup.check_setting(key, value) == value, (key, value)
         if key in ("privacy_mail", "mail_domain"):
+            # As relay-config hands it to `relay config set`: parsed, then edited into the file.
+            dotted = "privacy.privacy_mail" if key == "privacy_mail" else "mail_domain"
+            given = config_edit.parse_value(dotted, _setup.string_value(value))
+            text = config_edit.edit_text(_SETUP_TOML, {dotted: given})
             try:
-                parsed = tomllib.loads(f"v = {_setup.toml_string(value)}\n")["v"]
+                parsed = tomllib.loads(text)
             except tomllib.TOMLDecodeError as e:
                 raise AssertionError(f"{key}={value!r} makes relay.toml unreadable: {e}") from None
-            assert parsed == value, (key, value, parsed)
+            if key == "privacy_mail":
+                parsed = parsed["privacy"]
+            assert parsed[key] == value, (key, value, parsed[key])
+
+
+_SETUP_TOML = 'mail_domain = "192.168.1.20"\ndata_dir = "."\n\n[privacy]\nno_log = false\n'

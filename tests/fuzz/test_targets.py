@@ -46,10 +46,11 @@ def test_only_the_parsers_own_errors_are_normal_outcomes() -> None:
 
 
 def test_a_broken_property_is_a_finding(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With a toml_string that forgets an escape, the boot_settings target fails."""
+    """With a string_value that forgets an escape, the boot_settings target fails."""
     targets.TARGETS["boot_settings"](b"privacy_mail=a@b\tc\n")
+    targets.TARGETS["boot_settings"](b"privacy_mail=a\\@b\n")
     setup = targets.load_setup_script()
     monkeypatch.setattr(targets, "_setup", setup)
-    monkeypatch.setattr(setup, "toml_string", lambda v: '"' + v.replace('"', '\\"') + '"')
-    with pytest.raises(AssertionError, match="unreadable"):
+    monkeypatch.setattr(setup, "string_value", lambda v: '"' + v.replace('"', '\\"') + '"')
+    with pytest.raises(AssertionError, match="privacy_mail"):
         targets.TARGETS["boot_settings"](b"privacy_mail=a\\@b\n")

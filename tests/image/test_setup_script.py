@@ -8,7 +8,6 @@ import importlib.util
 import json
 import os
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -118,7 +117,7 @@ def test_settings_from_the_card_fix_domain_and_registration(
 
 
 def test_a_privacy_mail_with_control_characters_is_refused_and_never_breaks_relay_toml(
-    setup,
+    setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Found by fuzzing: privacy_mail=a<U+0001>@b was accepted and written into relay.toml as it
     was, which made the file invalid TOML and `chatmail-setup relay-config` fail at every start."""
@@ -126,19 +125,59 @@ def test_a_privacy_mail_with_control_characters_is_refused_and_never_breaks_rela
     assert settings == {} and problems == [
         "line 1: privacy_mail: not an e-mail address: 'pri\\x01vacy@example.org'"
     ]
-    odd = 'a\x00\x01\x7f\n\t"\\@é'
-    assert tomllib.loads(f"v = {setup.toml_string(odd)}")["v"] == odd
+    # What is accepted reaches relay.toml exactly, quotes and backslashes included.
+    odd = "'a\"\\\\b@é.example'"  # quoted as a TOML literal string would be
+    assert setup.parse_settings(f"privacy_mail={odd}\n") == ({"privacy_mail": odd}, [])
+    setup.apply_settings({"privacy_mail": odd})
+    with_address(monkeypatch, setup, "192.168.1.20")
+    assert setup.relay_config() == 0
+    config = relay_config.load(tmp_path / "data" / "relay" / "relay.toml")
+    assert config.privacy.privacy_mail == odd
 
 
-def test_set_toml_value_replaces_or_adds_keys_in_the_right_table(setup) -> None:
-    text = 'mail_domain = "a"\n\n[accounts]\njit = true\n\n[privacy]\nno_log = false\n'
-    text = setup.set_toml_value(text, None, "mail_domain", '"b"')
-    text = setup.set_toml_value(text, "accounts", "registration_open", "false")
-    text = setup.set_toml_value(text, "privacy", "no_log", "true")
-    text = setup.set_toml_value(text, "limits", "max_message_size", "2048")
-    assert tomllib.loads(text) == {
-        "mail_domain": "b",
-        "accounts": {"jit": True, "registration_open": False},
-        "privacy": {"no_log": True},
-        "limits": {"max_message_size": 2048},
-    }
+def test_relay_config_keeps_what_an_operator_wrote_in_relay_toml(
+    setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay_toml = tmp_path / "data" / "relay" / "relay.toml"
+    with_address(monkeypatch, setup, "192.168.1.20")
+    setup.relay_config()
+    text = relay_toml.read_text().replace(
+        "[limits]\n", "# raised for the family's videos\n[limits]\n"
+    ).replace("max_message_size = 31457280", "max_message_size = 104857600  # 100 MiB")
+    relay_toml.write_text(text)
+
+    setup.apply_settings({"registration_open": "false"})
+    with_address(monkeypatch, setup, "192.168.1.33")
+    setup.relay_config()
+    after = relay_toml.read_text()
+    assert "# raised for the family's videos\n[limits]\n" in after
+    assert "max_message_size = 104857600  # 100 MiB\n" in after
+    config = relay_config.load(relay_toml)
+    assert config.mail_domain == "192.168.1.33"
+    assert config.accounts.registration_open is False
+    # Only the two values changed, line for line.
+    changed = [(a, b) for a, b in zip(text.splitlines(), after.splitlines(), strict=True) if a != b]
+    assert changed == [
+        ('mail_domain = "192.168.1.20"', 'mail_domain = "192.168.1.33"'),
+        ("registration_open = true", "registration_open = false"),
+    ]
+    assert relay_toml.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_change_the_relay_would_refuse_leaves_relay_toml_as_it_was(
+    setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An operator switched to ACME certificates by hand, then the card says an IP address: the
+    relay could not start with both, so relay.toml keeps its domain and the relay starts."""
+    relay_toml = tmp_path / "data" / "relay" / "relay.toml"
+    with_address(monkeypatch, setup, "192.168.1.20")
+    setup.relay_config()
+    text = relay_toml.read_text()
+    text = text.replace('mail_domain = "192.168.1.20"', 'mail_domain = "chat.example.org"')
+    relay_toml.write_text(text.replace('mode = "self-signed"', 'mode = "acme"'))
+    before = relay_toml.read_bytes()
+
+    setup.apply_settings({"mail_domain": "192.168.1.20"})
+    assert setup.relay_config() == 0
+    assert relay_toml.read_bytes() == before
+    assert "acme needs a DNS name" in capsys.readouterr().err
