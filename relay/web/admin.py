@@ -45,6 +45,9 @@ async def api(request: Request, app: App) -> Response:
         status, error = 200, None
     except AdminError as e:
         status, body, error = e.status, None, str(e)
+    except Exception as e:  # a bug answers in the envelope too, and is logged with its trace
+        app.log.exception("admin-api-failed", e, resource=resource)
+        status, body, error = 500, None, "internal error"
     return json_response(
         200,
         {

@@ -13,6 +13,7 @@ from hwctl.controller import Controller
 from hwctl.display import Display, PngBackend
 from hwctl.leds import Leds, SimLed
 from relay import admin
+from relay.core.admin import status as admin_status
 from tests.hwctl.fakes import running_app
 
 
@@ -60,7 +61,7 @@ async def test_info_page_returns_to_the_invite_and_leds_follow_health(
 async def test_relay_going_away_shows_error_and_degraded_health_shows_degraded(
     tmp_path, monkeypatch
 ) -> None:
-    monkeypatch.setattr(admin, "DISK_DEGRADED_PERCENT", 0)  # any disk counts as nearly full
+    monkeypatch.setattr(admin_status, "DISK_DEGRADED_PERCENT", 0)  # any disk counts as nearly full
     async with running_app(tmp_path) as app:
         ctl, display, led = setup(app, tmp_path)
         async with trio.open_nursery() as nursery:

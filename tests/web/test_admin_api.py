@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import requests
-import urllib3
 
 from relay.config import Config, Turn
 from tests.helpers import (
@@ -24,8 +23,9 @@ from tests.helpers import (
     stop_relay_process,
 )
 from tests.turn.util import free_udp_port
+from tests.web.conftest import domain_config
 
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 
 USER = "abcdefghi@[127.0.0.1]"
 PASSWORD = "password123"
@@ -246,10 +246,24 @@ def test_federation_policy_and_rules(admin: Admin, relay: RelayProcess) -> None:
     assert admin.ok("GET", "/admin/federation/servers") == {}
 
 
-def test_dns_and_dkim(admin: Admin) -> None:
+def test_dns_and_dkim_in_lan_mode(admin: Admin) -> None:
     assert "LAN mode" in admin.ok("GET", "/admin/dns")["zone"]
     dkim = admin.ok("GET", "/admin/dkim")
-    assert dkim["selector"] == "opendkim" and dkim["txt"].startswith("v=DKIM1;k=rsa;p=")
+    assert (dkim["selector"], dkim["signing"], dkim["txt"]) == ("opendkim", False, None)
+
+
+def test_dns_and_dkim_in_domain_mode(tmp_path: Path) -> None:
+    relay = start_relay_process(domain_config(tmp_path), tmp_path / "relay.toml")
+    try:
+        admin = Admin(relay)
+        dns = admin.ok("GET", "/admin/dns")
+        assert any(" IN MX 10 relay.test." in line for line in dns["records"])
+        dkim = admin.ok("GET", "/admin/dkim")
+        assert dkim["name"] == "opendkim._domainkey.relay.test"
+        assert dkim["txt"].startswith("v=DKIM1;k=rsa;p=")
+        assert any(dkim["txt"][-40:] in line.replace('" "', "") for line in dns["records"])
+    finally:
+        stop_relay_process(relay)
 
 
 def _stun_answers(port: int) -> bool:

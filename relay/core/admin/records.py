@@ -18,12 +18,17 @@ async def dns(app: App, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def dkim_key(app: App, body: dict[str, Any]) -> dict[str, Any]:
+    """The signing key's DNS record; LAN mode signs nothing (no DNS to publish a key in)."""
     config = app.config
     selector = config.federation.dkim_selector
-    return {
+    answer = {
         "selector": selector,
         "domain": config.mail_domain,
         "name": f"{selector}._domainkey.{config.mail_domain}",
-        "txt": dkim.record_value(config),
-        "record": dkim.dkim_dns_record(config),
+        "signing": not config.is_lan,
+        "txt": None,
+        "record": None,
     }
+    if config.is_lan:
+        return answer
+    return answer | {"txt": dkim.record_value(config), "record": dkim.dkim_dns_record(config)}

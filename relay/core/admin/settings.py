@@ -50,12 +50,12 @@ async def change(app: App, changes: dict[str, Any]) -> dict[str, Any]:
             409, "this relay runs the embedded default without a config file: start it with"
             " --config to change settings"
         )  # fmt: skip
-    typed = {
-        key: config_edit.parse_value(key, value) if isinstance(value, str) else value
-        for key, value in changes.items()
-    }
     async with app.admin.config_lock:
         try:
+            typed = {
+                key: config_edit.parse_value(key, value) if isinstance(value, str) else value
+                for key, value in changes.items()
+            }
             config_edit.set_values(source, typed)
         except ConfigError as e:
             raise AdminError(400, str(e)) from None
