@@ -227,3 +227,41 @@ def test_a_set_on_a_running_relay_applies_after_the_reload(
             time.sleep(0.05)
     finally:
         stop_relay_process(relay)
+
+
+async def test_a_reload_applies_what_it_can_and_keeps_restart_only_keys(tmp_path: Path) -> None:
+    """SIGHUP after `relay config set`: the size limit applies at once; a new SMTP port and
+    another TLS mode wait for the restart (and the log says which), never half-applied."""
+    import io
+
+    import trio
+
+    from relay.log import Logger
+    from relay.server import reload, serve
+
+    path = tmp_path / "relay.toml"
+    config = make_config(tmp_path / "data")
+    path.write_text(config_mod.to_toml(config), encoding="utf-8")
+    config = config_mod.load(path)
+    out = io.StringIO()
+    async with trio.open_nursery() as nursery:
+        listening = await nursery.start(
+            lambda task_status: serve(config, log=Logger(stream=out), task_status=task_status)
+        )
+        app = listening.app
+        cert = app.config.cert_path
+        config_edit.set_values(
+            path,
+            {
+                "limits.max_message_size": 2048,
+                "listen.smtp": config.listen.smtp + 1,
+                "tls.mode": "files",
+                "tls.cert": str(cert),
+                "tls.key": str(app.config.key_path),
+            },
+        )
+        assert reload(app)
+        assert app.config.limits.max_message_size == 2048
+        assert app.config.listen == config.listen and app.config.tls.mode == "self-signed"
+        nursery.cancel_scope.cancel()
+    assert "reload-needs-restart" in out.getvalue() and "listen.smtp,tls.mode" in out.getvalue()
