@@ -236,7 +236,11 @@ def _tell_running_relay(old: Config | None, new: Config) -> int:
         print(f"written, but the running relay did not apply it: {outcome.error}", file=sys.stderr)
         return 1
     elif outcome.restart_required:
-        print(f"restart needed for: {', '.join(outcome.restart_required)}")
-    else:
+        rest = "; the rest applied live" if outcome.applied else ""
+        print(f"restart needed for: {', '.join(outcome.restart_required)}{rest}")
+    elif outcome.applied:
         print("applied live")
+    else:
+        print("written, but the running relay did not apply it", file=sys.stderr)
+        return 1
     return 0

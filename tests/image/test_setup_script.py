@@ -141,9 +141,11 @@ def test_relay_config_keeps_what_an_operator_wrote_in_relay_toml(
     relay_toml = tmp_path / "data" / "relay" / "relay.toml"
     with_address(monkeypatch, setup, "192.168.1.20")
     setup.relay_config()
-    text = relay_toml.read_text().replace(
-        "[limits]\n", "# raised for the family's videos\n[limits]\n"
-    ).replace("max_message_size = 31457280", "max_message_size = 104857600  # 100 MiB")
+    text = (
+        relay_toml.read_text()
+        .replace("[limits]\n", "# raised for the family's videos\n[limits]\n")
+        .replace("max_message_size = 31457280", "max_message_size = 104857600  # 100 MiB")
+    )
     relay_toml.write_text(text)
 
     setup.apply_settings({"registration_open": "false"})
