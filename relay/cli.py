@@ -1,4 +1,5 @@
-"""The `relay` command: init, serve, check-config, config, queue, dns, invite."""
+"""The `relay` command: init, serve, check-config, config, queue, status, admin-token, dns,
+invite."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from relay import admin_call, config_edit
 from relay import config as config_mod
-from relay import config_edit
 from relay.config import Config, ConfigError
 from relay.durable import make_dirs, write_atomically
 from relay.outbound import dkim, queue_cli
@@ -102,6 +103,8 @@ def _parser(serve: Command | None) -> argparse.ArgumentParser:
     for name, func, text in (
         ("dns", cmd_dns, "print the DNS records to set for this relay"),
         ("invite", cmd_invite, "print the onboarding link and a terminal QR code"),
+        ("status", cmd_status, "what the running relay is doing: health, accounts, counters"),
+        ("admin-token", cmd_admin_token, "print the admin token and the dashboard login link"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("--config", type=Path)
@@ -243,4 +246,29 @@ def _tell_running_relay(old: Config | None, new: Config) -> int:
     else:
         print("written, but the running relay did not apply it", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from relay.cli_text import status_text
+
+    config = load_or_embedded(args.config)
+    try:
+        status = admin_call.call(config.data_dir, "status")
+    except admin_call.NotRunning as e:
+        print(f"relay status: {e}", file=sys.stderr)
+        return 1
+    except (admin_call.Refused, OSError, ValueError) as e:
+        print(f"relay status: the relay did not answer: {e}", file=sys.stderr)
+        return 1
+    print(status_text(status), end="")
+    return 0
+
+
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    from relay.cli_text import admin_token_text
+    from relay.core.admin.token import ensure_token
+
+    config = load_or_embedded(args.config)
+    print(admin_token_text(config, ensure_token(config)), end="")
     return 0

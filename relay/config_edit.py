@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
-import json
 import os
-import socket
 import stat
 import tomllib
 from collections.abc import Iterator
@@ -30,6 +28,7 @@ import tomlkit
 import tomlkit.exceptions
 import tomlkit.items
 
+from relay import admin_call
 from relay import config as config_mod
 from relay.config import Config, ConfigError
 from relay.durable import write_atomically
@@ -266,7 +265,6 @@ def changed_keys(old: Config, new: Config) -> list[str]:
 
 # -- telling a running relay ------------------------------------------------------------------
 
-ADMIN_SOCKET = "admin.sock"
 RELOAD_TIMEOUT = 30.0
 METHOD_NOT_FOUND = -32601
 
@@ -284,33 +282,18 @@ class ReloadOutcome:
 
 def reload_running_relay(data_dir: Path, *, timeout: float = RELOAD_TIMEOUT) -> ReloadOutcome:
     """Ask a running relay to re-read its config over the admin socket (not running: say so)."""
-    path = Path(data_dir) / ADMIN_SOCKET
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
     try:
-        sock.connect(str(path))
-    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
-        sock.close()
+        result = admin_call.call(data_dir, "reload", timeout=timeout)
+    except admin_call.NotRunning:
         return ReloadOutcome(running=False)
-    except OSError as e:  # PermissionError: the socket is the relay user's (mode 0600)
-        sock.close()
+    except admin_call.Refused as e:
+        if e.code == METHOD_NOT_FOUND:
+            return ReloadOutcome(running=True)
+        return ReloadOutcome(running=True, supported=True, error=str(e))
+    except OSError as e:
         return ReloadOutcome(running=True, error=f"cannot reach it: {e.strerror or e}")
-    try:
-        with sock, sock.makefile("rwb") as f:
-            f.write(json.dumps({"id": 1, "method": "reload", "params": {}}).encode() + b"\n")
-            f.flush()
-            answer = json.loads(f.readline() or b"{}")
-    except (OSError, ValueError) as e:
+    except ValueError as e:
         return ReloadOutcome(running=True, error=f"no usable answer: {e}")
-    if not isinstance(answer, dict):
-        return ReloadOutcome(running=True, error="no usable answer")
-    error = answer.get("error")
-    if isinstance(error, dict) and error.get("code") == METHOD_NOT_FOUND:
-        return ReloadOutcome(running=True)
-    if error is not None:
-        message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
-        return ReloadOutcome(running=True, supported=True, error=message)
-    result = answer.get("result")
     if not isinstance(result, dict):
         return ReloadOutcome(running=True, supported=True, error="no usable answer")
     return ReloadOutcome(

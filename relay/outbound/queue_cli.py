@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 import trio
 
+from relay import admin_call
 from relay.outbound.queue_ops import QueueCommandError, queue_command
 
 ADMIN_TIMEOUT = 30.0
@@ -22,25 +22,6 @@ ADMIN_TIMEOUT = 30.0
 
 class RelayRunning(Exception):
     """The relay answered on its admin socket but could not run the command."""
-
-
-def _admin_call(path: Path, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The relay's answer, or None when no relay listens on `path`."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(ADMIN_TIMEOUT)
-    try:
-        sock.connect(str(path))
-    except (FileNotFoundError, ConnectionRefusedError):
-        sock.close()
-        return None
-    with sock, sock.makefile("rwb") as f:
-        f.write(json.dumps({"id": 1, "method": "queue", "params": params}).encode() + b"\n")
-        f.flush()
-        answer = json.loads(f.readline() or b"{}")
-    if "error" in answer:
-        error = answer["error"]
-        raise RelayRunning(error.get("message", str(error)) if isinstance(error, dict) else error)
-    return answer.get("result", {})
 
 
 async def _direct(config: Any, params: dict[str, Any]) -> dict[str, Any]:
@@ -55,11 +36,14 @@ async def _direct(config: Any, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(config: Any, params: dict[str, Any]) -> dict[str, Any]:
-    answer = _admin_call(Path(config.data_dir) / "admin.sock", params)
-    if answer is None:
+    try:
+        return admin_call.call(Path(config.data_dir), "queue", params, timeout=ADMIN_TIMEOUT)
+    except admin_call.Refused as e:
+        raise RelayRunning(str(e)) from None
+    except admin_call.NotRunning:
         answer = trio.run(_direct, config, params)
-        if "error" in answer:
-            raise QueueCommandError(answer["error"])
+    if "error" in answer:
+        raise QueueCommandError(answer["error"])
     return answer
 
 

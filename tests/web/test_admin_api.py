@@ -7,6 +7,8 @@ import imaplib
 import json
 import smtplib
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from relay.config import Config, Turn
+from relay.config import Config, Turn, to_toml
 from tests.helpers import (
     RelayProcess,
     client_context,
@@ -315,3 +317,34 @@ def test_the_admin_socket_shares_the_table(relay: RelayProcess) -> None:
             else:
                 assert answer["result"]["applied"] is True
 
+
+
+def relay_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "relay", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_relay_status_prints_the_running_relays_figures(relay: RelayProcess) -> None:
+    imap = imap_login(relay.config)
+    done = relay_cli("status", "--config", str(relay.config_path))
+    imap.logout()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("relay 127.0.0.1: ")
+    assert "accounts     1\n" in done.stdout and "imaps 1" in done.stdout
+
+
+def test_relay_status_says_when_no_relay_runs(tmp_path: Path) -> None:
+    config = make_config(tmp_path / "data")
+    path = tmp_path / "relay.toml"
+    path.write_text(to_toml(config))
+    done = relay_cli("status", "--config", str(path))
+    assert done.returncode == 1 and "no relay runs" in done.stderr
+
+
+def test_admin_token_prints_the_token_and_a_login_link(relay: RelayProcess, admin: Admin) -> None:
+    done = relay_cli("admin-token", "--config", str(relay.config_path))
+    assert done.returncode == 0, done.stderr
+    assert admin.token in done.stdout
+    url = f"https://127.0.0.1:{relay.port('https')}/admin#token={admin.token}"
+    assert url in done.stdout

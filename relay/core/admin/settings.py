@@ -8,6 +8,8 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from relay import config_edit
 from relay.config import ConfigError
 from relay.core.admin.errors import AdminError, action, require_str
@@ -56,7 +58,8 @@ async def change(app: App, changes: dict[str, Any]) -> dict[str, Any]:
                 key: config_edit.parse_value(key, value) if isinstance(value, str) else value
                 for key, value in changes.items()
             }
-            config_edit.set_values(source, typed)
+            # Blocking (a lock on the file's directory, fsync): off the event loop.
+            await trio.to_thread.run_sync(config_edit.set_values, source, typed)
         except ConfigError as e:
             raise AdminError(400, str(e)) from None
         return await app.reload()

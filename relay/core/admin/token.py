@@ -9,13 +9,14 @@ with the right token until the minute has passed, so the token cannot be guessed
 from __future__ import annotations
 
 import hmac
+import os
 import secrets
 import time
 from collections import deque
 from pathlib import Path
 
 from relay.config import Config
-from relay.durable import write_atomically
+from relay.durable import make_dirs, write_atomically
 
 TOKEN_FILE = "admin_token"
 MAX_FAILURES = 10
@@ -36,7 +37,11 @@ def ensure_token(config: Config) -> str:
         token = ""
     if len(token) < 32:
         token = secrets.token_hex(32)
-        write_atomically(path, f"{token}\n".encode(), mode=0o600)
+        # Owned like the data dir: `relay admin-token` run as root must not lock out the relay.
+        make_dirs(config.data_dir)
+        stat = config.data_dir.stat()
+        owner = (stat.st_uid, stat.st_gid) if os.geteuid() == 0 else None
+        write_atomically(path, f"{token}\n".encode(), mode=0o600, owner=owner)
     return token
 
 
