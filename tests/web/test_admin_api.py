@@ -348,3 +348,30 @@ def test_admin_token_prints_the_token_and_a_login_link(relay: RelayProcess, admi
     assert admin.token in done.stdout
     url = f"https://127.0.0.1:{relay.port('https')}/admin#token={admin.token}"
     assert url in done.stdout
+
+
+def test_the_new_account_rate_limit_applies_live(admin: Admin, relay: RelayProcess) -> None:
+    new_url = f"http://127.0.0.1:{relay.port('http')}/new"
+    for key, value in (("limits.new_account_burst", 1), ("limits.new_account_per_minute", 1)):
+        assert admin.ok("POST", f"/admin/settings/{key}", {"action": "set", "value": value})[
+            "applied"
+        ]
+    answers = [requests.post(new_url, timeout=10).status_code for _ in range(3)]
+    assert answers[0] == 200 and 429 in answers[1:]
+
+
+def test_a_tls_mode_change_is_written_but_waits_for_a_restart(
+    admin: Admin, relay: RelayProcess
+) -> None:
+    config = relay.config
+    changed = admin.ok(
+        "POST", "/admin/settings/tls.cert", {"action": "set", "value": str(config.cert_path)}
+    )
+    assert changed["restart_required"] == []
+    admin.ok("POST", "/admin/settings/tls.key", {"action": "set", "value": str(config.key_path)})
+    answer = admin.ok("POST", "/admin/settings/tls.mode", {"action": "set", "value": "files"})
+    assert answer["restart_required"] == ["tls.mode"]
+    assert answer["value"] == "self-signed"  # the value in effect until the restart
+    assert 'mode = "files"' in relay.config_path.read_text()
+    # The running relay keeps serving with the certificate it started with.
+    imap_login(config).logout()
