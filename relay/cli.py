@@ -218,23 +218,17 @@ def cmd_config_set(args: argparse.Namespace) -> int:
     if not changed:
         print("nothing changed")
         return 0
-    return _tell_running_relay(old, new)
+    return _tell_running_relay(new)
 
 
 def _literal(config: Config, key: str) -> str:
     return config_edit.toml_literal(config_edit.get_value(config, key))
 
 
-def _tell_running_relay(old: Config | None, new: Config) -> int:
+def _tell_running_relay(new: Config) -> int:
     outcome = config_edit.reload_running_relay(new.data_dir)
-    restart = config_edit.restart_required(old, new) if old is not None else []
     if not outcome.running:
         print("the relay is not running: the change applies at its next start")
-    elif not outcome.supported:
-        print("running relay: reload with SIGHUP or restart", end="")
-        print(f" ({outcome.error})" if outcome.error else "")
-        if restart:
-            print(f"restart needed for: {', '.join(restart)}")
     elif outcome.error:
         print(f"written, but the running relay did not apply it: {outcome.error}", file=sys.stderr)
         return 1

@@ -266,7 +266,6 @@ def changed_keys(old: Config, new: Config) -> list[str]:
 # -- telling a running relay ------------------------------------------------------------------
 
 RELOAD_TIMEOUT = 30.0
-METHOD_NOT_FOUND = -32601
 
 
 @dataclass(frozen=True)
@@ -274,7 +273,6 @@ class ReloadOutcome:
     """What the relay behind `<data_dir>/admin.sock` said to a reload request."""
 
     running: bool  # something answered on the admin socket
-    supported: bool = False  # it knows the "reload" method
     applied: bool = False
     restart_required: list[str] = field(default_factory=list)
     error: str | None = None
@@ -287,18 +285,15 @@ def reload_running_relay(data_dir: Path, *, timeout: float = RELOAD_TIMEOUT) -> 
     except admin_call.NotRunning:
         return ReloadOutcome(running=False)
     except admin_call.Refused as e:
-        if e.code == METHOD_NOT_FOUND:
-            return ReloadOutcome(running=True)
-        return ReloadOutcome(running=True, supported=True, error=str(e))
+        return ReloadOutcome(running=True, error=str(e))
     except OSError as e:
         return ReloadOutcome(running=True, error=f"cannot reach it: {e.strerror or e}")
     except ValueError as e:
         return ReloadOutcome(running=True, error=f"no usable answer: {e}")
     if not isinstance(result, dict):
-        return ReloadOutcome(running=True, supported=True, error="no usable answer")
+        return ReloadOutcome(running=True, error="no usable answer")
     return ReloadOutcome(
         running=True,
-        supported=True,
         applied=bool(result.get("applied")),
         restart_required=[str(k) for k in result.get("restart_required") or []],
         error=result.get("error"),
