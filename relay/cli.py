@@ -11,6 +11,7 @@ from pathlib import Path
 from relay import admin_call, config_edit
 from relay import config as config_mod
 from relay.config import Config, ConfigError
+from relay.core.admin.token import ensure_token
 from relay.durable import make_dirs, write_atomically
 from relay.outbound import dkim, queue_cli
 from relay.tls import TLSError, ensure_certificate
@@ -125,6 +126,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     make_dirs(data_dir)
     ensure_certificate(config)
     dkim.ensure_key(config)
+    ensure_token(config)
     write_atomically(path, config_mod.to_toml(config).encode(), mode=0o644)
     print(f"wrote {path}; data in {data_dir}")
     print(f"run: relay serve --config {path}")
@@ -261,7 +263,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_admin_token(args: argparse.Namespace) -> int:
     from relay.cli_text import admin_token_text
-    from relay.core.admin.token import ensure_token
 
     config = load_or_embedded(args.config)
     print(admin_token_text(config, ensure_token(config)), end="")

@@ -189,6 +189,8 @@ def test_init_writes_a_config_that_loads_back(tmp_path: Path) -> None:
     assert config.mail_domain == "chat.example.org"
     assert config.tls.mode == "acme"  # a public name gets a real certificate, as the anchor does
     assert config.cert_path.exists() and config.key_path.stat().st_mode & 0o077 == 0
+    token = data / "admin_token"  # the dashboard's login exists before the first start
+    assert token.stat().st_mode & 0o777 == 0o600 and len(token.read_text().strip()) == 64
     again = subprocess.run(
         [sys.executable, "-m", "relay", "init", "--domain", "x.org", "--data-dir", str(data)],
         capture_output=True,
