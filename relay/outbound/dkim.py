@@ -9,6 +9,7 @@ relay's IP-only mode.
 from __future__ import annotations
 
 import base64
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -44,17 +45,24 @@ def key_path(config: Any) -> Path:
 
 
 def ensure_key(config: Any) -> None:
-    """Create the signing key once (RSA 2048, PKCS#1 PEM, owner-only) unless in LAN mode."""
+    """Create the signing key once (RSA 2048, PKCS#1 PEM, owner-only) unless in LAN mode.
+
+    Callers in several threads (the queue worker at start, `relay dns` text for the admin API)
+    make one key between them: two would leave DNS naming a key that signs nothing."""
     path = key_path(config)
-    if config.is_lan or path.exists():
-        return
-    key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
-    write_atomically(path, pem)
+    with _making_key:
+        if config.is_lan or path.exists():
+            return
+        key = rsa.generate_private_key(public_exponent=65537, key_size=KEY_BITS)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+        write_atomically(path, pem)
+
+
+_making_key = threading.Lock()
 
 
 def record_value(config: Any) -> str:

@@ -14,7 +14,7 @@ def test_defaults_and_round_trip():
     assert config.turn.port == 3478 and config.turn.relay_port_range() == (49152, 65535)
     assert config.turn.secret == "" and config.turn.external == ""
     assert not config.turn.allow_loopback_peers and not config.turn.allow_private_peers
-    assert "[turn]\nport = 3478\n" in to_toml(config)
+    assert "[turn]\nenabled = true\nport = 3478\n" in to_toml(config)
 
 
 @pytest.mark.parametrize(

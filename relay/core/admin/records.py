@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import trio
+
 from relay.core.zone import dns_records
 from relay.outbound import dkim
 
@@ -12,7 +14,7 @@ if TYPE_CHECKING:
 
 
 async def dns(app: App, body: dict[str, Any]) -> dict[str, Any]:
-    zone = dns_records(app.config)
+    zone = await trio.to_thread.run_sync(dns_records, app.config)  # may make the DKIM key
     records = [line for line in zone.splitlines() if line and not line.startswith(";")]
     return {"domain": app.config.mail_domain, "zone": zone, "records": records}
 
@@ -31,4 +33,5 @@ async def dkim_key(app: App, body: dict[str, Any]) -> dict[str, Any]:
     }
     if config.is_lan:
         return answer
-    return answer | {"txt": dkim.record_value(config), "record": dkim.dkim_dns_record(config)}
+    record = await trio.to_thread.run_sync(dkim.dkim_dns_record, config)  # may make the key
+    return answer | {"txt": dkim.record_value(config), "record": record}
