@@ -22,6 +22,7 @@ from relay.log import Logger
 from relay.net import Admission
 from relay.onboarding import IssuedAddresses
 from relay.ratelimit import GCRA, AuthThrottle, ByteBudget, ReloadableGCRA
+from relay.shadowsocks.service import Shadowsocks
 from relay.tls import TLSManager
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class App:
     on_queued: Callable[[], None] = field(default=lambda: None)
     push: Notifier | None = None  # the push notifier while it runs (relay.core.push)
     iroh: IrohHub = field(default_factory=IrohHub)  # the built-in iroh relay's clients
+    shadowsocks: Shadowsocks = field(default_factory=Shadowsocks)  # salts seen, counters
     _body_budget: ByteBudget = field(default_factory=lambda: ByteBudget(0))
     _send_rate: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_send_rate))
     _new_accounts: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_new_account_rate))

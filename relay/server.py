@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import trio
 
@@ -30,9 +31,11 @@ from relay.durable import make_dirs
 from relay.imap import session as imap
 from relay.iroh.where import plain_listener_wanted as iroh_listener_wanted
 from relay.log import Logger
+from relay.net import Peer
 from relay.onboarding import dclogin_url, new_credentials
 from relay.outbound import run_outbound
 from relay.services import Service, ServiceRegistry
+from relay.shadowsocks import service as shadowsocks
 from relay.smtp import session as smtp
 from relay.store import open_store
 from relay.tls import TLSError, TLSManager
@@ -63,6 +66,18 @@ async def run_turn(
     await serve_turn(app.config, app.log, task_status=task_status)
 
 
+async def handle_shadowsocks(stream: trio.abc.Stream, peer: Peer, app: App, service: str) -> None:
+    """A connection to the Shadowsocks port; what it asks for is served by that service here."""
+    registry = app.services
+    assert registry is not None
+
+    async def forward(name: str, proxied: trio.abc.Stream) -> None:
+        await registry.serve(name, proxied, peer, admitted=True)  # counted as this connection
+
+    config = app.config
+    await shadowsocks.handle(stream, peer, config, registry.ports, app.shadowsocks, forward, app.log)
+
+
 SERVICES = [
     Service("smtp", "tcp", "starttls", smtp.handle, smtp.TOO_MANY_CONNECTIONS),
     Service("submissions", "tcp", "implicit", smtp.handle, smtp.TOO_MANY_CONNECTIONS),
@@ -77,6 +92,8 @@ SERVICES = [
     Service("acme", "task", run=run_certificate_keeper),
     Service("turn", "task", run=run_turn),
     Service("iroh", "tcp", "none", web.handle, web.TOO_MANY_CONNECTIONS),
+    # Beyond the per-IP cap it closes without a word, as it does for anything it refuses.
+    Service("shadowsocks", "tcp", "none", handle_shadowsocks),
 ]
 
 
@@ -101,6 +118,8 @@ def enabled_services(config: Config) -> dict[str, int | None]:
         wanted["turn"] = None
     if iroh_listener_wanted(config):
         wanted["iroh"] = config.iroh.port
+    if config.shadowsocks.port:  # last: what it forwards to is running by then
+        wanted["shadowsocks"] = config.shadowsocks.port
     return wanted
 
 
@@ -198,9 +217,14 @@ def reload(app: App) -> bool:
         return False
     fixed = {"listen": new.listen, "data_dir": new.data_dir, "mail_domain": new.mail_domain}
     changed = [key for key, value in fixed.items() if value != getattr(app.config, key)]
+    keep: dict[str, Any] = {key: getattr(app.config, key) for key in fixed}
+    # A new Shadowsocks password or cipher holds for the next connections; its port does not.
+    old_ss = app.config.shadowsocks
+    if new.shadowsocks.port != old_ss.port:
+        changed.append("shadowsocks.port")
+        keep["shadowsocks"] = dataclasses.replace(new.shadowsocks, port=old_ss.port)
     if changed:
         app.log.warning("reload-needs-restart", keys=",".join(changed))
-    keep = {key: getattr(app.config, key) for key in fixed}
     app.config = dataclasses.replace(new, **keep)
     app.store.config = app.config
     app.log.no_log = app.config.privacy.no_log
