@@ -5,7 +5,7 @@ Requests are one JSON object per line, `{"id": 1, "method": "status", "params": 
 the same id and either "result" or "error". After `subscribe`, the connection also receives
 notifications `{"method": "event", "params": {"type": "account_created", ...}}`.
 
-Methods: status, new_onboarding, subscribe, factory_reset, identity_export, identity_import.
+Methods: status, new_onboarding (with the ss:// link when Shadowsocks is on), subscribe, factory_reset, identity_export, identity_import.
 
 Factory reset survives a power cut at any moment: `factory_reset` only writes a flag file (durably)
 and asks for a restart; `apply_pending_factory_reset`, called at start before the store opens,
@@ -31,6 +31,7 @@ from relay.config import Config
 from relay.durable import fsync_directory, write_atomically
 from relay.events import EventHub
 from relay.outbound.queue_ops import QueueCommandError, admin_queue
+from relay.shadowsocks.link import proxy_url
 from relay.store.clock import clock_confirmed
 from relay.turn.service import RUNNING as TURN_RUNNING
 
@@ -132,19 +133,27 @@ class AdminService:
             "push": push_status(self.app),
             "turn": turn_status(self.app),
             "iroh": self.app.iroh.status(),
+            "shadowsocks": self.app.shadowsocks.status(self._port("shadowsocks")),
             "ports": config.listen.services(),
         }
 
+    def _port(self, service: str) -> int | None:
+        registry = self.app.services
+        return registry.ports.get(service) if registry is not None else None
+
     def new_onboarding(self) -> dict[str, Any]:
+        """The link a new user scans, and the `ss://` link (or None) for blocked networks."""
         config = self.app.config
+        proxy = proxy_url(config)  # the port is open whenever configured (else no relay runs)
         if not config.is_lan:
             # Domain mode: one static link; the client asks /new for its credentials.
-            return {"mode": "dcaccount", "url": onboarding.dcaccount_url(config), "addr": None}
+            url = onboarding.dcaccount_url(config)
+            return {"mode": "dcaccount", "url": url, "addr": None, "proxy_url": proxy}
         addr, password = onboarding.new_credentials(config)
         self.pending.append(addr)
         del self.pending[:-PENDING_ONBOARDINGS]
         url = onboarding.dclogin_url(config, addr, password)
-        return {"mode": "dclogin", "url": url, "addr": addr}
+        return {"mode": "dclogin", "url": url, "addr": addr, "proxy_url": proxy}
 
     def factory_reset(self) -> dict[str, Any]:
         schedule_factory_reset(self.app.config)
