@@ -130,18 +130,18 @@ async def _recorder(target: int, recorded: bytearray, task_status=trio.TASK_STAT
     listeners = await trio.open_tcp_listeners(0, host=HOST)
 
     async def on_connection(client: trio.SocketStream) -> None:
-        async with client, await trio.open_tcp_stream(HOST, target) as upstream:
-            async with trio.open_nursery() as nursery:
+        upstream = await trio.open_tcp_stream(HOST, target)
+        async with client, upstream, trio.open_nursery() as nursery:
 
-                async def pump(source: trio.abc.Stream, sink: trio.abc.Stream, keep: bool) -> None:
-                    while data := await source.receive_some(65536):
-                        if keep:
-                            recorded.extend(data)
-                        await sink.send_all(data)
-                    nursery.cancel_scope.cancel()  # one side closed: close both
+            async def pump(source: trio.abc.Stream, sink: trio.abc.Stream, keep: bool) -> None:
+                while data := await source.receive_some(65536):
+                    if keep:
+                        recorded.extend(data)
+                    await sink.send_all(data)
+                nursery.cancel_scope.cancel()  # one side closed: close both
 
-                nursery.start_soon(pump, client, upstream, True)
-                nursery.start_soon(pump, upstream, client, False)
+            nursery.start_soon(pump, client, upstream, True)
+            nursery.start_soon(pump, upstream, client, False)
 
     task_status.started(listeners[0].socket.getsockname()[1])
     await trio.serve_listeners(on_connection, listeners)
