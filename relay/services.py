@@ -8,6 +8,10 @@ mode and its code:
 - "task": `run(app, task_status)` is the whole service (the admin socket, the queue worker, the
   ACME keeper); it calls `task_status.started()` when it is ready.
 
+`serve(name, stream, peer)` is the one way a connection is served: the tcp listeners call it
+for their own connections, and the Shadowsocks service for the decrypted stream of a proxied
+one (with its client's `peer`, already counted by admission).
+
 Each running service has its own cancel scope inside the registry's nursery, so `stop(name)`
 ends that service (its listeners and its connections) and nothing else. Connection handlers run
 in the service's own nursery: a connection that crashes is logged with its traceback and never
