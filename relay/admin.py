@@ -31,7 +31,7 @@ from relay.config import Config
 from relay.durable import fsync_directory, write_atomically
 from relay.events import EventHub
 from relay.outbound.queue_ops import QueueCommandError, admin_queue
-from relay.shadowsocks.link import proxy_url
+from relay.shadowsocks.link import PASSWORD_FILE, proxy_url
 from relay.store.clock import clock_confirmed
 from relay.turn.service import RUNNING as TURN_RUNNING
 
@@ -190,6 +190,8 @@ class AdminService:
 
 
 IDENTITY_DIRS = ("tls", "dkim", "acme")
+# Generated secrets that users hold: the ss:// link in their apps must still work after a restore.
+IDENTITY_FILES = (PASSWORD_FILE,)
 
 
 def _identity_files(config: Config) -> list[tuple[str, Path]]:
@@ -202,6 +204,9 @@ def _identity_files(config: Config) -> list[tuple[str, Path]]:
             for path in sorted(base.rglob("*")):
                 if path.is_file():
                     found.append((f"{name}/{path.relative_to(base).as_posix()}", path))
+    for name in IDENTITY_FILES:
+        if (config.data_dir / name).is_file():
+            found.append((name, config.data_dir / name))
     return found
 
 
@@ -212,6 +217,8 @@ def _identity_targets(config: Config, files: dict[str, Any]) -> list[tuple[str, 
         parts = Path(rel).parts
         if rel == "config/relay.toml" and config.source is not None:
             targets.append((rel, Path(config.source)))
+        elif rel in IDENTITY_FILES:
+            targets.append((rel, config.data_dir / rel))
         elif len(parts) >= 2 and parts[0] in IDENTITY_DIRS and ".." not in parts:
             if Path(rel).is_absolute():
                 raise RpcError(-32602, f"refusing path {rel!r}")

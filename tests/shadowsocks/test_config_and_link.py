@@ -1,17 +1,19 @@
 """The [shadowsocks] section and the ss:// link users scan: defaults, bad values refused with
 the key named, the password generated once into the data dir, and a link that a standard
-SIP002 parser reads back as this relay's method, password, host and port."""
+SIP002 parser reads back as this relay's method, password, host and port; an identity backup
+keeps the password, so the link in users' apps works on the restored box."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import stat
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-from relay.config import SHADOWSOCKS_CIPHERS, ConfigError, from_dict, to_toml
+from relay.config import SHADOWSOCKS_CIPHERS, ConfigError, Shadowsocks, from_dict, to_toml
 from relay.shadowsocks import link
 from relay.shadowsocks.aead import CIPHERS
 
@@ -84,3 +86,20 @@ def test_an_empty_password_is_generated_once_into_the_data_dir(tmp_path: Path) -
 def test_lan_mode_links_name_the_ip(tmp_path: Path) -> None:
     config = from_dict({**base(tmp_path, port=8388), "mail_domain": "192.168.1.20"})
     assert parse_sip002(link.proxy_url(config) or "")[2:4] == ("192.168.1.20", 8388)
+
+
+async def test_an_identity_backup_keeps_the_link_users_have(tmp_path: Path) -> None:
+    from relay import admin
+    from tests.hwctl.fakes import running_app
+
+    ss = Shadowsocks(port=8388)
+    async with running_app(tmp_path / "old") as old:
+        old.config = dataclasses.replace(old.config, shadowsocks=ss)
+        url = link.proxy_url(old.config)  # generates the password
+        identity = await admin.AdminService(old).identity_export()
+    assert link.PASSWORD_FILE in identity["files"]
+    async with running_app(tmp_path / "new") as new:
+        new.config = dataclasses.replace(new.config, shadowsocks=ss)
+        await admin.AdminService(new).identity_import(identity)
+        assert link.proxy_url(new.config) == url
+    assert stat.S_IMODE((new.config.data_dir / link.PASSWORD_FILE).stat().st_mode) == 0o600
