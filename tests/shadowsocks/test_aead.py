@@ -147,3 +147,27 @@ def test_the_salt_filter_is_bounded_and_keeps_the_newest() -> None:
         assert len(salts) <= 200
     assert all(i.to_bytes(32, "big") in salts for i in range(900, 1000))
     assert (0).to_bytes(32, "big") not in salts
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(NAMES), pieces=st.lists(st.binary(max_size=300), max_size=8))
+def test_hostile_bytes_only_ever_fail_as_decrypt_errors(name: str, pieces: list[bytes]) -> None:
+    cipher = CIPHERS[name]
+    decoder = Decoder(cipher, master_key("pw", cipher.key_size))
+    try:
+        for piece in pieces:
+            assert decoder.decode(piece) == b""  # nothing forged authenticates
+    except DecryptError:
+        pass
+
+
+@settings(max_examples=500, deadline=None)
+@given(data=st.binary(max_size=300))
+def test_any_first_payload_parses_or_fails_as_an_address_error(data: bytes) -> None:
+    try:
+        parsed = parse_address(data)
+    except AddressError:
+        return
+    if parsed is not None:
+        host, port, used = parsed
+        assert 0 <= port < 65536 and used <= len(data) and host
