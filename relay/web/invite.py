@@ -107,7 +107,7 @@ def render(
         parts += [
             "<h2>Mail ports blocked?</h2>",
             f'<p class="note">{escape(PROXY_HELP)}</p>',
-            f'<div class="qr" aria-label="proxy QR code">{proxy_svg}</div>',
+            f'<a class="qr" href="{escape(proxy)}" aria-label="proxy QR code">{proxy_svg}</a>',
             f'<p class="link">{escape(proxy)}</p>',
         ]
     parts += [
