@@ -103,7 +103,12 @@ async def handle(
 ) -> None:
     """One connection to the Shadowsocks port, until its proxied session ends."""
     cipher = CIPHERS[config.shadowsocks.cipher]
-    master = master_key(link.password(config), cipher.key_size)
+    try:
+        password = link.password(config)
+    except OSError as e:  # the registry would take it for the client going away: say it
+        log.error("shadowsocks-password-unreadable", error=str(e))
+        return
+    master = master_key(password, cipher.key_size)
     deadline = trio.current_time() + config.shadowsocks.probe_timeout
     decoder = Decoder(cipher, master)
     plaintext = b""
