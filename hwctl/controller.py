@@ -19,7 +19,7 @@ from hwctl.admin_client import AdminClient, AdminError, connect
 from hwctl.display import Display
 from hwctl.leds import Leds
 
-INFO_SECONDS = 30.0  # how long the info page stays before the invite comes back
+INFO_SECONDS = 30.0  # how long the info (or proxy) page stays before the invite comes back
 STATUS_EVERY = 60.0  # health poll for the LEDs and the status line
 RECONNECT_MAX = 10.0
 UNREACHABLE_AFTER = 30.0  # only then tell it on the panel: a restart should not cost a refresh
@@ -31,7 +31,8 @@ class State:
     status: dict[str, Any] = field(default_factory=dict)
     invite_url: str | None = None
     invite_addr: str | None = None
-    screen: str = "none"  # invite | info | countdown | message
+    proxy_url: str | None = None  # the relay's ss:// link while its Shadowsocks port is on
+    screen: str = "none"  # invite | info | proxy | countdown | message
     resetting: bool = False
 
 
@@ -134,6 +135,7 @@ class Controller:
         invite = await self.client.call("new_onboarding")
         self.state.invite_url = invite["url"]
         self.state.invite_addr = invite.get("addr")
+        self.state.proxy_url = invite.get("proxy_url")
         if self.state.screen in ("invite", "none", "message"):
             await self._show_invite()
 
@@ -171,15 +173,25 @@ class Controller:
         ]
         if not status:
             rows[-1] = ("Health", "relay not reachable")
-        self.state.screen = "info"
-        self.info_scope.cancel()  # a second press restarts the 30 s
-        self.info_scope = trio.CancelScope()
-        self.nursery.start_soon(self._back_to_invite, self.info_scope)
+        self._for_a_while("info")
         title = status.get("name", "chatmail relay")
         # A button press is the one moment a full refresh is always allowed.
         await self.display.show(
             screens.render_info(self.display.size, rows, title), "info", forced=True
         )
+
+    async def _show_proxy(self, url: str) -> None:
+        self._for_a_while("proxy")
+        address = self.state.status.get("domain", "")
+        image = screens.render_proxy(self.display.size, url, address)
+        await self.display.show(image, "proxy", forced=True)
+
+    def _for_a_while(self, screen: str) -> None:
+        """Show `screen` for INFO_SECONDS, then the invite (a new press restarts the time)."""
+        self.state.screen = screen
+        self.info_scope.cancel()
+        self.info_scope = trio.CancelScope()
+        self.nursery.start_soon(self._back_to_invite, self.info_scope)
 
     async def _show_message(self, title: str, lines: list[str]) -> None:
         self.state.screen = "message"
@@ -198,7 +210,7 @@ class Controller:
     async def _back_to_invite(self, scope: trio.CancelScope) -> None:
         with scope:
             await trio.sleep(INFO_SECONDS)
-            if self.state.screen == "info":
+            if self.state.screen in ("info", "proxy"):
                 await self._show_invite()
 
     # -- button ----------------------------------------------------------------------------------
@@ -208,7 +220,11 @@ class Controller:
             if self.state.resetting:
                 continue
             if isinstance(event, button.ShortPress):
-                await self._show_info()
+                # A press on the info page shows the ss:// link, where there is one.
+                if self.state.screen == "info" and self.state.proxy_url:
+                    await self._show_proxy(self.state.proxy_url)
+                else:
+                    await self._show_info()
             elif isinstance(event, button.Countdown):
                 await self.leds.show("reset_countdown")
                 self.state.screen = "countdown"

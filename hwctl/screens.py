@@ -116,6 +116,25 @@ def render_invite(size: tuple[int, int], content: InviteContent) -> Image.Image:
     return image
 
 
+def render_proxy(size: tuple[int, int], payload: str, address: str) -> Image.Image:
+    """The relay's ss:// link (a second short press, when Shadowsocks is on): QR on the left,
+    where to scan it in Delta Chat on the right."""
+    image = Image.new("1", size, WHITE)
+    w, h = size
+    box = min(h, w - TEXT_MIN_WIDTH)
+    draw_qr(image, payload, box, origin=(0, (h - box) // 2))
+    lines = [
+        ("Mail ports blocked?", 13),
+        (address, 11),
+        ("", 10),
+        ("In Delta Chat:", 11),
+        ("Settings > Advanced", 11),
+        ("> Proxy, scan this", 11),
+    ]
+    _text_column(image, box + 2, lines)
+    return image
+
+
 def render_info(size: tuple[int, int], rows: list[tuple[str, str]], title: str) -> Image.Image:
     """The page a short button press shows: a title and label/value rows."""
     image = Image.new("1", size, WHITE)

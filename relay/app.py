@@ -24,6 +24,7 @@ from relay.metrics import Metrics
 from relay.net import Admission
 from relay.onboarding import IssuedAddresses
 from relay.ratelimit import GCRA, AuthThrottle, ByteBudget, ReloadableGCRA
+from relay.shadowsocks.service import Shadowsocks
 from relay.tls import TLSManager
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class App:
     # Re-read the config file and apply it (services started and stopped); relay.server installs
     # it. Answers {"applied", "restart_required", "error"}.
     reload: Callable[[], Awaitable[dict[str, Any]]] = field(default=lambda: _no_reload())
+    shadowsocks: Shadowsocks = field(default_factory=Shadowsocks)  # salts seen, counters
     _body_budget: ByteBudget = field(default_factory=lambda: ByteBudget(0))
     _send_rate: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_send_rate))
     _new_accounts: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_new_account_rate))

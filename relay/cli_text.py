@@ -7,12 +7,29 @@ from typing import Any
 
 from relay.config import Config
 from relay.onboarding import dcaccount_url, dclogin_url, new_credentials
+from relay.shadowsocks.link import proxy_url
 from relay.web import qr
 from relay.web.onboard import needs_dclogin
 
 
 def invite_text(config: Config) -> str:
-    """The onboarding link with a terminal QR, for `relay invite`."""
+    """The onboarding link with a terminal QR, for `relay invite`; then the ss:// link on a
+    line of its own when the Shadowsocks port is on."""
+    return _account_invite(config) + _proxy_invite(config)
+
+
+def _proxy_invite(config: Config) -> str:
+    link = proxy_url(config)
+    if link is None:
+        return ""
+    intro = (
+        "Where mail ports are blocked: in Delta Chat, Settings > Advanced > Proxy, scan or "
+        "paste this Shadowsocks link (the same for everyone):"
+    )
+    return f"\n{intro}\n\n{qr.terminal(link)}\n{link}\n"
+
+
+def _account_invite(config: Config) -> str:
     accounts = config.accounts
     if not (accounts.registration_open and accounts.jit):
         return f"Registration on {config.mail_domain} is closed (accounts.registration_open).\n"

@@ -19,6 +19,7 @@ SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 HOSTNAME_LABEL_RE = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")  # used with fullmatch
 TLS_MODES = ("self-signed", "files", "acme")
 SIZE_KEY_SUFFIXES = ("_size", "_space", "_bytes_in_flight")  # these may be given as "500M"
+SHADOWSOCKS_CIPHERS = ("chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm")
 
 
 class ConfigError(Exception):
@@ -161,6 +162,18 @@ class Iroh:
 
 
 @dataclass(frozen=True)
+class Shadowsocks:
+    """A Shadowsocks (AEAD) port into the relay's own services only (relay/shadowsocks,
+    docs/shadowsocks.md), for networks that block the mail ports."""
+
+    enabled: bool = True  # the admin switch; the port must be set too
+    port: int = 0  # TCP; 0 = off (443 or 8388 are good choices)
+    password: str = ""  # "" = generated once into the data dir (shadowsocks-password, 0600)
+    cipher: str = "chacha20-ietf-poly1305"  # or aes-256-gcm, aes-128-gcm
+    probe_timeout: int = 60  # seconds a connection that fails or stays silent is held, mute
+
+
+@dataclass(frozen=True)
 class Config:
     mail_domain: str
     data_dir: Path
@@ -175,6 +188,7 @@ class Config:
     push: Push = field(default_factory=Push)
     turn: Turn = field(default_factory=Turn)
     iroh: Iroh = field(default_factory=Iroh)
+    shadowsocks: Shadowsocks = field(default_factory=Shadowsocks)
     source: Path | None = None  # the file this was read from, for reloads
 
     @property
@@ -395,6 +409,7 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError("federation.queue_lifetime: must be at least federation.retry_initial")
     _check_turn(config.turn)
     _check_iroh(config.iroh)
+    _check_shadowsocks(config)
     ret = config.retention
     for name in ("delete_mails_after", "delete_large_after", "delete_inactive_users_after"):
         if getattr(ret, name) < 1:
@@ -413,6 +428,26 @@ def _check_iroh(iroh: Iroh) -> None:
             raise ConfigError(f"iroh.{name}: must be at least 1")
     if iroh.idle_timeout < 20:
         raise ConfigError("iroh.idle_timeout: must be at least 20 seconds (pings come every 15)")
+
+
+def _check_shadowsocks(config: Config) -> None:
+    ss = config.shadowsocks
+    if not 0 <= ss.port < 65536:
+        raise ConfigError(f"shadowsocks.port: must be 0 (off) or 1..65535, got {ss.port}")
+    if ss.port:
+        taken = {port: f"listen.{name}" for name, port in config.listen.services().items()}
+        if config.iroh.enabled and config.iroh.port:
+            taken.setdefault(config.iroh.port, "iroh.port")
+        if ss.port in taken:
+            raise ConfigError(f"shadowsocks.port: port {ss.port} is already used by {taken[ss.port]}")
+    if ss.cipher not in SHADOWSOCKS_CIPHERS:
+        raise ConfigError(
+            f"shadowsocks.cipher: must be one of {', '.join(SHADOWSOCKS_CIPHERS)}, got {ss.cipher!r}"
+        )
+    if any(c in ss.password for c in "\r\n"):
+        raise ConfigError("shadowsocks.password: must be one line")
+    if ss.probe_timeout < 1:
+        raise ConfigError("shadowsocks.probe_timeout: must be at least 1 second")
 
 
 def _check_turn(turn: Turn) -> None:

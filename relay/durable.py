@@ -8,7 +8,11 @@ directory made minutes ago. A leaf module with no relay imports, so the store ma
 from __future__ import annotations
 
 import os
+import secrets
+import threading
 from pathlib import Path
+
+_secret_lock = threading.Lock()
 
 
 def write_atomically(
@@ -58,3 +62,21 @@ def make_dirs(path: Path, *, mode: int = 0o700) -> None:
 def created(path: Path) -> None:
     """Make the name of a file just created durable (fsync of its directory)."""
     fsync_directory(path.parent)
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The secret kept in `path`, made (random, URL-safe) and written durably at the first use.
+
+    For secrets the relay generates itself when the config leaves them empty (the TURN secret,
+    the Shadowsocks password): made once, mode 0600, so what was handed out stays valid across
+    restarts, and gone with the data dir at a factory reset.
+    """
+    with _secret_lock:
+        try:
+            secret = path.read_bytes().strip()
+        except FileNotFoundError:
+            secret = b""
+        if not secret:
+            secret = secrets.token_urlsafe(32).encode()
+            write_atomically(path, secret + b"\n", mode=0o600)
+        return secret

@@ -12,7 +12,7 @@ import argparse
 import ctypes
 import ctypes.util
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from functools import partial
@@ -33,9 +33,11 @@ from relay.durable import make_dirs
 from relay.imap import session as imap
 from relay.iroh.where import plain_listener_wanted as iroh_listener_wanted
 from relay.log import Logger
+from relay.net import Peer
 from relay.onboarding import dclogin_url, new_credentials
 from relay.outbound import run_outbound
 from relay.services import Service, ServiceRegistry
+from relay.shadowsocks import service as shadowsocks
 from relay.smtp import session as smtp
 from relay.store import open_store
 from relay.tls import TLSError, TLSManager
@@ -66,6 +68,20 @@ async def run_turn(
     await serve_turn(app.config, app.log, task_status=task_status)
 
 
+async def handle_shadowsocks(stream: trio.abc.Stream, peer: Peer, app: App, service: str) -> None:
+    """A connection to the Shadowsocks port; what it asks for is served by that service here."""
+    registry = app.services
+    assert registry is not None
+
+    async def forward(name: str, proxied: trio.abc.Stream) -> None:
+        await registry.serve(name, proxied, peer, admitted=True)  # counted as this connection
+
+    config = app.config
+    await shadowsocks.handle(
+        stream, peer, config, registry.ports, app.shadowsocks, forward, app.log
+    )
+
+
 SERVICES = [
     Service("smtp", "tcp", "starttls", smtp.handle, smtp.TOO_MANY_CONNECTIONS),
     Service("submissions", "tcp", "implicit", smtp.handle, smtp.TOO_MANY_CONNECTIONS),
@@ -80,6 +96,8 @@ SERVICES = [
     Service("acme", "task", run=run_certificate_keeper),
     Service("turn", "task", run=run_turn),
     Service("iroh", "tcp", "none", web.handle, web.TOO_MANY_CONNECTIONS),
+    # Beyond the per-IP cap it closes without a word, as it does for anything it refuses.
+    Service("shadowsocks", "tcp", "none", handle_shadowsocks),
 ]
 
 
@@ -104,6 +122,8 @@ def enabled_services(config: Config) -> dict[str, int | None]:
         wanted["turn"] = None
     if iroh_listener_wanted(config):
         wanted["iroh"] = config.iroh.port
+    if config.shadowsocks.enabled and config.shadowsocks.port:  # last: its targets run by then
+        wanted["shadowsocks"] = config.shadowsocks.port
     return wanted
 
 
@@ -192,9 +212,16 @@ def return_big_buffers_to_the_os() -> None:
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
 
 
-# Services started and stopped by a reload as the config asks, each restarted when the config
-# section it runs on changed. The listeners of [listen] and the admin socket stay as they are.
-LIVE_SERVICES = {"push": "push", "acme": "tls", "turn": "turn", "iroh": "iroh"}
+# Services started and stopped by a reload as the config asks, each restarted when what it was
+# started with changed. The listeners of [listen] and the admin socket stay as they are; a new
+# Shadowsocks password or cipher holds for the next connections without a restart.
+LIVE_SERVICES: dict[str, Callable[[Config, Config], bool]] = {
+    "push": lambda old, new: old.push != new.push,
+    "acme": lambda old, new: old.tls != new.tls,
+    "turn": lambda old, new: old.turn != new.turn,
+    "iroh": lambda old, new: old.iroh != new.iroh,
+    "shadowsocks": lambda old, new: old.shadowsocks.port != new.shadowsocks.port,
+}
 
 
 async def reload(app: App) -> dict[str, Any]:
@@ -227,8 +254,8 @@ async def _match_services(app: App, old: Config) -> str | None:
         return None
     wanted = enabled_services(app.config)
     error = None
-    for name, section in LIVE_SERVICES.items():
-        changed = getattr(app.config, section) != getattr(old, section)
+    for name, changed_for in LIVE_SERVICES.items():
+        changed = changed_for(old, app.config)
         if name in registry.running and (name not in wanted or changed):
             await registry.stop(name)
         if name in wanted and name not in registry.running:

@@ -8,6 +8,10 @@ mode and its code:
 - "task": `run(app, task_status)` is the whole service (the admin socket, the queue worker, the
   ACME keeper); it calls `task_status.started()` when it is ready.
 
+`serve(name, stream, peer)` is the one way a connection is served: the tcp listeners call it
+for their own connections, and the Shadowsocks service for the decrypted stream of a proxied
+one (with its client's `peer`, already counted by admission).
+
 Each running service has its own cancel scope inside the registry's nursery, so `stop(name)`
 ends that service (its listeners and its connections) and nothing else. Connection handlers run
 in the service's own nursery: a connection that crashes is logged with its traceback and never
@@ -17,6 +21,7 @@ takes the service or the relay down.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -127,30 +132,50 @@ class ServiceRegistry:
         await trio.serve_listeners(on_connection, listeners)
 
     async def _connection(self, service: Service, tcp: trio.SocketStream) -> None:
-        app = self.app
-        stream: trio.abc.Stream = tcp
-        assert service.handler is not None
         try:
             ip, peer_port = tcp.socket.getpeername()[:2]
-            peer = Peer(ip=ip, port=peer_port)
-            with app.admission.connection(peer, app.config.limits.max_connections_per_ip) as ok:
+        except OSError:  # gone before we looked
+            await trio.aclose_forcefully(tcp)
+            return
+        await self.serve(service.name, tcp, Peer(ip=ip, port=peer_port))
+
+    async def serve(
+        self, name: str, stream: trio.abc.Stream, peer: Peer, *, admitted: bool = False
+    ) -> None:
+        """Serve one connection of service `name` on `stream`, and close it.
+
+        The one way a connection is served, whether it came to the service's own port or
+        through the Shadowsocks port (which passes its decrypted stream and its client's
+        `peer`): admission against the per-IP cap (`admitted`: the caller's own connection
+        already counts), the implicit TLS handshake, the handler, crash logging.
+        """
+        app = self.app
+        service = self.services[name]
+        assert service.handler is not None
+        admission: AbstractContextManager[bool] = (
+            nullcontext(True)
+            if admitted
+            else app.admission.connection(peer, app.config.limits.max_connections_per_ip)
+        )
+        try:
+            with admission as ok:
                 if service.tls == "implicit":
-                    tls = await tls_handshake(tcp, app.tls.context)
+                    tls = await tls_handshake(stream, app.tls.context)
                     if tls is None:
                         return
                     stream = tls
                 if not ok:
                     app.log.warning(
-                        "too-many-connections", service=service.name, ip=app.log.redact(ip)
+                        "too-many-connections", service=service.name, ip=app.log.redact(peer.ip)
                     )
                     with trio.move_on_after(BUSY_TIMEOUT):
                         await stream.send_all(service.busy)
                     return
-                app.metrics.opened(service.name, ip)
+                app.metrics.opened(service.name, peer.ip)
                 try:
                     await service.handler(stream, peer, app, service.name)
                 finally:
-                    app.metrics.closed(service.name, ip)
+                    app.metrics.closed(service.name, peer.ip)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # the peer went away; nothing to report
         except Exception as e:  # one connection must never take the relay down

@@ -11,16 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
-import threading
 from pathlib import Path
 
-from relay.durable import write_atomically
+from relay.durable import load_or_create_secret as _load_or_create
 
 VALIDITY = 5 * 24 * 3600  # the client re-reads METADATA 12 h before the expiry
 SECRET_FILE = "turn-secret"
-
-_lock = threading.Lock()
 
 
 def load_or_create_secret(data_dir: Path, configured: str = "") -> bytes:
@@ -31,16 +27,7 @@ def load_or_create_secret(data_dir: Path, configured: str = "") -> bytes:
     """
     if configured:
         return configured.encode()
-    path = Path(data_dir) / SECRET_FILE
-    with _lock:
-        try:
-            secret = path.read_bytes().strip()
-        except FileNotFoundError:
-            secret = b""
-        if not secret:
-            secret = secrets.token_urlsafe(32).encode()
-            write_atomically(path, secret + b"\n", mode=0o600)
-        return secret
+    return _load_or_create(Path(data_dir) / SECRET_FILE)
 
 
 def password_for(secret: bytes, username: str) -> str:

@@ -3,6 +3,8 @@
 One static HTML document: no scripts, no external resources, readable on a phone. In domain
 mode the QR is the relay's DCACCOUNT link (the client asks /new itself); where clients cannot
 check our certificate (LAN mode, self-signed) each visit shows a fresh dclogin link instead.
+When the Shadowsocks port is on, a second QR holds its `ss://` link for people whose network
+blocks the mail ports (the same link for everyone, shown even while registration is closed).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import trio
 
 from relay.config import Config
 from relay.onboarding import dcaccount_url, dclogin_url
+from relay.shadowsocks.link import proxy_url
 from relay.web import qr
 from relay.web.onboard import fresh_credentials, needs_dclogin, rate_limited, registration_refusal
 from relay.web.types import Request, Response
@@ -32,7 +35,13 @@ h1 { font-size: 1.4rem; overflow-wrap: anywhere; margin-bottom: .2rem; }
 .link { font-family: monospace; font-size: .8rem; overflow-wrap: anywhere; color: #555; }
 .note { font-size: .9rem; color: #444; }
 .trust { font-size: .9rem; border-left: .25rem solid #c80; padding-left: .6rem; }
+h2 { font-size: 1.1rem; margin-top: 2rem; }
 """
+PROXY_HELP = (
+    "If mail ports are blocked where you are: in Delta Chat, Settings → Advanced → Proxy, "
+    "scan this. Delta Chat then reaches this relay through a Shadowsocks proxy; your messages "
+    "stay end-to-end encrypted either way."
+)
 
 
 def retention_line(config: Config) -> str:
@@ -62,7 +71,15 @@ def trust_note(config: Config) -> str:
     )
 
 
-def render(config: Config, *, link: str | None, qr_svg: str = "", problem: str = "") -> str:
+def render(
+    config: Config,
+    *,
+    link: str | None,
+    qr_svg: str = "",
+    problem: str = "",
+    proxy: str | None = None,
+    proxy_svg: str = "",
+) -> str:
     name = escape(config.mail_domain)
     parts = [
         "<!doctype html>",
@@ -86,6 +103,13 @@ def render(config: Config, *, link: str | None, qr_svg: str = "", problem: str =
         ]
         if needs_dclogin(config):
             parts.append(f'<p class="trust">{escape(trust_note(config))}</p>')
+    if proxy:
+        parts += [
+            "<h2>Mail ports blocked?</h2>",
+            f'<p class="note">{escape(PROXY_HELP)}</p>',
+            f'<a class="qr" href="{escape(proxy)}" aria-label="proxy QR code">{proxy_svg}</a>',
+            f'<p class="link">{escape(proxy)}</p>',
+        ]
     parts += [
         f'<p class="note">{escape(retention_line(config))}</p>',
         f'<p class="note">{privacy_line(config)}</p>',
@@ -99,7 +123,12 @@ async def page(request: Request, app: App) -> Response:
     link, problem = await onboarding_link(request, app)
     # Drawing the QR is CPU work: keep it off the event loop that serves everyone else.
     qr_svg = await trio.to_thread.run_sync(qr.svg, link) if link else ""
-    body = render(config, link=link, qr_svg=qr_svg, problem=problem).encode()
+    proxy = proxy_url(config)
+    proxy_svg = await trio.to_thread.run_sync(qr.svg, proxy) if proxy else ""
+    page_html = render(
+        config, link=link, qr_svg=qr_svg, problem=problem, proxy=proxy, proxy_svg=proxy_svg
+    )
+    body = page_html.encode()
     # A dclogin page holds a password: never cache it.
     cache = "no-store" if needs_dclogin(config) else "max-age=300"
     return Response(200, body, "text/html; charset=utf-8", [("Cache-Control", cache)])

@@ -74,6 +74,7 @@ async def test_domain_mode_hands_out_the_dcaccount_link(tmp_path: Path) -> None:
             "mode": "dcaccount",
             "url": f"DCACCOUNT:https://chat.example.org:{app.config.listen.https}/new",
             "addr": None,
+            "proxy_url": None,  # Shadowsocks is off
         }
 
 

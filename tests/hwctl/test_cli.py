@@ -36,13 +36,21 @@ def test_press_without_a_running_simulator_says_so(tmp_path) -> None:
 def test_screenshots_render_decodable_invites(tmp_path) -> None:
     assert cli.main(["screenshots", str(tmp_path)]) == 0
     names = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert names == ["info.png", "invite-lan.png", "invite.png", "reset-countdown.png"]
+    assert names == ["info.png", "invite-lan.png", "invite.png", "proxy.png", "reset-countdown.png"]
     zbarimg = require_tool("zbarimg")
     decoded = subprocess.run(
-        [zbarimg, "--raw", "-q", str(tmp_path / "invite.png"), str(tmp_path / "invite-lan.png")],
+        [
+            zbarimg,
+            "--raw",
+            "-q",
+            *(str(tmp_path / f) for f in ("invite.png", "invite-lan.png", "proxy.png")),
+        ],
         capture_output=True,
         text=True,
         timeout=30,
     ).stdout.split()
     assert decoded[0] == "DCACCOUNT:https://chat.example.org/new"
     assert decoded[1].startswith("dclogin:k3x9q2m7a@[192.168.1.20]?")
+    assert decoded[2].startswith("ss://") and decoded[2].endswith(
+        "@chat.example.org:443#chat.example.org"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 from pathlib import Path
 
 import trio
@@ -13,7 +14,10 @@ from hwctl.controller import Controller
 from hwctl.display import Display, PngBackend
 from hwctl.leds import Leds, SimLed
 from relay import admin
+from relay.config import Shadowsocks
 from relay.core.admin import status as admin_status
+from relay.shadowsocks.link import proxy_url
+from tests.helpers import free_ports, require_tool
 from tests.hwctl.fakes import running_app
 
 
@@ -90,4 +94,54 @@ async def test_a_full_data_disk_is_on_the_invite_screen_and_the_led(tmp_path) ->
             nursery.start_soon(ctl.run, trio.open_memory_channel(1)[1])
             await wait_until(lambda: patterns(led)[-1:] == ["degraded"])
             assert ctl.invite_content().status.endswith("· data disk full")
+            nursery.cancel_scope.cancel()
+
+
+async def press(levels_send: trio.MemorySendChannel[bool]) -> None:
+    await levels_send.send(True)
+    await trio.sleep(0.2)
+    await levels_send.send(False)
+
+
+async def test_a_press_on_the_info_page_shows_the_ss_link_when_shadowsocks_is_on(
+    tmp_path, monkeypatch
+) -> None:
+    monkeypatch.setattr(controller_mod, "INFO_SECONDS", 2.0)
+    zbarimg = require_tool("zbarimg")
+    async with running_app(tmp_path) as app:
+        ss = Shadowsocks(port=free_ports(1)[0])
+        app.config = app.store.config = dataclasses.replace(app.config, shadowsocks=ss)
+        ctl, display, led = setup(app, tmp_path)
+        levels_send, levels = trio.open_memory_channel(8)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(admin.serve_admin, app, ctl.admin_path)
+            nursery.start_soon(ctl.run, levels)
+            await wait_until(lambda: display.current and display.current[1] == "invite")
+            await press(levels_send)
+            await wait_until(lambda: display.current[1] == "info")
+            await press(levels_send)
+            await wait_until(lambda: display.current[1] == "proxy")
+            png = tmp_path / "proxy.png"
+            display.current[0].save(png)
+            await wait_until(lambda: display.current[1] == "invite")
+            nursery.cancel_scope.cancel()
+    decoded = subprocess.run(
+        [zbarimg, "--raw", "-q", str(png)], capture_output=True, text=True, timeout=30
+    ).stdout.strip()
+    assert decoded == proxy_url(app.config)
+
+
+async def test_without_shadowsocks_a_second_press_keeps_the_info_page(tmp_path) -> None:
+    async with running_app(tmp_path) as app:
+        ctl, display, led = setup(app, tmp_path)
+        levels_send, levels = trio.open_memory_channel(8)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(admin.serve_admin, app, ctl.admin_path)
+            nursery.start_soon(ctl.run, levels)
+            await wait_until(lambda: display.current and display.current[1] == "invite")
+            await press(levels_send)
+            await wait_until(lambda: display.current[1] == "info")
+            await press(levels_send)
+            await trio.sleep(0.3)
+            assert display.current[1] == "info" and ctl.state.proxy_url is None
             nursery.cancel_scope.cancel()

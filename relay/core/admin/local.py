@@ -13,20 +13,24 @@ from relay.config import Config
 from relay.core.admin.errors import AdminError
 from relay.core.admin.reset import schedule_factory_reset
 from relay.durable import write_atomically
+from relay.shadowsocks.link import PASSWORD_FILE, proxy_url
 
 if TYPE_CHECKING:
     from relay.app import App
 
 
 def new_onboarding(app: App) -> dict[str, Any]:
+    """The link a new user scans, and the `ss://` link (or None) for blocked networks."""
     config = app.config
+    proxy = proxy_url(config)  # the port is open whenever configured (else no relay runs)
     if not config.is_lan:
         # Domain mode: one static link; the client asks /new for its credentials.
-        return {"mode": "dcaccount", "url": onboarding.dcaccount_url(config), "addr": None}
+        url = onboarding.dcaccount_url(config)
+        return {"mode": "dcaccount", "url": url, "addr": None, "proxy_url": proxy}
     addr, password = onboarding.new_credentials(config)
     app.admin.remember_onboarding(addr)
     url = onboarding.dclogin_url(config, addr, password)
-    return {"mode": "dclogin", "url": url, "addr": addr}
+    return {"mode": "dclogin", "url": url, "addr": addr, "proxy_url": proxy}
 
 
 def factory_reset(app: App) -> dict[str, Any]:
@@ -66,6 +70,8 @@ async def identity_import(app: App, params: dict[str, Any]) -> dict[str, Any]:
 
 
 IDENTITY_DIRS = ("tls", "dkim", "acme")
+# Generated secrets that users hold: the ss:// link in their apps must still work after a restore.
+IDENTITY_FILES = (PASSWORD_FILE,)
 
 
 def _identity_files(config: Config) -> list[tuple[str, Path]]:
@@ -78,6 +84,9 @@ def _identity_files(config: Config) -> list[tuple[str, Path]]:
             for path in sorted(base.rglob("*")):
                 if path.is_file():
                     found.append((f"{name}/{path.relative_to(base).as_posix()}", path))
+    for name in IDENTITY_FILES:
+        if (config.data_dir / name).is_file():
+            found.append((name, config.data_dir / name))
     return found
 
 
@@ -88,6 +97,8 @@ def _identity_targets(config: Config, files: dict[str, Any]) -> list[tuple[str, 
         parts = Path(rel).parts
         if rel == "config/relay.toml" and config.source is not None:
             targets.append((rel, Path(config.source)))
+        elif rel in IDENTITY_FILES:
+            targets.append((rel, config.data_dir / rel))
         elif len(parts) >= 2 and parts[0] in IDENTITY_DIRS and ".." not in parts:
             if Path(rel).is_absolute():
                 raise AdminError(400, f"refusing path {rel!r}")

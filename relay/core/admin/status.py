@@ -63,8 +63,14 @@ async def status(app: App) -> dict[str, Any]:
         "push": push_status(app),
         "turn": turn_status(app),
         "iroh": app.iroh.status(),
+        "shadowsocks": app.shadowsocks.status(_port(app, "shadowsocks")),
         "ports": config.listen.services(),
     }
+
+
+def _port(app: App, service: str) -> int | None:
+    registry = app.services
+    return registry.ports.get(service) if registry is not None else None
 
 
 async def storage(app: App) -> dict[str, Any]:
