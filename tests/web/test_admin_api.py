@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 import requests
 
-from relay.config import Config, Turn, to_toml
+from relay.config import Config, Shadowsocks, Turn, to_toml
 from tests.helpers import (
     RelayProcess,
     client_context,
+    free_ports,
     make_config,
     start_relay_process,
     stop_relay_process,
@@ -375,3 +376,29 @@ def test_a_tls_mode_change_is_written_but_waits_for_a_restart(
     assert 'mode = "files"' in relay.config_path.read_text()
     # The running relay keeps serving with the certificate it started with.
     imap_login(config).logout()
+
+
+def _listens(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
+    return True
+
+
+def test_switching_shadowsocks_opens_and_closes_its_port(tmp_path: Path) -> None:
+    (port,) = free_ports(1)
+    config = make_config(tmp_path / "data", shadowsocks=Shadowsocks(port=port, enabled=False))
+    relay = start_relay_process(config, tmp_path / "relay.toml")
+    try:
+        admin = Admin(relay)
+        assert not _listens(port)
+        on = admin.ok("POST", "/admin/services/shadowsocks", {"action": "enable"})
+        assert (on["status"], on["running"]) == ("enabled", True)
+        assert _listens(port)
+        assert admin.ok("GET", "/admin/status")["shadowsocks"]["port"] == port
+        off = admin.ok("POST", "/admin/services/shadowsocks", {"action": "disable"})
+        assert (off["status"], off["running"]) == ("disabled", False)
+        assert not _listens(port)
+    finally:
+        stop_relay_process(relay)
