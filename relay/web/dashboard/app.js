@@ -39,7 +39,23 @@ class ApiError extends Error {
   }
 }
 
+// Calls in flight: the page says aria-busy while any is (and the cursor shows it).
+let busy = 0;
+function setBusy(delta) {
+  busy += delta;
+  document.body.setAttribute("aria-busy", busy > 0 ? "true" : "false");
+}
+
 async function api(method, resource, body) {
+  setBusy(1);
+  try {
+    return await call(method, resource, body);
+  } finally {
+    setBusy(-1);
+  }
+}
+
+async function call(method, resource, body) {
   let response;
   try {
     response = await fetch("/api/admin", {
@@ -85,11 +101,14 @@ function notice(text, kind) {
 }
 
 // What a change's answer says beyond "done": applied live, after a restart, or not at all.
-function outcome(answer, what) {
+// restart_required names every key the file has changed that waits for a restart, this
+// change's or an earlier one's; `key` says which one this change set.
+function outcome(answer, what, key) {
   const restart = answer.restart_required || [];
+  const pending = restart.length ? " Waiting for a restart: " + restart.join(", ") + "." : "";
   if (answer.error) return [what + " was saved, but applying it failed: " + answer.error, "error"];
-  if (restart.length) return [what + " was saved; it takes effect after a restart (" + restart.join(", ") + ").", "warn"];
-  return [what + " was saved and applied.", "ok"];
+  if (key && restart.includes(key)) return [what + " was saved; it takes effect after a restart." + pending, "warn"];
+  return [what + " was saved and applied." + pending, "ok"];
 }
 
 function report(answer, what) {
@@ -421,7 +440,7 @@ async function saveSetting(key, input, state, body) {
     state.className = "state error";
     throw e;
   }
-  const [text, kind] = outcome(answer, key);
+  const [text, kind] = outcome(answer, key, key);
   if (!(answer.restart_required || []).includes(key)) input.value = settingText(answer.value);
   // A restart-only key answers its running value; the field keeps the one saved in the file.
   state.textContent = kind === "ok" ? "saved" : kind === "warn" ? "saved: applies after a restart" : "saved, not applied";
@@ -542,6 +561,7 @@ function wire() {
 }
 
 function start() {
+  setBusy(0);
   wire();
   // The link `relay admin-token` prints: /admin#token=...; taken, then removed from the address
   // bar and the history so that it is not left on screen or in a bookmark.
