@@ -6,9 +6,11 @@ RELAY_DASHBOARD_SCREENSHOTS=docs/images makes test_screenshots write the PNGs th
 
 from __future__ import annotations
 
+import dataclasses
 import imaplib
 import os
 import shutil
+import smtplib
 import subprocess
 import sys
 import zipfile
@@ -28,10 +30,13 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
-from relay.config import Turn
+from relay.config import Iroh, Push, Turn
 from relay.web import dashboard
+from tests.federation.mail import encrypted
+from tests.federation.pair import relay_config, shared_ports
 from tests.helpers import (
     RelayProcess,
+    client_context,
     make_config,
     require_tool,
     start_relay_process,
@@ -45,6 +50,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequ
 OTHER = "jklmnopqr@[127.0.0.1]"
 WINDOW = (1000, 700)
 PHONE = (390, 844)
+A_IP, B_IP = "127.0.0.2", "127.0.0.3"
 WAIT = 30  # seconds a condition may take before the test fails (a bound on failure, not speed)
 
 
@@ -61,7 +67,7 @@ def token_of(relay: RelayProcess) -> str:
 
 
 def admin_url(relay: RelayProcess, path: str = "/admin") -> str:
-    return f"https://127.0.0.1:{relay.port('https')}{path}"
+    return f"https://{relay.host}:{relay.port('https')}{path}"
 
 
 # Over HTTP: what the server sends
@@ -402,23 +408,81 @@ def test_changing_settings_in_the_browser_writes_the_config_file(page: Dashboard
     assert "max_message_size" not in page.relay.config_path.read_text().split("[limits]")[-1]
 
 
-def test_federation_rules_in_the_browser(page: Dashboard) -> None:
+@pytest.fixture
+def pair(tmp_path: Path) -> Iterator[tuple[RelayProcess, RelayProcess]]:
+    """Two LAN relays on 127.0.0.2 and 127.0.0.3 that deliver to each other (tests/federation)."""
+    ports = shared_ports([A_IP, B_IP])
+    relays: list[RelayProcess] = []
+    try:
+        for name, ip in (("a", A_IP), ("b", B_IP)):
+            config = dataclasses.replace(
+                relay_config(tmp_path / name, ip, ports),
+                push=Push(url=""),
+                turn=Turn(port=0),  # nothing on the fixed TURN and iroh ports
+                iroh=Iroh(port=0),
+            )
+            relays.append(start_relay_process(config, tmp_path / f"{name}.toml"))
+        yield relays[0], relays[1]
+    finally:
+        for relay in relays:
+            stop_relay_process(relay)
+
+
+def log_in_over_imap(relay: RelayProcess, user: str) -> imaplib.IMAP4_SSL:
+    """A Delta Chat login on `relay` (the first one creates the account)."""
+    context = client_context(relay.config)
+    imap = imaplib.IMAP4_SSL(relay.host, relay.port("imaps"), ssl_context=context, timeout=30)
+    imap.login(user, PASSWORD)
+    return imap
+
+
+def send_to_peer(a: RelayProcess, b: RelayProcess) -> None:
+    """A user of A writes to a user of B (the login creates the sender's account)."""
+    sender, recipient = f"alice1234@[{A_IP}]", f"bob123456@[{B_IP}]"
+    log_in_over_imap(b, recipient).logout()  # the recipient's account
+    context = client_context(a.config)
+    with smtplib.SMTP_SSL(a.host, a.port("submissions"), context=context, timeout=30) as smtp:
+        smtp.login(sender, PASSWORD)
+        smtp.sendmail(sender, [recipient], encrypted(sender, [recipient]))
+
+
+def peer_rows(page: Dashboard) -> list[list[str]]:
+    """The per-peer table, read again from the relay (the Refresh button)."""
+    page.find("section#federation button.refresh").click()
+    page.idle()
+    rows = page.driver.find_elements(By.CSS_SELECTOR, "#peers tbody tr")
+    return [[td.text for td in row.find_elements(By.TAG_NAME, "td")] for row in rows]
+
+
+def test_federation_rules_and_peer_stats_in_the_browser(
+    browser: webdriver.Chrome, pair: tuple[RelayProcess, RelayProcess]
+) -> None:
+    a, b = pair
+    page = Dashboard(browser, a)
     page.log_in()
     page.logged_in()
     page.tab("federation")
     assert page.find("#federation-enabled").is_selected()
     page.until(lambda d: "no mail exchanged" in page.text("#peers tbody"))
-    field = page.find("#rule-domain")
-    field.send_keys("Spam.Example", Keys.ENTER)
-    page.until(lambda d: listed(page, "#rules .address") == ["spam.example"])
-    assert "policy_domains" in page.relay.config_path.read_text()
-    page.find("#policy").send_keys("R")  # REJECT
+
+    send_to_peer(a, b)
+    row = page.until(lambda d: next((r for r in peer_rows(page) if r[0] == f"[{B_IP}]"), None))
+    assert row[1:4] == ["1", "1 / 0", "0 / 0"]  # one recipient, over /mxdeliv
+    assert row[4].endswith(" ms") and row[5] != "never"
+
+    page.find("#rule-domain").send_keys(f"[{B_IP}]", Keys.ENTER)
+    page.until(lambda d: listed(page, "#rules .address") == [f"[{B_IP}]"])
+    assert "policy_domains" in a.config_path.read_text()
+    page.find("#policy").send_keys("R")  # REJECT: only the listed domains
     page.find("#policy-form button").click()
     page.until(lambda d: "Policy REJECT" in page.text("#notice"))
-    assert Admin(page.relay).ok("GET", "/admin/settings/federation")["policy"] == "REJECT"
-    page.find("#rules button").click()
+    assert 'policy = "REJECT"' in a.config_path.read_text()
+    page.find("#rules button").click()  # Remove
     page.until(lambda d: listed(page, "#rules .address") == [])
     assert "no other server is accepted" in page.text("#rules")
+    page.find("#federation-enabled").click()
+    page.text_is("#federation-state", "off")
+    assert not page.find("#federation-enabled").is_selected()
 
 
 def test_on_a_phone_nothing_scrolls_sideways(page: Dashboard) -> None:
@@ -448,21 +512,29 @@ def shoot(page: Dashboard, out: Path, name: str) -> Path:
     return path
 
 
-def test_screenshots(page: Dashboard, tmp_path: Path) -> None:
+def test_screenshots(
+    browser: webdriver.Chrome, pair: tuple[RelayProcess, RelayProcess], tmp_path: Path
+) -> None:
     out = Path(os.environ.get("RELAY_DASHBOARD_SCREENSHOTS") or tmp_path)
     out.mkdir(parents=True, exist_ok=True)
-    for user in (USER, OTHER):
-        imap_login(page.relay.config, user).logout()
-    admin = Admin(page.relay)
-    admin.ok("POST", "/admin/blocklist", {"username": "spammer01@[127.0.0.1]"})
+    a, b = pair
+    page = Dashboard(browser, a)
+    send_to_peer(a, b)
+    for user in ("carol5678", "dave12345"):
+        log_in_over_imap(a, f"{user}@[{A_IP}]").logout()
+    admin = Admin(a)
+    admin.url = admin_url(a, "/api/admin")
+    admin.ok("POST", "/admin/blocklist", {"username": f"spammer01@[{A_IP}]"})
     admin.ok("POST", "/admin/federation/rules", {"domain": "spam.example"})
-    imap = imap_login(page.relay.config)
+    imap = log_in_over_imap(a, f"carol5678@[{A_IP}]")
     page.log_in()
     page.logged_in()
-    page.text_is("#card-accounts .figure", "2")
+    page.text_is("#card-accounts .figure", "3")
     shots = [shoot(page, out, "overview")]
     for name in ("services", "accounts", "federation", "settings"):
         page.tab(name)
+        if name == "federation":
+            page.until(lambda d: any(r[0] == f"[{B_IP}]" for r in peer_rows(page)))
         shots.append(shoot(page, out, name))
     viewport(page.driver, *PHONE, mobile=True)
     page.tab("overview")

@@ -136,13 +136,18 @@ function duration(seconds) {
   const m = Math.floor((seconds % 3600) / 60);
   if (d) return d + " d " + h + " h";
   if (h) return h + " h " + m + " min";
-  return m + " min " + (seconds % 60) + " s";
+  if (m) return m + " min";
+  return seconds + " s";
 }
 
 function when(value) {
   if (!value) return "never";
   const date = typeof value === "number" ? new Date(value * 1000) : new Date(value);
   return isNaN(date) ? String(value) : date.toLocaleString();
+}
+
+function count(n, one, many) {
+  return n + " " + (n === 1 ? one : many);
 }
 
 function settingText(value) {
@@ -217,11 +222,12 @@ async function loadOverview() {
     card("disk", "Disk", disk.percent + " %",
       bytes(disk.used) + " used of " + bytes(disk.total),
       "relay data " + bytes(o.storage.state_dir.size)),
-    card("queue", "Queue", String(queue), queue === 1 ? "message stored" : "messages stored"),
+    card("queue", "Queue", String(queue),
+      (queue === 1 ? "message waits" : "messages wait") + " for other servers"),
     card("uptime", "Uptime", duration(s.uptime), s.lan ? "LAN mode" : "domain mode"),
     card("mail", "Mail since start", String(s.received_messages) + " received",
       s.sent_messages + " sent to other servers", s.outbound_messages + " queued for them",
-      s.email_servers + " servers seen")
+      count(s.email_servers, "server", "servers") + " seen")
   );
   const services = Object.keys(s.ports);
   for (const name of Object.keys(s.connections_total)) {
