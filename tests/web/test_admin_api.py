@@ -264,6 +264,8 @@ def test_dns_and_dkim_in_domain_mode(tmp_path: Path) -> None:
         assert dkim["name"] == "opendkim._domainkey.relay.test"
         assert dkim["txt"].startswith("v=DKIM1;k=rsa;p=")
         assert any(dkim["txt"][-40:] in line.replace('" "', "") for line in dns["records"])
+        # The iroh relay is served on the HTTPS listener there, without a listener of its own.
+        assert admin.ok("GET", "/admin/services/iroh") == {"status": "enabled", "running": True}
     finally:
         stop_relay_process(relay)
 

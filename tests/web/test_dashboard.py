@@ -276,6 +276,15 @@ def test_a_wrong_token_shows_the_error_and_the_login_form(page: Dashboard) -> No
     assert page.find("#login").is_displayed()
 
 
+def test_a_locked_out_address_is_told_so_even_with_the_right_token(page: Dashboard) -> None:
+    admin = Admin(page.relay)
+    for _ in range(10):
+        assert admin.call("GET", "/admin/status", token="wrong")["status"] == 401
+    page.log_in()
+    page.until(lambda d: "too many failed authentications" in page.text("#notice"))
+    assert page.find("#login").is_displayed() and not page.find("#tabs").is_displayed()
+
+
 def test_a_token_that_stops_working_brings_back_the_login(page: Dashboard) -> None:
     page.log_in()
     page.logged_in()
