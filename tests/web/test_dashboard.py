@@ -37,6 +37,7 @@ from tests.federation.pair import relay_config, shared_ports
 from tests.helpers import (
     RelayProcess,
     client_context,
+    free_ports,
     make_config,
     require_tool,
     start_relay_process,
@@ -424,11 +425,14 @@ def pair(tmp_path: Path) -> Iterator[tuple[RelayProcess, RelayProcess]]:
     relays: list[RelayProcess] = []
     try:
         for name, ip in (("a", A_IP), ("b", B_IP)):
+            # A runs TURN and the iroh listener on free ports; B neither (nothing on the fixed
+            # default ports 3478 and 3340).
+            turn, iroh = (free_udp_port(ip), free_ports(1, ip)[0]) if name == "a" else (0, 0)
             config = dataclasses.replace(
                 relay_config(tmp_path / name, ip, ports),
                 push=Push(url=""),
-                turn=Turn(port=0),  # nothing on the fixed TURN and iroh ports
-                iroh=Iroh(port=0),
+                turn=Turn(port=turn),
+                iroh=Iroh(port=iroh),
             )
             relays.append(start_relay_process(config, tmp_path / f"{name}.toml"))
         yield relays[0], relays[1]
