@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from relay.config import Config
-from relay.web import acme, admin, autoconfig, invite, iroh, mxdeliv, onboard
+from relay.web import acme, admin, autoconfig, dashboard, invite, iroh, mxdeliv, onboard
 from relay.web.types import Request, Response
 
 if TYPE_CHECKING:
@@ -60,6 +60,9 @@ ROUTES: list[Route] = [
         too_large="552 Message exceeds maximum size",
     ),
     Route("/api/admin", frozenset({"POST"}), admin.api, max_body=lambda config: admin.MAX_BODY),
+    Route("/admin", GET, dashboard.page),  # the dashboard: a client of /api/admin
+    Route("/admin/app.js", GET, dashboard.page),
+    Route("/admin/style.css", GET, dashboard.page),
     Route("/relay", GET, iroh.relay_page, plain_http=True),
     Route("/derp", GET, iroh.relay_page, plain_http=True),
     Route("/ping", GET, iroh.ping, plain_http=True),

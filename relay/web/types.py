@@ -58,8 +58,12 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
     def all_headers(self) -> list[tuple[str, str]]:
+        """A header the response sets itself replaces the default of that name (a page with its
+        own Content-Security-Policy must not send the default one too: both would apply)."""
         base = [("Content-Type", self.content_type), ("Content-Length", str(len(self.body)))]
-        return base + SECURITY_HEADERS + self.headers
+        own = {name.lower() for name, _ in self.headers}
+        defaults = [(name, value) for name, value in SECURITY_HEADERS if name.lower() not in own]
+        return base + defaults + self.headers
 
 
 def json_response(status: int, value: Any, *, no_store: bool = True) -> Response:

@@ -18,6 +18,19 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def stun_answers(port: int) -> bool:
+    """A STUN binding request to the TURN port gets an answer (RFC 8489 header)."""
+    request = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + b"transaction!"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.sendto(request, ("127.0.0.1", port))
+        try:
+            answer = sock.recv(2048)
+        except (TimeoutError, ConnectionRefusedError):
+            return False
+    return answer[:2] == b"\x01\x01" and answer[8:20] == b"transaction!"
+
+
 def turn_config(data_dir: Path, **turn: object) -> Config:
     config = make_config(data_dir)
     settings = {"port": free_udp_port(), "allow_loopback_peers": True} | turn

@@ -25,7 +25,7 @@ from tests.helpers import (
     start_relay_process,
     stop_relay_process,
 )
-from tests.turn.util import free_udp_port
+from tests.turn.util import free_udp_port, stun_answers
 from tests.web.conftest import domain_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
@@ -265,34 +265,23 @@ def test_dns_and_dkim_in_domain_mode(tmp_path: Path) -> None:
         assert dkim["name"] == "opendkim._domainkey.relay.test"
         assert dkim["txt"].startswith("v=DKIM1;k=rsa;p=")
         assert any(dkim["txt"][-40:] in line.replace('" "', "") for line in dns["records"])
+        # The iroh relay is served on the HTTPS listener there, without a listener of its own.
+        assert admin.ok("GET", "/admin/services/iroh") == {"status": "enabled", "running": True}
     finally:
         stop_relay_process(relay)
-
-
-def _stun_answers(port: int) -> bool:
-    """A STUN binding request to the TURN port gets an answer (RFC 8489 header)."""
-    request = b"\x00\x01\x00\x00\x21\x12\xa4\x42" + b"transaction!"
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(2)
-        sock.sendto(request, ("127.0.0.1", port))
-        try:
-            answer = sock.recv(2048)
-        except (TimeoutError, ConnectionRefusedError):
-            return False
-    return answer[:2] == b"\x01\x01" and answer[8:20] == b"transaction!"
 
 
 def test_turning_turn_on_and_off_keeps_other_sessions(admin: Admin, relay: RelayProcess) -> None:
     port = relay.config.turn.port
     imap = imap_login(relay.config)
-    assert not _stun_answers(port)
+    assert not stun_answers(port)
     on = admin.ok("POST", "/admin/services/turn", {"action": "enable"})
     assert (on["status"], on["running"], on["applied"]) == ("enabled", True, True)
-    assert _stun_answers(port)
+    assert stun_answers(port)
     assert imap.noop()[0] == "OK"
     off = admin.ok("POST", "/admin/services/turn", {"action": "disable"})
     assert (off["status"], off["running"]) == ("disabled", False)
-    assert not _stun_answers(port)
+    assert not stun_answers(port)
     assert imap.noop()[0] == "OK"  # the IMAP session lived through both
     imap.logout()
     assert admin.call("GET", "/admin/services/telnet")["status"] == 404

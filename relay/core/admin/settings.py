@@ -13,6 +13,7 @@ import trio
 from relay import config_edit
 from relay.config import ConfigError
 from relay.core.admin.errors import AdminError, action, require_str
+from relay.iroh.where import on_https
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -115,6 +116,8 @@ async def get_service(app: App, body: dict[str, Any], name: str) -> dict[str, An
     except ConfigError:
         raise AdminError(404, f"service {name!r} is not built into this relay") from None
     running = app.services is not None and name in app.services.running
+    if name == "iroh":  # with a trusted certificate it is served on HTTPS, not by a listener
+        running = running or on_https(app.config)
     return {"status": "enabled" if on else "disabled", "running": running}
 
 
