@@ -40,10 +40,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "limits(**keys): [limits] keys for this test's relay")
 
 
-def encrypted(sender: str, to: str = "hidden@example.org", subject: str = "[...]") -> bytes:
-    """A PGP/MIME message shaped like Delta Chat's (the gate lets it through)."""
+def encrypted(
+    sender: str, to: str = "hidden@example.org", subject: str = "[...]", mid: str = "0b1c2d3e"
+) -> bytes:
+    """A PGP/MIME message shaped like Delta Chat's (the gate lets it through). Submission
+    hides the subject ("[...]"), so sent mail is told apart by its Message-ID <mid@localhost>."""
     message = pgp_mime(armor(pkesk_v6() + seipd_v2()), sender=sender)
     message = message.replace(b'To: "hidden-recipients": ;', f"To: <{to}>".encode())
+    message = message.replace(b"<0b1c2d3e@localhost>", f"<{mid}@localhost>".encode())
     return message.replace(b"Subject: [...]", f"Subject: {subject}".encode())
 
 
