@@ -23,22 +23,28 @@ def same_mailbox(a: str, b: str) -> bool:
 async def wait_for_new(c: Caller, mailbox: str, since_uid: int) -> list[Json]:
     while True:
         async with c.app.store.watch(c.addr) as changes:
+            likely: tuple[int, ...] = ()
             while True:
-                found = await summaries_since(c, mailbox, since_uid)
+                found = await summaries_since(c, mailbox, since_uid, likely)
                 if found:
                     return found
-                if not await _next_arrival(changes, mailbox):
+                arrival = await _next_arrival(changes, mailbox)
+                if arrival is None:
                     break  # the subscription ended: subscribe again, then list again
+                likely = arrival
 
 
-async def _next_arrival(changes: trio.MemoryReceiveChannel[MailboxChange], mailbox: str) -> bool:
-    """Wait for mail added to `mailbox` (or a resync); False when the subscription ended."""
+async def _next_arrival(
+    changes: trio.MemoryReceiveChannel[MailboxChange], mailbox: str
+) -> tuple[int, ...] | None:
+    """Wait for mail added to `mailbox` (or a resync): the uids the change names; None when
+    the subscription ended."""
     while True:
         try:
             change = await changes.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
-            return False
-        if change.kind == "resync" or (
-            change.kind == "exists" and same_mailbox(change.mailbox, mailbox)
-        ):
-            return True
+            return None
+        if change.kind == "resync":
+            return ()
+        if change.kind == "exists" and same_mailbox(change.mailbox, mailbox):
+            return change.uids
