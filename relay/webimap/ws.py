@@ -7,13 +7,13 @@ madmail does). The account's connection cap (limits.max_connections_per_account,
 IMAP and the long-poll) is claimed for the socket's life; the TCP connection itself stays
 counted in the per-IP admission of every service.
 
-A session then runs four tasks:
+A session then runs three tasks:
 - the reader: frames in, one request at a time ({"req_id","action","data"} → result/error,
   {"type":"ping"} → {"action":"pong"}); a message larger than the send limit closes with 1009,
-  nothing from the client for [webimap] idle_timeout closes with 1001;
+  nothing from the client for [webimap] idle_timeout closes with 1001; and a WebSocket ping
+  every [webimap] ping_interval;
 - the pusher: `new_message` for each message above the last uid, the moment the store reports
   it durable (its change notifications, as IMAP IDLE: no polling);
-- the pinger: a WebSocket ping every [webimap] ping_interval;
 - the writer: the one task that writes. Everything goes through a bounded Outbox; a client
   that leaves it full for [webimap] send_timeout is a slow reader and is disconnected.
 """
@@ -154,7 +154,6 @@ class WebSocketSession:
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, stream)
-                nursery.start_soon(self._pinger)
                 nursery.start_soon(self._pusher)
                 closing = await self._reader(stream)
                 if closing is not None:
@@ -204,11 +203,6 @@ class WebSocketSession:
             if frame is self._close_frame:
                 self._close_sent.set()
 
-    async def _pinger(self) -> None:
-        while True:
-            await trio.sleep(self.ping_interval)
-            await self._send(Ping(payload=b""))
-
     async def _pusher(self) -> None:
         last = self.since_uid
         while True:
@@ -221,7 +215,10 @@ class WebSocketSession:
                 last = max(last, summary["uid"])
 
     async def _reader(self, stream: trio.abc.Stream) -> _Closing | None:
-        """Frames in until the client closes (None) or we must close (the reason)."""
+        """Frames in until the client closes (None) or we must close (the reason). It also
+        sends the pings (one task less per socket: thousands may be open)."""
+        now = trio.current_time()
+        silent_until, next_ping = now + self.idle_timeout, now + self.ping_interval
         while True:
             for event in self.ws.events():
                 try:
@@ -230,12 +227,19 @@ class WebSocketSession:
                     return closing
                 if done:
                     return None
-            with trio.move_on_after(self.idle_timeout) as scope:
+            data = None
+            with trio.move_on_at(min(silent_until, next_ping)):
                 data = await stream.receive_some(RECEIVE_SIZE)
-            if scope.cancelled_caught:
-                return _Closing(GOING_AWAY, "idle timeout")
+            now = trio.current_time()
+            if data is None:  # a timer ran out
+                if now >= silent_until:
+                    return _Closing(GOING_AWAY, "idle timeout")
+                next_ping = now + self.ping_interval
+                await self._send(Ping(payload=b""))
+                continue
             if not data:
                 return None  # the TCP connection ended without a close frame
+            silent_until = now + self.idle_timeout
             self.ws.receive_data(bytes(data))
 
     async def _event(self, event: Event) -> bool:
