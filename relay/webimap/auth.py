@@ -18,10 +18,17 @@ if TYPE_CHECKING:
 
 MISSING = "missing credentials"
 FAILED = "authentication failed"
+TLS_REQUIRED = "https required: passwords are accepted over TLS only"
 
 
-async def login(app: App, ip: str, email: str | None, password: str | None) -> Caller:
-    """The logged-in caller, or ActionError 401/429/503."""
+async def login(
+    app: App, ip: str, email: str | None, password: str | None, *, service: str
+) -> Caller:
+    """The logged-in caller, or ActionError 401/403/429/503. No password is taken over a
+    connection without TLS (plain HTTP serves the pages in LAN mode, as IMAP without
+    STARTTLS refuses LOGIN): the client is told to use https, and nothing is checked."""
+    if service != "https":
+        raise ActionError(403, TLS_REQUIRED)
     if not email or not password:
         raise ActionError(401, MISSING)
     outcome = await authenticate(app, ip, email, password, via="webimap")

@@ -96,7 +96,7 @@ def _header_text(request: Request, name: str) -> str | None:
 
 async def _caller(request: Request, app: App) -> Caller:
     email, password = _header_text(request, "x-email"), _header_text(request, "x-password")
-    return await login(app, request.peer.ip, email, password)
+    return await login(app, request.peer.ip, email, password, service=request.service)
 
 
 def _json_body(request: Request) -> dict[str, Any]:

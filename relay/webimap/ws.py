@@ -97,7 +97,9 @@ async def accept(request: Request, app: App) -> Response | Upgrade:
         return values[0] if values else ""
 
     try:
-        caller = await login(app, request.peer.ip, param("email"), param("password"))
+        caller = await login(
+            app, request.peer.ip, param("email"), param("password"), service=request.service
+        )
         mailbox = param("mailbox") or "INBOX"
         await actions.summaries_since(caller, mailbox, 1 << 62)  # 404 if there is no such mailbox
     except ActionError as e:

@@ -9,7 +9,10 @@ import threading
 import time
 
 import pytest
+import requests
 import trio
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from relay.config import Accounts
 from relay.ratelimit import AuthThrottle
@@ -400,3 +403,18 @@ def test_cors_star_when_configured(relay: LiveWebRelay, account) -> None:
     assert r.headers["Access-Control-Allow-Origin"] == "*"
     r = relay.rest("OPTIONS", "/websmtp/send", headers={"Origin": "https://any.example"})
     assert r.status_code == 204 and r.headers["Access-Control-Allow-Origin"] == "*"
+
+
+def test_no_password_is_taken_over_plain_http(relay: LiveWebRelay) -> None:
+    """LAN mode serves the pages over plain HTTP too; WebIMAP's logins only over TLS."""
+    account = relay.new_account()
+    url = f"http://{relay.host}:{relay.port('http')}/webimap/mailboxes"
+    headers = {"X-Email": account[0], "X-Password": account[1]}
+    r = requests.get(url, headers=headers, timeout=30)
+    assert r.status_code == 403
+    assert r.json() == {"error": "https required: passwords are accepted over TLS only"}
+    ws_url = f"ws://{relay.host}:{relay.port('http')}/webimap/ws?email=x&password=y"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(ws_url, open_timeout=30)
+    assert refused.value.response.status_code == 403
+    assert not relay.run(relay.app.store.account_exists, account[0])
