@@ -1,12 +1,15 @@
 """Waiting for new mail: the store's change notifications (what wakes IMAP IDLE), no polling.
 
-`wait_for_new()` subscribes first and lists second, so a delivery between the two is never
-missed; it returns the summaries of the messages above a uid as soon as there are any. The
+`wait_for_new()` (the long-poll) and `follow_new()` (a WebSocket's pushes) subscribe first and
+list second, so a delivery between the two is never missed; the first returns the summaries of
+the messages above a uid as soon as there are any, the second hands them on as they come. The
 store ends a subscription whose reader fell behind (after a last "resync"): then it simply
 subscribes again and lists again.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -32,6 +35,25 @@ async def wait_for_new(c: Caller, mailbox: str, since_uid: int) -> list[Json]:
                 if arrival is None:
                     break  # the subscription ended: subscribe again, then list again
                 likely = arrival
+
+
+async def follow_new(
+    c: Caller, mailbox: str, since_uid: int, deliver: Callable[[list[Json]], Awaitable[None]]
+) -> None:
+    """Hand `deliver` the summaries above `since_uid`, then those of every later arrival, for
+    as long as it runs (a WebSocket's pushes). One subscription throughout: after a push it
+    waits for the next notification without listing the mailbox again."""
+    while True:
+        async with c.app.store.watch(c.addr) as changes:
+            found = await summaries_since(c, mailbox, since_uid)
+            while True:
+                if found:
+                    await deliver(found)
+                    since_uid = max(since_uid, *(s["uid"] for s in found))
+                arrival = await _next_arrival(changes, mailbox)
+                if arrival is None:
+                    break  # the subscription ended: subscribe again, then list again
+                found = await summaries_since(c, mailbox, since_uid, arrival)
 
 
 async def _next_arrival(

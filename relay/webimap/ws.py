@@ -20,6 +20,7 @@ A session then runs three tasks:
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -42,7 +43,7 @@ from .actions import ActionError, Caller
 from .auth import login
 from .outbox import Outbox, SlowReader
 from .rest import send_body_limit
-from .watch import wait_for_new
+from .watch import follow_new
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -206,15 +207,12 @@ class WebSocketSession:
                 self._close_sent.set()
 
     async def _pusher(self) -> None:
-        last = self.since_uid
-        while True:
-            try:
-                found = await wait_for_new(self.caller, self.mailbox, last)
-            except ActionError:  # the mailbox went away (deleted, renamed): nothing to watch
-                return
+        async def push(found: list[Any]) -> None:
             for summary in found:
                 await self.send_json({"action": "new_message", "data": summary})
-                last = max(last, summary["uid"])
+
+        with contextlib.suppress(ActionError):  # the mailbox went away: nothing to watch
+            await follow_new(self.caller, self.mailbox, self.since_uid, push)
 
     async def _reader(self, stream: trio.abc.Stream) -> _Closing | None:
         """Frames in until the client closes (None) or we must close (the reason). It also
