@@ -341,3 +341,29 @@ def test_a_message_over_the_limit_closes_with_1009(relay: LiveWebRelay, account)
         with pytest.raises(ConnectionClosedError) as closed:
             ws.receive()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+def test_a_push_says_what_a_listing_says(relay: LiveWebRelay, account) -> None:
+    """Pushes are built from the delivery's notification, listings from the store: the same."""
+    sender = relay.new_account()
+    relay.store_message(account[0], encrypted("x@example.org", account[0], "before"))
+    ctx = client_context(relay.config)
+    with relay.ws(account, since_uid=1) as ws:
+        ws.result("list_mailboxes")
+        relay.smtp_send(sender, account[0], encrypted(sender[0], account[0], mid="one"))
+        with imaplib.IMAP4_SSL(relay.host, relay.port("imaps"), ssl_context=ctx) as imap:
+            imap.login(*account)
+            data = encrypted("y@example.org", account[0], "appended")
+            imap.append("INBOX", "(\\Flagged $Later)", None, data)
+            imap.select("INBOX")
+            imap.uid("STORE", "1", "+FLAGS", "(\\Deleted)")
+            imap.expunge()  # uid 1 goes: the sequence numbers move up
+            relay.smtp_send(sender, account[0], encrypted(sender[0], account[0], mid="two"))
+        pushed = [ws.next_push()["data"] for _ in range(3)]
+        listed = ws.result("list_messages", {})
+    assert [p["uid"] for p in pushed] == [2, 3, 4]
+    assert pushed[1]["flags"] == ["$Later", "\\Flagged"]
+    assert pushed[2]["seq_num"] == 3  # after the expunge of uid 1
+    # uids 2 and 3 came as numbers 2 and 3; since then uid 1 went
+    assert pushed[:2] == [{**listed[0], "seq_num": 2}, {**listed[1], "seq_num": 3}]
+    assert pushed[2] == listed[2]
