@@ -174,6 +174,21 @@ class Shadowsocks:
 
 
 @dataclass(frozen=True)
+class WebIMAP:
+    """Mail for web and desktop clients over REST and WebSocket (relay/webimap, docs/webimap.md).
+
+    Off by default, as in madmail: every /webimap/ and /websmtp/ route then answers 404."""
+
+    enabled: bool = False
+    send: bool = False  # the send endpoints and the WebSocket "send" action (madmail's WebSMTP)
+    cors_origins: list[str] = field(default_factory=list)  # [] = no CORS headers; "*" = anyone
+    ping_interval: int = 30  # seconds between WebSocket pings
+    idle_timeout: int = 60  # seconds without any frame from the client before it is closed
+    send_timeout: int = 10  # seconds a write may wait for a client that does not read
+    send_queue: int = 256  # frames queued for one WebSocket at most
+
+
+@dataclass(frozen=True)
 class Config:
     mail_domain: str
     data_dir: Path
@@ -189,6 +204,7 @@ class Config:
     turn: Turn = field(default_factory=Turn)
     iroh: Iroh = field(default_factory=Iroh)
     shadowsocks: Shadowsocks = field(default_factory=Shadowsocks)
+    webimap: WebIMAP = field(default_factory=WebIMAP)
     source: Path | None = None  # the file this was read from, for reloads
 
     @property
@@ -410,6 +426,7 @@ def _check_semantics(config: Config) -> None:
     _check_turn(config.turn)
     _check_iroh(config.iroh)
     _check_shadowsocks(config)
+    _check_webimap(config.webimap)
     ret = config.retention
     for name in ("delete_mails_after", "delete_large_after", "delete_inactive_users_after"):
         if getattr(ret, name) < 1:
@@ -417,6 +434,25 @@ def _check_semantics(config: Config) -> None:
     if ret.delete_large_after > ret.delete_mails_after:
         raise ConfigError(
             "retention.delete_large_after: must not exceed retention.delete_mails_after"
+        )
+
+
+ORIGIN_RE = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+")  # scheme://host[:port], nothing after
+
+
+def _check_webimap(web: WebIMAP) -> None:
+    for origin in web.cors_origins:
+        if origin != "*" and not ORIGIN_RE.fullmatch(origin):
+            raise ConfigError(
+                f"webimap.cors_origins: not an origin like https://mail.example.org or *: {origin!r}"
+            )
+    for name in ("ping_interval", "send_timeout", "send_queue"):
+        if getattr(web, name) < 1:
+            raise ConfigError(f"webimap.{name}: must be at least 1")
+    if web.idle_timeout <= web.ping_interval:
+        raise ConfigError(
+            "webimap.idle_timeout: must be longer than webimap.ping_interval "
+            f"({web.idle_timeout} <= {web.ping_interval})"
         )
 
 

@@ -85,6 +85,22 @@ BAD_CONFIGS = [
         "limits.max_user_send_per_minute: must not be negative",
     ),
     ("mail_domain = \n", "not valid TOML"),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[webimap]\ncors_origins = ["app.example/x"]\n',
+        "webimap.cors_origins: not an origin",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[webimap]\nenabled = "yes"\n',
+        "webimap.enabled: must be true or false",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[webimap]\nidle_timeout = 30\n',
+        "webimap.idle_timeout: must be longer than webimap.ping_interval",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[webimap]\nsend_queue = 0\n',
+        "webimap.send_queue: must be at least 1",
+    ),
 ]
 
 
@@ -138,6 +154,24 @@ def test_defaults_follow_the_chatmail_relay(tmp_path: Path) -> None:
     assert config.retention.delete_inactive_users_after == 90
     assert config.listen.services()["smtp"] == 2525 and config.listen.imaps == 993
     assert config.address_domain == "chat.example.org" and not config.is_lan
+    # WebIMAP is off, and sends nothing and allows no origin until told, as madmail
+    assert (config.webimap.enabled, config.webimap.send, config.webimap.cors_origins) == (
+        False,
+        False,
+        [],
+    )
+    assert (config.webimap.ping_interval, config.webimap.idle_timeout) == (30, 60)
+
+
+def test_webimap_section_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        GOOD + "\n[webimap]\nenabled = true\nsend = true\n"
+        'cors_origins = ["https://app.example", "http://localhost:5173"]\n'
+    )
+    web = config_mod.load(path).webimap
+    assert web.enabled and web.send
+    assert web.cors_origins == ["https://app.example", "http://localhost:5173"]
 
 
 def test_byte_sizes_may_be_written_with_units(tmp_path: Path) -> None:

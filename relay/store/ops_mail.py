@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from . import rules
-from .planner import Mailbox, Planner, message_meta
+from .planner import Mailbox, Planner, message_meta, to_datetime
 from .rules import canonical_name, decode_flags, encode_flags, normalize_flags
 from .segments import Location
 from .types import FlagMode, MailboxError, MessageMeta, QuotaExceeded
@@ -25,9 +25,11 @@ def _insert(
     body: bytes | None = None,
     loc: Location | None = None,
     push: str = "",
+    header: bytes = b"",
 ) -> tuple[int, Location]:
     """Add one message to mbx: with its body (first copy) or pointing at an already logged body;
-    `push`: the keys of the device tokens to notify of it (relay/store/ops_push.py)."""
+    `push`: the keys of the device tokens to notify of it (relay/store/ops_push.py); `header`:
+    the message's header section when the caller has it, for the watchers' event."""
     uid, ms = mbx.uidnext, mbx.modseq + 1
     rec = {"t": "msg", "m": mbx.id, "u": uid, "f": encode_flags(flags), "d": date, "ms": ms}
     if push:
@@ -39,8 +41,19 @@ def _insert(
     else:
         p.emit(rec | {"seg": loc.seg, "off": loc.off, "size": loc.size})
     mbx.uidnext, mbx.modseq, mbx.bytes = uid + 1, ms, mbx.bytes + loc.size
-    p.event(mbx.addr, mbx.name, "exists", [uid])
+    added = (MessageMeta(uid, flags, loc.size, to_datetime(date), ms),) if header else ()
+    p.event(mbx.addr, mbx.name, "exists", [uid], added, header)
     return uid, loc
+
+
+def header_section(data: bytes) -> bytes:
+    """The header of a message up to its empty line (bounded: a message without one gives its
+    first 64 KiB, which holds any header a client sends)."""
+    end = data.find(b"\r\n\r\n", 0, 1 << 16)
+    if end < 0:
+        end = data.find(b"\n\n", 0, 1 << 16)
+        return data[: end + 2] if end >= 0 else data[: 1 << 16]
+    return data[: end + 4]
 
 
 def make_room(p: Planner, addr: str, size: int) -> None:
@@ -98,11 +111,12 @@ def store_copies(
     loc = None
     date = int(p.now)
     placed = {}
+    header = header_section(data)
     for addr in addrs:
         mbx = p.mailbox(addr, "INBOX")  # read now: room-making may have changed it
         keys = (push or {}).get(addr, "")
         uid, loc = _insert(p, mbx, frozenset(), date, body=data if loc is None else None,
-                           loc=loc, push=keys)  # fmt: skip
+                           loc=loc, push=keys, header=header)  # fmt: skip
         placed[addr] = (mbx.id, uid)
     return placed
 
@@ -114,7 +128,12 @@ def append(
     make_room(p, addr, len(data))
     mbx = p.mailbox(addr, mailbox)
     uid, _ = _insert(
-        p, mbx, normalize_flags(flags), int(p.now) if date is None else date, body=data
+        p,
+        mbx,
+        normalize_flags(flags),
+        int(p.now) if date is None else date,
+        body=data,
+        header=header_section(data),
     )
     return mbx.uidvalidity, uid
 

@@ -57,8 +57,17 @@ class Planner:
         watermark = self.config.accounts.min_free_disk_space
         self.space.require(watermark, len(self.batch.buf) + nbytes)
 
-    def event(self, addr: str, mailbox: str, kind: str, uids: list[int] | tuple[int, ...]) -> None:
-        self.events.append((addr, MailboxChange(mailbox, kind, tuple(uids))))  # type: ignore[arg-type]
+    def event(
+        self,
+        addr: str,
+        mailbox: str,
+        kind: str,
+        uids: list[int] | tuple[int, ...],
+        added: tuple[MessageMeta, ...] = (),
+        header: bytes = b"",
+    ) -> None:
+        change = MailboxChange(mailbox, kind, tuple(uids), added, header)  # type: ignore[arg-type]
+        self.events.append((addr, change))
 
     def mark(self) -> tuple[Any, ...]:
         return self.batch.mark(), len(self.records), len(self.events)

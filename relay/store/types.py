@@ -75,6 +75,11 @@ class MailboxChange:
     mailbox: str
     kind: ChangeKind  # "resync": events were dropped, re-read the mailbox
     uids: tuple[int, ...] = ()
+    # "exists" of a message whose body the store had in hand (a delivery, an APPEND): what a
+    # snapshot would say of it and its header section, so a watcher can show it without a
+    # query (WebIMAP's new_message). Empty for copies and moves. Not part of equality.
+    added: tuple[MessageMeta, ...] = field(default=(), compare=False)
+    header: bytes = field(default=b"", compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from relay.config import Config
 from relay.web import acme, admin, autoconfig, dashboard, invite, iroh, mxdeliv, onboard
 from relay.web.types import Request, Response
+from relay.webimap import rest as webimap
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -35,6 +36,9 @@ class Route:
     prefix: bool = False  # path is a prefix ("/.well-known/acme-challenge/")
     plain_http: bool = False  # answered over plain HTTP in domain mode instead of redirecting
     too_large: str = ""  # the 413 body, when the route's clients expect a particular one
+    # The answer while the route's feature is switched off (read per request, so a reload
+    # switches it), given before the body is read or anyone is authenticated.
+    unavailable: Callable[[Config], Response | None] | None = None
 
     def matches(self, path: str) -> bool:
         return path.startswith(self.path) if self.prefix else path == self.path
@@ -42,6 +46,8 @@ class Route:
 
 GET = frozenset({"GET"})
 GET_POST = frozenset({"GET", "POST"})
+POST_OPTIONS = frozenset({"POST", "OPTIONS"})
+WEBIMAP = frozenset({"GET", "POST", "DELETE", "OPTIONS"})
 
 ROUTES: list[Route] = [
     Route("/", GET, invite.page),
@@ -67,6 +73,27 @@ ROUTES: list[Route] = [
     Route("/derp", GET, iroh.relay_page, plain_http=True),
     Route("/ping", GET, iroh.ping, plain_http=True),
     Route("/generate_204", GET, iroh.generate_204, plain_http=True),
+    # WebIMAP (relay/webimap): send first, it takes a whole message; the rest is small JSON.
+    *(
+        Route(
+            path,
+            POST_OPTIONS,
+            webimap.send,
+            max_body=webimap.send_body_limit,
+            too_large=webimap.TOO_LARGE,
+            unavailable=webimap.send_unavailable,
+        )
+        for path in webimap.SEND_PATHS
+    ),
+    Route(
+        webimap.PREFIX,
+        WEBIMAP,
+        webimap.route,
+        max_body=webimap.request_body_limit,
+        prefix=True,
+        too_large=webimap.TOO_LARGE,
+        unavailable=webimap.unavailable,
+    ),
 ]
 
 

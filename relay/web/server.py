@@ -17,6 +17,8 @@ import trio
 from relay.net import Deadline, Peer
 from relay.web import iroh, routes
 from relay.web.types import Request, Response, redirect, text_response
+from relay.webimap import ws as webimap_ws
+from relay.webimap.ws import Upgrade
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -95,6 +97,14 @@ class HTTPSession:
             await self.read_body(0)
             await self.switch_to_iroh()
             raise _Close
+        if response is None and webimap_ws.wants_upgrade(request):
+            await self.read_body(0)
+            outcome = await webimap_ws.accept(request, self.app)
+            if isinstance(outcome, Upgrade):
+                await self.switch_to_websocket(outcome)
+                raise _Close
+            await self.send_response(outcome)  # refused (credentials, caps): keep-alive goes on
+            return
         if response is not None:
             if has_body:  # not worth reading: answer, then close
                 response.headers.append(("Connection", "close"))
@@ -118,10 +128,13 @@ class HTTPSession:
         await self.send_response(response, head_only=method == "HEAD")
 
     def check(self, request: Request) -> Response | None:
-        """Answers that do not need the body: unknown path, wrong method, wrong scheme."""
+        """Answers that do not need the body: unknown path, feature off, wrong method, wrong
+        scheme."""
         route = routes.find(request.path)
         if route is None or (self.service == "iroh" and request.path not in iroh.PATHS):
             return text_response(404, "not found\n")
+        if route.unavailable is not None and (off := route.unavailable(self.app.config)):
+            return off
         allowed = routes.allowed_methods(route)
         if request.method not in allowed:
             return text_response(
@@ -202,6 +215,14 @@ class HTTPSession:
             self.stream, bytes(initial), self.peer.ip, self.app.config.iroh, self.app.log
         )
 
+    async def switch_to_websocket(self, upgrade: Upgrade) -> None:
+        """Answer 101 and hand the connection to WebIMAP's WebSocket session (wsproto) with
+        whatever the client sent after its request."""
+        with upgrade:
+            await self.send(h11.InformationalResponse(status_code=101, headers=upgrade.headers))
+            initial, _ = self.conn.trailing_data
+            await upgrade.session.serve(self.stream, bytes(initial))
+
     async def next_event(self) -> h11.Event:
         while True:
             event = self.conn.next_event()
@@ -227,6 +248,8 @@ class HTTPSession:
         if self.conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
             return
         response = text_response(status, body, headers=[("Connection", "close")])
+        if body.startswith("{"):  # a JSON API's error (WebIMAP's 413)
+            response.content_type = "application/json"
         with contextlib.suppress(_Close, h11.LocalProtocolError):
             await self.send_response(response)
 

@@ -401,3 +401,19 @@ def test_switching_shadowsocks_opens_and_closes_its_port(tmp_path: Path) -> None
         assert not _listens(port)
     finally:
         stop_relay_process(relay)
+
+
+def test_switching_webimap_opens_and_closes_its_routes(admin: Admin, relay: RelayProcess) -> None:
+    url = f"https://127.0.0.1:{relay.port('https')}/webimap/mailboxes"
+    login = {"X-Email": USER, "X-Password": PASSWORD}
+    imap = imap_login(relay.config)
+    assert requests.get(url, headers=login, verify=False, timeout=10).status_code == 404
+    on = admin.ok("POST", "/admin/services/webimap", {"action": "enable"})
+    assert (on["status"], on["running"]) == ("enabled", True)
+    answer = requests.get(url, headers=login, verify=False, timeout=10)
+    assert answer.status_code == 200 and "INBOX" in [m["name"] for m in answer.json()]
+    assert admin.ok("GET", "/admin/services/websmtp") == {"status": "disabled", "running": False}
+    admin.ok("POST", "/admin/services/webimap", {"action": "disable"})
+    assert requests.get(url, headers=login, verify=False, timeout=10).status_code == 404
+    assert imap.noop()[0] == "OK"
+    imap.logout()

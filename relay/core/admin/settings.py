@@ -116,8 +116,11 @@ async def get_service(app: App, body: dict[str, Any], name: str) -> dict[str, An
     except ConfigError:
         raise AdminError(404, f"service {name!r} is not built into this relay") from None
     running = app.services is not None and name in app.services.running
+    https = app.services is not None and "https" in app.services.running
     if name == "iroh":  # with a trusted certificate it is served on HTTPS, not by a listener
-        running = running or on_https(app.config)
+        running = running or (on and https and on_https(app.config))
+    elif name in ("webimap", "websmtp"):  # routes of the HTTPS listener, checked per request
+        running = on and https and app.config.webimap.enabled
     return {"status": "enabled" if on else "disabled", "running": running}
 
 
