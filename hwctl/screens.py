@@ -46,8 +46,8 @@ def _font(size: int) -> Font:
 
 @lru_cache(maxsize=64)
 def _load_font(size: int | None) -> Font:
-    if size is None:
-        return ImageFont.load_default_imagefont()
+    if size is None:  # without FreeType, load_default() is the bitmap font (any Pillow >= 10.1)
+        return ImageFont.load_default()
     return ImageFont.load_default(size=size)
 
 
