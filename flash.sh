@@ -9,8 +9,10 @@
 #   - a disk with a mounted partition, and the disk that holds the running system (/),
 #   - a disk larger than --max-size (default 128G) unless --force is given,
 #   - a disk smaller than the image.
-# It shows the device's model and size and asks for confirmation, writes, then reads the card
-# back and compares SHA-256 hashes. Optional settings are then stored on the card's boot
+# It shows the device's model and size and asks for confirmation, checks that the whole card
+# keeps what is written to it (a fake card that claims more than it holds is refused before
+# anything of the image is written), writes, then reads the card back and compares SHA-256
+# hashes. Optional settings are then stored on the card's boot
 # partition as chatmail-settings.txt, which the appliance reads once at its next boot.
 #
 # Options:
@@ -167,6 +169,50 @@ if [ "$assume_yes" = 0 ]; then
     read -r answer || answer=""
     [ "$answer" = yes ] || die "not confirmed; nothing written"
 fi
+
+# --- the whole card, before the image -------------------------------------------------------
+# A counterfeit card claims more than its flash holds and wraps the addresses it lacks back to
+# the start (its controller ignores the high address bits), so the image region reads back
+# fine while the data partition, grown over the whole card at first boot, would overwrite the
+# system. Write a marker naming its own place at regular places over the whole card (every
+# SPACING MiB, a power of two, at most 1024 of them, and the last MiB), then read each back:
+# on such a card a later marker has overwritten an earlier one. Real flash comes in whole MiB
+# multiples, so a wrap lands exactly on another marker.
+check_whole_card() {
+    local mib=$((dev_bytes / MIB)) spacing=1 run place places=() got want
+    [ "$mib" -ge 1 ] || return 0
+    while [ $((mib / spacing)) -gt 1024 ]; do spacing=$((spacing * 2)); done
+    for ((place = 0; place < mib; place += spacing)); do places+=("$place"); done
+    [ "${places[-1]}" = $((mib - 1)) ] || places+=($((mib - 1)))
+    run=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+    marker() { printf 'chatmail card check %s at MiB %012d' "$run" "$1"; }
+    echo "Checking the whole card (${#places[@]} places, every ${spacing} MiB)..."
+    for place in "${places[@]}"; do
+        { marker "$place"; head -c 4096 /dev/zero; } | head -c 4096 |
+            dd of="$dev" bs=4096 seek=$((place * 256)) count=1 iflag=fullblock oflag=direct \
+                conv=notrunc status=none || die "writing to $device at MiB $place failed"
+    done
+    sync
+    blockdev --flushbufs "$dev"
+    for place in "${places[@]}"; do
+        want=$(marker "$place")
+        got=$(dd if="$dev" bs=4096 skip=$((place * 256)) count=1 iflag=direct status=none |
+            head -c ${#want} | tr -d '\0')
+        [ "$got" = "$want" ] && continue
+        case "$got" in
+            "chatmail card check $run at MiB "*)
+                die "this card is not as large as it claims ($(numfmt --to=iec "$dev_bytes")B):" \
+                    "what was written at MiB $((10#${got##* })) came back at MiB $place, so the card" \
+                    "wraps around. It is fake or broken; nothing of the image was written." ;;
+            *)
+                die "this card does not keep what is written to it: MiB $place of" \
+                    "$(numfmt --to=iec "$dev_bytes")B reads back wrong. It is fake or broken;" \
+                    "nothing of the image was written." ;;
+        esac
+    done
+    echo "The whole card holds what was written to it."
+}
+check_whole_card
 
 # --- write and verify ---------------------------------------------------------------------
 echo "Writing..."

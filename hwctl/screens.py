@@ -8,10 +8,11 @@ would blur module edges and make it harder to scan.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import qrcode
 import qrcode.constants
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, features
 
 WHITE = 1
 BLACK = 0
@@ -29,8 +30,48 @@ class InviteContent:
     status: str  # one short line: people onboarded, health
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
+ELLIPSIS = "…"
+
+
+def has_freetype() -> bool:
+    """Whether this Pillow was built with FreeType (Buildroot builds it without unless selected)."""
+    return bool(features.check("freetype2"))
+
+
+def _font(size: int) -> Font:
+    """Pillow's scalable default font; without FreeType its fixed bitmap font (one size, Latin-1)."""
+    return _load_font(size if has_freetype() else None)
+
+
+@lru_cache(maxsize=64)
+def _load_font(size: int | None) -> Font:
+    if size is None:  # without FreeType, load_default() is the bitmap font (any Pillow >= 10.1)
+        return ImageFont.load_default()
     return ImageFont.load_default(size=size)
+
+
+def _shown(text: str, font: Font) -> str:
+    """The text as the font can draw it: the bitmap font knows Latin-1 only."""
+    if isinstance(font, ImageFont.FreeTypeFont):
+        return text
+    text = text.replace(ELLIPSIS, "...")
+    return text.encode("latin-1", "replace").decode("latin-1")
+
+
+def _height(font: Font) -> int:
+    if isinstance(font, ImageFont.FreeTypeFont):
+        return int(font.size)
+    return int(font.getbbox("Hg")[3])
+
+
+def _text(draw: ImageDraw.ImageDraw, xy: tuple[float, float], text: str, font: Font,
+          fill: int) -> None:  # fmt: skip
+    draw.text(xy, _shown(text, font), font=font, fill=fill)
+
+
+def _length(draw: ImageDraw.ImageDraw, text: str, font: Font) -> float:
+    return draw.textlength(_shown(text, font), font=font)
 
 
 def qr_matrix(payload: str) -> list[list[bool]]:
@@ -69,16 +110,18 @@ def draw_qr(image: Image.Image, payload: str, box: int, origin: tuple[int, int] 
     return side
 
 
-def _fit_text(draw: ImageDraw.ImageDraw, text: str, width: int, size: int, min_size: int = 9):
+def _fit_text(
+    draw: ImageDraw.ImageDraw, text: str, width: int, size: int, min_size: int = 9
+) -> tuple[str, Font]:
     """The largest font (down to min_size) that fits; the text is cut with an ellipsis if none does."""
     for s in range(size, min_size - 1, -1):
         font = _font(s)
-        if draw.textlength(text, font=font) <= width:
+        if _length(draw, text, font) <= width:
             return text, font
     font = _font(min_size)
-    while text and draw.textlength(text + "…", font=font) > width:
+    while text and _length(draw, text + ELLIPSIS, font) > width:
         text = text[:-1]
-    return text + "…", font
+    return text + ELLIPSIS, font
 
 
 def _text_column(image: Image.Image, x: int, lines: list[tuple[str, int]], top: int = 4) -> None:
@@ -90,8 +133,8 @@ def _text_column(image: Image.Image, x: int, lines: list[tuple[str, int]], top: 
             y += size // 2
             continue
         shown, font = _fit_text(draw, text, width, size)
-        draw.text((x, y), shown, font=font, fill=BLACK)
-        y += font.size + 4
+        _text(draw, (x, y), shown, font, BLACK)
+        y += _height(font) + 4
 
 
 def render_invite(size: tuple[int, int], content: InviteContent) -> Image.Image:
@@ -112,7 +155,7 @@ def render_invite(size: tuple[int, int], content: InviteContent) -> Image.Image:
     draw = ImageDraw.Draw(image)
     draw.line((x, h - 20, w - 3, h - 20), fill=BLACK)
     status, font = _fit_text(draw, content.status, w - x - 3, 11)
-    draw.text((x, h - 16), status, font=font, fill=BLACK)
+    _text(draw, (x, h - 16), status, font, BLACK)
     return image
 
 
@@ -142,15 +185,15 @@ def render_info(size: tuple[int, int], rows: list[tuple[str, str]], title: str) 
     w, h = size
     title_font = _font(16)
     draw.rectangle((0, 0, w - 1, 22), fill=BLACK)
-    draw.text((4, 2), title, font=title_font, fill=WHITE)
+    _text(draw, (4, 2), title, title_font, WHITE)
     label_w = 66
     y = 28
     row_h = max(12, (h - y) // max(1, len(rows)))
     for label, value in rows:
         font_size = min(13, row_h - 2)
-        draw.text((4, y), label, font=_font(font_size), fill=BLACK)
+        _text(draw, (4, y), label, _font(font_size), BLACK)
         shown, font = _fit_text(draw, value, w - label_w - 6, font_size, min_size=8)
-        draw.text((label_w, y), shown, font=font, fill=BLACK)
+        _text(draw, (label_w, y), shown, font, BLACK)
         y += row_h
     return image
 
@@ -161,14 +204,14 @@ def render_countdown(size: tuple[int, int], remaining: int) -> Image.Image:
     draw = ImageDraw.Draw(image)
     w, h = size
     draw.rectangle((0, 0, w - 1, h - 1), outline=BLACK, width=3)
-    draw.text((10, 8), "Factory reset in", font=_font(16), fill=BLACK)
+    _text(draw, (10, 8), "Factory reset in", _font(16), BLACK)
     big = _font(min(64, h // 2))
     number = str(remaining)
-    nw = draw.textlength(number, font=big)
-    draw.text(((w - nw) / 2, h * 0.28), number, font=big, fill=BLACK)
+    nw = _length(draw, number, big)
+    _text(draw, ((w - nw) / 2, h * 0.28), number, big, BLACK)
     hint = "Release the button to cancel"
     shown, font = _fit_text(draw, hint, w - 20, 13)
-    draw.text((10, h - 22), shown, font=font, fill=BLACK)
+    _text(draw, (10, h - 22), shown, font, BLACK)
     return image
 
 
@@ -176,6 +219,6 @@ def render_message(size: tuple[int, int], title: str, lines: list[str]) -> Image
     """A plain notice (resetting, relay unreachable, USB progress)."""
     image = Image.new("1", size, WHITE)
     draw = ImageDraw.Draw(image)
-    draw.text((6, 6), title, font=_font(18), fill=BLACK)
+    _text(draw, (6, 6), title, _font(18), BLACK)
     _text_column(image, 6, [(line, 12) for line in lines], top=34)
     return image

@@ -197,19 +197,33 @@ async def _signals(receiver: AsyncIterator[int], running: _Running, stop: trio.C
         return
 
 
-def return_big_buffers_to_the_os() -> None:
+def return_big_buffers_to_the_os() -> bool:
     """Make glibc map every allocation over 1 MiB separately, so it is unmapped when freed.
 
     Password hashing (Argon2id) takes 19 MiB per hash in worker threads; with glibc's sliding
     threshold those buffers stay in per-thread arenas for good, which costs a small board more
-    memory than thousands of idle IMAP sessions.
+    memory than thousands of idle IMAP sessions. Returns whether the setting took effect.
+    """
+    libc = c_library()
+    if libc is None or not hasattr(libc, "mallopt"):  # not glibc
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+
+
+def c_library() -> ctypes.CDLL | None:
+    """The C library this process runs on.
+
+    find_library("c") asks ldconfig's cache (or a compiler), and the appliance image has neither;
+    the C library is mapped into the process already, so the process's own symbols (dlopen of
+    NULL) find it without a name, and glibc's soname is the last resort.
     """
     name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    libc = ctypes.CDLL(name)
-    if hasattr(libc, "mallopt"):  # glibc only
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    for candidate in ([name] if name else []) + [None, "libc.so.6"]:
+        try:
+            return ctypes.CDLL(candidate)
+        except OSError:
+            continue
+    return None
 
 
 # Services started and stopped by a reload as the config asks, each restarted when what it was

@@ -19,6 +19,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "qemu: builds and boots the QEMU twin (minutes; deselect locally with -m 'not qemu')",
     )
+    config.addinivalue_line(
+        "markers", "slow: minutes of installing and testing (CI runs it; -m 'not slow' skips it)"
+    )
 
 
 @pytest.fixture(scope="session")

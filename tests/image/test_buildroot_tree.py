@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import contract  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 TREE = REPO / "buildroot-config"
@@ -138,38 +141,33 @@ def test_overlay_fits_a_merged_usr_root() -> None:
     assert not any((overlay / d).exists() for d in ("bin", "lib", "sbin", "lib64"))
 
 
-def test_pgpy_patch_makes_pgpy_import_without_imghdr(tmp_path: Path) -> None:
-    """The patch applies to PGPy 0.6.0 and PGPy then works on a Python without imghdr."""
-    import pgpy
-
-    if shutil.which("patch") is None:
-        pytest.skip("patch(1) is not installed")
-    package = Path(pgpy.__file__).parent
-    shutil.copytree(package, tmp_path / "pgpy")
-    patch = next(TREE.glob("package/python-pgpy/0001-*.patch"))
-    subprocess.run(["patch", "-p1", "-s", "-d", str(tmp_path), "-i", str(patch)], check=True)
-    probe = (
-        "import sys; sys.modules['imghdr'] = None\n"  # as on Python 3.13+: import fails
-        "import pgpy\n"
-        "from pgpy.constants import ImageEncoding as E\n"
-        "assert E.encodingof(bytearray(b'\\xff\\xd8\\xff\\xe0\\x00\\x10JFIF\\x00')) == E.JPEG\n"
-        "assert E.encodingof(b'\\x89PNG\\r\\n') == E.Unknown\n"
-        "print(pgpy.__file__)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=60)  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().startswith(str(tmp_path))
-
-
 def buildroot_dir() -> Path:
     path = os.environ.get("BUILDROOT_DIR")
     if not path or not (Path(path) / "Config.in").exists():
         pytest.skip(
-            "BUILDROOT_DIR is not set to a Buildroot source tree: the defconfig application "
-            "and utils/check-package checks did not run (nothing else here needs the network)"
+            f"BUILDROOT_DIR is not set to a Buildroot {contract.pinned_release()} source tree: "
+            "the defconfig application and utils/check-package checks did not run (the "
+            "dependency contract checks the pinned release's package list offline)"
         )
     return Path(path)
+
+
+def test_buildroot_dir_is_the_pinned_release() -> None:
+    br = buildroot_dir()
+    version = re.search(r"^export BR2_VERSION := (\S+)$", (br / "Makefile").read_text(), re.M)
+    assert version, f"{br}: no BR2_VERSION"
+    assert version.group(1) == contract.pinned_release(), (
+        f"BUILDROOT_DIR is Buildroot {version.group(1)}; buildroot-config/BUILDROOT_VERSION pins "
+        f"{contract.pinned_release()}"
+    )
+    listed = subprocess.run(
+        [sys.executable, str(REPO / "image" / "buildroot-python-packages.py"), str(br)],
+        capture_output=True, text=True, check=True, timeout=60,
+    ).stdout  # fmt: skip
+    assert listed == (TREE / "buildroot-python-packages.txt").read_text(), (
+        "buildroot-config/buildroot-python-packages.txt is not the list of this release: "
+        "regenerate it with image/buildroot-python-packages.py"
+    )
 
 
 @pytest.mark.parametrize("defconfig", DEFCONFIGS, ids=lambda p: p.name)
@@ -190,10 +188,14 @@ def test_make_defconfig_applies_every_line(defconfig: Path, tmp_path: Path) -> N
             assert f"{unset.group(1)}=y" not in config, f"{defconfig.name}: {line}"
         elif SYMBOL_LINE.match(line):
             assert line in config, f"{defconfig.name}: Kconfig dropped {line}"
-    for selected in ("BR2_PACKAGE_PYTHON_PGPY=y", "BR2_PACKAGE_PYTHON_ACME=y",
+    for selected in ("BR2_PACKAGE_PYTHON_ACME=y",
                      "BR2_PACKAGE_PYTHON_DKIMPY=y", "BR2_PACKAGE_PYTHON_TRIO=y",
                      "BR2_PACKAGE_PYTHON_SNIFFIO=y"):  # fmt: skip
         assert selected in config, f"{defconfig.name}: {selected} not selected"
+    # The dependency contract, on the configuration Kconfig really made.
+    for package in contract.packages_for(defconfig):
+        for option, places in contract.required_options(package).items():
+            assert f"{option}=y" in config, f"{defconfig.name}: {option} off; needed by {places[0]}"
     if "qemu" not in defconfig.name:  # the Pi boards: hwctl with GPIO for every Pi generation
         for selected in ("BR2_PACKAGE_CHATMAIL_HWCTL=y", "BR2_PACKAGE_PYTHON_GPIOD=y",
                          "BR2_PACKAGE_PYTHON_RPI_GPIO=y", "BR2_PACKAGE_PYTHON_SPIDEV=y"):  # fmt: skip

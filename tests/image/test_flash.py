@@ -9,6 +9,8 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -235,3 +237,80 @@ def test_reads_compressed_images(image: Path, loop) -> None:
     result = run_flash("--yes", f"{image}.xz", dev)
     assert result.returncode == 0, result.stderr
     assert device_bytes(dev, 24 * MIB) == image.read_bytes()
+
+
+@pytest.fixture
+def fake_card(tmp_path: Path) -> Iterator[Callable[..., tuple[str, Path]]]:
+    """Factory for cards served by fakecardfs: (loop device, backing file holding the real flash).
+
+    The device claims `claimed` bytes; what is written past `real` lands back at the start."""
+    need(Path("/dev/fuse").exists(), "no /dev/fuse")
+    need(shutil.which("umount") is not None, "umount is not installed")
+    pytest.importorskip("pyfuse3")
+    started: list[tuple[str, Path, subprocess.Popen[bytes]]] = []
+
+    def make(real: int, claimed: int) -> tuple[str, Path]:
+        n = len(started)
+        backing, mountpoint = tmp_path / f"flash{n}.bin", tmp_path / f"card{n}"
+        mountpoint.mkdir()
+        with open(backing, "wb") as f:
+            f.truncate(real)
+        fs = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("fakecardfs.py")), str(backing),
+             str(mountpoint), "--size", str(claimed)],
+        )  # fmt: skip
+        for _ in range(100):
+            if os.path.ismount(mountpoint) or fs.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert os.path.ismount(mountpoint), "fakecardfs did not mount"
+        dev = subprocess.run(
+            ["losetup", "--find", "--show", str(mountpoint / "card.img")],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        started.append((dev, mountpoint, fs))
+        return dev, backing
+
+    yield make
+    for dev, mountpoint, fs in started:
+        subprocess.run(["losetup", "-d", dev], capture_output=True)
+        for _ in range(50):  # the loop device lets go of the file asynchronously
+            if subprocess.run(["umount", str(mountpoint)], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            subprocess.run(["umount", "-l", str(mountpoint)], capture_output=True)
+        fs.wait(timeout=30)
+
+
+def test_refuses_a_card_that_claims_more_than_it_holds(image: Path, fake_card) -> None:
+    # Half of what it claims: writes past 48 MiB wrap to the start, as counterfeit cards do.
+    dev, flash = fake_card(real=48 * MIB, claimed=96 * MIB)
+    assert Path(f"/sys/class/block/{Path(dev).name}/size").read_text().strip() == str(
+        96 * MIB // 512
+    )
+    result = run_flash("--yes", str(image), dev)
+    assert result.returncode != 0
+    assert "not as large as it claims" in result.stderr
+    assert "came back at MiB 0" in result.stderr
+    assert "Writing..." not in result.stdout
+    # Nothing of the image reached the card: its partition table and boot partition are absent.
+    card, written = flash.read_bytes(), image.read_bytes()
+    assert card[:512] != written[:512]
+    assert card[4 * MIB : 8 * MIB] != written[4 * MIB : 8 * MIB]
+
+
+def test_a_card_that_is_as_large_as_it_claims_is_written(image: Path, fake_card) -> None:
+    dev, flash = fake_card(real=48 * MIB, claimed=48 * MIB)  # the same file system, honest
+    result = run_flash("--yes", str(image), dev)
+    assert result.returncode == 0, result.stderr
+    assert "The whole card holds what was written to it." in result.stdout
+    assert flash.read_bytes()[: 24 * MIB] == image.read_bytes()
+
+
+def test_a_card_that_loses_its_last_mib_is_refused(image: Path, fake_card) -> None:
+    # Only slightly smaller than claimed: the last MiB wraps onto the start.
+    dev, _ = fake_card(real=63 * MIB, claimed=64 * MIB)
+    result = run_flash("--yes", str(image), dev)
+    assert result.returncode != 0
+    assert "came back at MiB 0" in result.stderr

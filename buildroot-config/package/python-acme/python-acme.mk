@@ -4,7 +4,7 @@
 #
 ################################################################################
 
-PYTHON_ACME_VERSION = 5.9.0
+PYTHON_ACME_VERSION = 5.7.0
 PYTHON_ACME_SOURCE = acme-$(PYTHON_ACME_VERSION).tar.gz
 PYTHON_ACME_SITE = https://files.pythonhosted.org/packages/source/a/acme
 PYTHON_ACME_SETUP_TYPE = setuptools
