@@ -39,6 +39,7 @@ THIRD_PARTY: dict[str, tuple[str, str | None]] = {
     "spidev": ("BR2_PACKAGE_PYTHON_SPIDEV", None),
     "tomlkit": ("BR2_PACKAGE_PYTHON_TOMLKIT", "tomlkit"),
     "trio": ("BR2_PACKAGE_PYTHON_TRIO", "trio"),
+    "wsproto": ("BR2_PACKAGE_PYTHON_WSPROTO", "wsproto"),
     "zeroconf": ("BR2_PACKAGE_PYTHON_ZEROCONF", "zeroconf"),
 }
 # Parts of a package that Buildroot builds only when a sub-option is on.
