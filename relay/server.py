@@ -324,6 +324,8 @@ def _print_embedded_banner(config: Config, ports: dict[str, int]) -> None:
         "Onboard in Delta Chat: scan or paste this link (a fresh account, created at first login):",
         f"  {dclogin_url(config, addr, password)}",
         f"or open http://{config.mail_domain}:{ports.get('http', 0)}/ for the invite page.",
+        f"Admin dashboard: https://{config.mail_domain}:{ports.get('https', 0)}/admin"
+        " (log in with the token `relay admin-token` prints).",
         "Stop with Ctrl-C.",
     ]
     print("\n".join(lines), flush=True)
