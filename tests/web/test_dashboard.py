@@ -23,7 +23,6 @@ import requests
 from PIL import Image
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
@@ -32,6 +31,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from relay.config import Iroh, Push, Turn
 from relay.web import dashboard
+from tests.browser import headless_chromium
 from tests.federation.mail import encrypted
 from tests.federation.pair import relay_config, shared_ports
 from tests.helpers import (
@@ -39,7 +39,6 @@ from tests.helpers import (
     client_context,
     free_ports,
     make_config,
-    require_tool,
     start_relay_process,
     stop_relay_process,
 )
@@ -137,26 +136,9 @@ def test_the_files_ship_in_a_wheel(tmp_path: Path) -> None:
 
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
-    chromium = require_tool("chromium")
-    driver_path = require_tool("chromedriver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--ignore-certificate-errors",  # the test relay's self-signed certificate
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"--window-size={WINDOW[0]},{WINDOW[1]}",
-    ):
-        options.add_argument(argument)
-    # The executable given: Selenium Manager never tries to download a driver.
-    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
+    driver = headless_chromium(
+        tmp_path / "profile", "--hide-scrollbars", f"--window-size={WINDOW[0]},{WINDOW[1]}"
+    )
     viewport(driver, *WINDOW, mobile=False)
     yield driver
     driver.quit()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import require_tool
+from tests.browser import headless_chromium
 from tests.webimap.conftest import LiveWebRelay, encrypted
 
 PAGE = """<!doctype html>
@@ -37,26 +37,7 @@ ws.onmessage = (e) => {
 
 @pytest.fixture
 def browser(tmp_path: Path):  # noqa: ANN201 - a selenium WebDriver
-    chromium = require_tool("chromium")
-    chromedriver = require_tool("chromedriver")
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--ignore-certificate-errors",  # the relay's self-signed certificate (LAN mode)
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    driver = headless_chromium(tmp_path / "profile")
     driver.set_script_timeout(30)
     try:
         yield driver
