@@ -137,11 +137,25 @@ def stop_relay_process(relay: RelayProcess) -> None:
             relay.process.wait()
 
 
+def in_ci() -> bool:
+    """CI (.ci/run sets CI=1): a missing prerequisite is a failure there, not a skip."""
+    return bool(os.environ.get("CI"))
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip saying why on a developer machine; in CI a missing prerequisite fails the test."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"{reason} (CI provides it: tests/system-packages.txt, .ci/run)", pytrace=False)
+    pytest.skip(reason)
+
+
 def require_tool(name: str) -> str:
-    """The path of a system tool, or skip the test saying which package provides it."""
+    """The path of a system tool; skips without it, or fails in CI (see `need`)."""
     path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (the README's test command installs it)")
+    need(path is not None, f"{name} is not installed (tests/system-packages.txt lists its package)")
+    assert path is not None
     return path
 
 

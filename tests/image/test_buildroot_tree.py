@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import require_tool
+
 REPO = Path(__file__).resolve().parents[2]
 TREE = REPO / "buildroot-config"
 PACKAGES = sorted(p for p in (TREE / "package").iterdir() if p.is_dir())
@@ -142,8 +144,7 @@ def test_pgpy_patch_makes_pgpy_import_without_imghdr(tmp_path: Path) -> None:
     """The patch applies to PGPy 0.6.0 and PGPy then works on a Python without imghdr."""
     import pgpy
 
-    if shutil.which("patch") is None:
-        pytest.skip("patch(1) is not installed")
+    require_tool("patch")
     package = Path(pgpy.__file__).parent
     shutil.copytree(package, tmp_path / "pgpy")
     patch = next(TREE.glob("package/python-pgpy/0001-*.patch"))
