@@ -159,6 +159,25 @@ def require_tool(name: str) -> str:
     return path
 
 
+def record_throttle_delays(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every delay the login throttle (relay.ratelimit) waits from now on, in order: a test
+    asserts which attempts were slowed down, and by how much, without timing them."""
+    from relay import ratelimit
+
+    delays: list[float] = []
+
+    class RecordingTrio:
+        def __getattr__(self, name: str) -> object:
+            return getattr(trio, name)
+
+        async def sleep(self, seconds: float) -> None:
+            delays.append(seconds)
+            await trio.sleep(seconds)
+
+    monkeypatch.setattr(ratelimit, "trio", RecordingTrio())
+    return delays
+
+
 async def make_account(store: MailStore, address: str, password: str) -> bool:
     """Create an account directly in the store (no login); True if it is there now (created,
     or already there from an earlier run), False if the address is blocked."""

@@ -52,6 +52,7 @@ class MxdelivPeer:
     answer: tuple[int, bytes] = (200, b"250 OK")
     posts: list[Posted] = field(default_factory=list)
     delay: float = 0.0
+    hold: trio.Event | None = None  # if given, every answer waits until it is set
     port: int = 0
 
     async def start(self, host: str, nursery: trio.Nursery, port: int = 0) -> int:
@@ -78,6 +79,8 @@ class MxdelivPeer:
             headers = [(k.decode().lower(), v.decode()) for k, v in request.headers]
             self.posts.append(Posted(headers, bytes(body)))
             await trio.sleep(self.delay)
+            if self.hold is not None:
+                await self.hold.wait()
             status, text = self.answer
             response = h11.Response(
                 status_code=status, headers=[("Content-Length", str(len(text)))]

@@ -267,18 +267,24 @@ async def test_domains_are_delivered_in_parallel(
     start_sender: StartSender, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     """A slow peer does not hold up another domain of the same message."""
-    slow = MxdelivPeer(self_signed_context(tmp_path, PEER_IP), delay=3.0)
+    # The slow peer answers only after the fast one has its copy: delivered one domain after
+    # the other, the fast domain would wait for ever (here: until the backstop).
+    slow = MxdelivPeer(self_signed_context(tmp_path, PEER_IP), hold=trio.Event())
     fast = MxdelivPeer(self_signed_context(tmp_path, "127.0.0.4"))
     port = await slow.start(PEER_IP, nursery)
     await fast.start("127.0.0.4", nursery, port=port)
     relay = await start_sender(peer_https_port=port, peer_smtp_port=closed_port())
     dave = "dave12345@[127.0.0.4]"
     await relay.submit(SENDER, [BOB, dave], encrypted(SENDER, [BOB, dave]))
-    with trio.fail_after(2):
-        while not fast.posts:
+    with trio.fail_after(60):  # a backstop only
+        while not (fast.posts and slow.posts):
             await trio.sleep(0.02)
     assert fast.posts[0].values("x-mail-to") == [dave]
+    assert slow.posts[0].values("x-mail-to") == [BOB]  # and still waiting for its answer
+    assert slow.hold is not None
+    slow.hold.set()
     await wait_until(relay.queue_empty)
+    assert len(slow.posts) == 1 and len(fast.posts) == 1
 
 
 async def test_a_relay_killed_mid_delivery_sends_the_message_again_after_restart(
