@@ -4,7 +4,6 @@ arbitrary input that must never crash the engine."""
 from __future__ import annotations
 
 import re
-import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -110,12 +109,13 @@ def test_select_and_contains_agree_with_the_ranges_as_written(ranges, values, la
 def test_overlapping_ranges_cost_no_more_than_one():
     """select() and contains() went through every range for every message: 16,000 times "1:*"
     (a 64 KiB command) over a large mailbox took O(ranges * messages)."""
+    # The cost (linear, not ranges x messages) is measured in tests/fuzz/test_complexity.py
+    # (test_sequence_sets_are_linear_in_ranges_times_messages); here the answers.
     seqset = parse_seqset(Cursor(b",".join([b"1:*"] * 16_000)))
     values = list(range(1, 50_001))
-    started = time.perf_counter()
-    assert len(seqset.select(values, 50_000)) == 50_000
+    assert seqset.select(values, 50_000) == list(range(50_000))
     assert all(seqset.contains(v, 50_000) for v in range(1, 50_001, 50))
-    assert time.perf_counter() - started < 1.0  # was about a minute
+    assert seqset.merged(50_000) == ([1], [50_000])  # 16,000 ranges are one
 
 
 header_names = st.from_regex(r"\A[A-Za-z][A-Za-z0-9-]{0,20}\Z")
