@@ -83,6 +83,10 @@ async def delivered(postfix: Postfix, count: int) -> list[bytes]:
     return found
 
 
+def lf_body(raw: bytes) -> bytes:
+    return raw.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1]
+
+
 def delivered_to(message: bytes) -> str:
     return message_from_bytes(message)["Delivered-To"]
 
@@ -161,10 +165,13 @@ async def test_with_pipelining_offered_several_recipients_go_in_one_transaction(
     async with postfix_world(tmp_path, nursery) as world:
         relay = world.relay
         recipients = [f"user{i}@{DOMAIN}" for i in range(5)]
-        await relay.submit(world.sender, recipients, encrypted(world.sender, recipients, "many"))
+        message = encrypted(world.sender, recipients, "many") + b".a line with a dot\r\n.\r\n"
+        await relay.submit(world.sender, recipients, message)
         got = await delivered(world.postfix, 5)
         await wait_until(relay.queue_empty, timeout=60)
         assert sorted(delivered_to(m) for m in got) == recipients
+        for copy in got:  # byte for byte (in Postfix's LF form), dot lines unstuffed again
+            assert lf_body(copy) == lf_body(message)
         # One queue file in Postfix: one SMTP transaction carried all five.
         assert len({message_from_bytes(m)["Received"] for m in got}) == 1
 
