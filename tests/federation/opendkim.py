@@ -12,9 +12,11 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from tests.helpers import need, require_tool
+from tests.helpers import free_ports, need, require_tool, wait_for_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,3 +75,28 @@ def _inside(work: Path) -> int:
 
 if __name__ == "__main__":
     sys.exit(_inside(Path(sys.argv[1])))
+
+
+@contextmanager
+def run_milter(*, domain: str, selector: str, key: Path, workdir: Path) -> Iterator[str]:
+    """The OpenDKIM milter signing `domain`'s mail (rsa-sha256, as it is deployed), for a
+    Postfix's smtpd_milters; yields "inet:127.0.0.1:port"."""
+    binary = require_tool("opendkim")
+    port = free_ports(1)[0]
+    conf = workdir / "opendkim.conf"
+    conf.write_text(
+        "Syslog no\nBackground no\nMode s\nRequireSafeKeys no\n"  # the key is under /tmp
+        f"Domain {domain}\nSelector {selector}\nKeyFile {key}\n"
+        "Canonicalization relaxed/simple\nSignatureAlgorithm rsa-sha256\n"
+        f"InternalHosts 127.0.0.0/8\nPidFile {workdir / 'opendkim.pid'}\n"
+        f"Socket inet:{port}@127.0.0.1\n"
+    )
+    process = subprocess.Popen(
+        [binary, "-f", "-x", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_port("127.0.0.1", port, timeout=20)
+        yield f"inet:127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
