@@ -160,11 +160,11 @@ class SMTPPeer:
 
 
 @dataclass
-class DNSServer:
-    """Authoritative answers from `records` {(name, type): [rdata text]}; NXDOMAIN otherwise.
-
-    Names in `failing` get SERVFAIL. Names end without a dot.
-    """
+class HandMadeDNS:
+    """A hand-made DNS responder (dnspython, in the test's trio loop), not a DNS server:
+    answers from `records` {(name, type): [rdata text]}, NXDOMAIN otherwise, SERVFAIL for the
+    names in `failing` (names end without a dot). For faults on demand; the interop tests use
+    dnsmasq (tests/federation/dnsmasq.py)."""
 
     records: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)
