@@ -1,8 +1,9 @@
-"""Shared fixtures: a real relay on 127.0.0.1 with free ports, in-process or as a subprocess."""
+"""Shared fixtures (a real relay on 127.0.0.1 with free ports, in the test's trio loop) and the
+CI rule for skips."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,9 @@ import trio
 from relay.config import Config
 from relay.log import Logger
 from tests.helpers import (
-    RelayProcess,
     RelayServer,
     in_ci,
     make_config,
-    start_relay_process,
-    stop_relay_process,
 )
 
 # The only tests that may be skipped in CI (CI=1, set by .ci/run), each with the reason. Any other
@@ -79,11 +77,3 @@ async def relay_server(relay_config: Config) -> AsyncIterator[RelayServer]:
         yield RelayServer(config=relay_config, app=listening.app)
         nursery.cancel_scope.cancel()
 
-
-@pytest.fixture
-def relay_process(tmp_path: Path) -> Iterator[RelayProcess]:
-    """A relay in its own process (for signals, restarts and crash tests)."""
-    config = make_config(tmp_path / "data")
-    relay = start_relay_process(config, tmp_path / "relay.toml")
-    yield relay
-    stop_relay_process(relay)
