@@ -137,12 +137,76 @@ def stop_relay_process(relay: RelayProcess) -> None:
             relay.process.wait()
 
 
+def in_ci() -> bool:
+    """CI (.ci/run sets CI=1): a missing prerequisite is a failure there, not a skip."""
+    return bool(os.environ.get("CI"))
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip saying why on a developer machine; in CI a missing prerequisite fails the test."""
+    if condition:
+        return
+    if in_ci():
+        pytest.fail(f"{reason} (CI provides it: tests/system-packages.txt, .ci/run)", pytrace=False)
+    pytest.skip(reason)
+
+
 def require_tool(name: str) -> str:
-    """The path of a system tool, or skip the test saying which package provides it."""
+    """The path of a system tool; skips without it, or fails in CI (see `need`)."""
     path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (the README's test command installs it)")
+    need(path is not None, f"{name} is not installed (tests/system-packages.txt lists its package)")
+    assert path is not None
     return path
+
+
+TERMINAL_QR_GLYPHS = {"█": (1, 1), "▀": (1, 0), "▄": (0, 1), " ": (0, 0), "\xa0": (0, 0)}
+
+
+def read_terminal_qr(text: str, workdir: Path) -> list[str]:
+    """What a phone would read off a terminal QR (relay.web.qr.terminal): the half-block lines
+    drawn as a dark terminal shows them (a glyph's drawn half light), decoded by zbarimg."""
+    from PIL import Image
+
+    rows = [
+        line
+        for line in text.splitlines()
+        if line.strip() and set(line) <= set(TERMINAL_QR_GLYPHS) and set(line) & set("█▀▄")
+    ]
+    assert rows, f"no terminal QR in:\n{text}"
+    scale, margin, width = 6, 4, max(len(row) for row in rows)
+    image = Image.new("L", ((width + 2 * margin) * scale, (2 * len(rows) + 2 * margin) * scale), 255)
+    for y, row in enumerate(rows):
+        for x, glyph in enumerate(row):
+            for half, drawn in enumerate(TERMINAL_QR_GLYPHS[glyph]):
+                if not drawn:  # undrawn is the terminal's dark background: a dark module
+                    left, top = (x + margin) * scale, (2 * y + half + margin) * scale
+                    image.paste(0, (left, top, left + scale, top + scale))
+    path = workdir / "terminal-qr.png"
+    image.save(path)
+    result = subprocess.run(
+        [require_tool("zbarimg"), "--raw", "-q", str(path)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return result.stdout.splitlines()
+
+
+def record_throttle_delays(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every delay the login throttle (relay.ratelimit) waits from now on, in order: a test
+    asserts which attempts were slowed down, and by how much, without timing them."""
+    from relay import ratelimit
+
+    delays: list[float] = []
+
+    class RecordingTrio:
+        def __getattr__(self, name: str) -> object:
+            return getattr(trio, name)
+
+        async def sleep(self, seconds: float) -> None:
+            delays.append(seconds)
+            await trio.sleep(seconds)
+
+    monkeypatch.setattr(ratelimit, "trio", RecordingTrio())
+    return delays
 
 
 async def make_account(store: MailStore, address: str, password: str) -> bool:

@@ -13,6 +13,7 @@ from relay.cli_text import invite_text
 from relay.config import TLS, Accounts, Config, Listen
 from relay.core.zone import dns_records
 from relay.tls import acme_account_uri
+from tests.helpers import read_terminal_qr
 from tests.web.test_new import parse_dclogin
 
 DOMAIN = "chat.example.org"
@@ -91,13 +92,16 @@ def test_lan_mode_needs_no_dns(tmp_path):
 def test_invite_text_in_domain_mode(tmp_path):
     text = invite_text(acme_config(tmp_path))
     assert text.rstrip().endswith(f"DCACCOUNT:https://{DOMAIN}/new")
-    assert "█" in text  # the terminal QR
+    assert read_terminal_qr(text, tmp_path) == [f"DCACCOUNT:https://{DOMAIN}/new"]
 
 
 def test_invite_text_in_lan_mode_is_a_fresh_login(tmp_path):
     config = Config.embedded_default(tmp_path)
-    links = [invite_text(config).rstrip().splitlines()[-1] for _ in range(2)]
+    texts = [invite_text(config) for _ in range(2)]
+    links = [text.rstrip().splitlines()[-1] for text in texts]
     assert links[0] != links[1]
+    assert links[0].startswith("dclogin:")
+    assert read_terminal_qr(texts[0], tmp_path) == [links[0]]  # the QR is this login
     addr, params = parse_dclogin(links[0])
     assert addr.endswith("@[127.0.0.1]") and params["ic"] == "3"
 

@@ -35,7 +35,7 @@ async def test_a_client_is_locked_out_but_the_account_is_only_slowed() -> None:
     with pytest.raises(TooManyFailures):
         await throttle.before_attempt("192.0.2.1", "bob@x")
     # Alice herself, from elsewhere, still gets in (after a short delay).
-    with trio.fail_after(1):
+    with trio.fail_after(30):
         await throttle.before_attempt("198.51.100.7", "alice@x")
     clock.now += 601
     await throttle.before_attempt("192.0.2.1", "bob@x")  # the window passed

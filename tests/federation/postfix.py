@@ -68,8 +68,18 @@ class Postfix:
 
 @contextmanager
 def run_postfix(
-    *, domain: str, address: str, port: int, relayhost: str, cert: Path, key: Path
+    *,
+    domain: str,
+    address: str,
+    port: int,
+    relayhost: str,
+    cert: Path,
+    key: Path,
+    extra: dict[str, str] | None = None,
+    tables: dict[str, str] | None = None,
 ) -> Iterator[Postfix]:
+    """`extra` main.cf settings override the defaults; "{conf}" in them names the config
+    directory, where each of `tables` (name: text) is written (for texthash: lookups)."""
     binary = require_tool("postfix")
     uid, gid = pwd.getpwnam("postfix").pw_uid, grp.getgrnam("postfix").gr_gid
     root = Path(tempfile.mkdtemp(prefix="relay-postfix-"))
@@ -112,6 +122,9 @@ def run_postfix(
         "biff": "no",
         "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
     }
+    for name, text in (tables or {}).items():
+        (conf / name).write_text(text)
+    settings.update({k: v.replace("{conf}", str(conf)) for k, v in (extra or {}).items()})
     (conf / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
     (conf / "master.cf").write_text(SERVICES.format(address=address, port=port))
     run = [binary, "-c", str(conf)]

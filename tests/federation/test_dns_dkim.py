@@ -1,4 +1,7 @@
-"""MX lookup and DKIM against a real DNS server (in-process, dnspython) on 127.0.0.1."""
+"""MX lookup and DKIM against a hand-made DNS responder (tests/federation/peers.py, dnspython
+in the test's loop), which can also answer SERVFAIL on demand. The same against real software:
+dnsmasq with Postfix (test_postfix.py, test_outbound_postfix.py) and OpenDKIM
+(test_dkim_opendkim.py)."""
 
 from __future__ import annotations
 
@@ -19,31 +22,31 @@ from relay.policy.peers import REJECT_REPLY
 from relay.resolver import RouteError, find_targets
 from tests.federation.conftest import with_federation
 from tests.federation.mail import encrypted
-from tests.federation.peers import DNSServer
+from tests.federation.peers import HandMadeDNS
 from tests.helpers import make_config
 
 
 @pytest.fixture
-async def dns(nursery: trio.Nursery) -> DNSServer:
-    server = DNSServer()
+async def dns(nursery: trio.Nursery) -> HandMadeDNS:
+    server = HandMadeDNS()
     await server.start("127.0.0.1", nursery)
     keys._keys.clear()  # each test publishes its own keys
     return server
 
 
-def domain_config(tmp_path: Path, domain: str, dns: DNSServer, **fed: object):
+def domain_config(tmp_path: Path, domain: str, dns: HandMadeDNS, **fed: object):
     config = dataclasses.replace(make_config(tmp_path / domain), mail_domain=domain)
     return with_federation(config, resolver=dns.address, **fed)
 
 
-def publish(dns: DNSServer, config) -> None:
+def publish(dns: HandMadeDNS, config) -> None:
     line = dkim.dkim_dns_record(config)
     name = line.split()[0].rstrip(".")
     chunks = re.search(r"\( (.*) \)", line).group(1)
     dns.records[(name, "TXT")] = [chunks]
 
 
-async def test_mx_records_are_tried_by_preference(dns: DNSServer) -> None:
+async def test_mx_records_are_tried_by_preference(dns: HandMadeDNS) -> None:
     dns.records[("peer.test", "MX")] = ["20 backup.peer.test.", "10 mx.peer.test."]
     dns.records[("mx.peer.test", "A")] = ["127.0.0.3"]
     dns.records[("backup.peer.test", "A")] = ["127.0.0.4"]
@@ -54,7 +57,7 @@ async def test_mx_records_are_tried_by_preference(dns: DNSServer) -> None:
     ]
 
 
-async def test_a_domain_without_mx_is_its_own_exchanger(dns: DNSServer) -> None:
+async def test_a_domain_without_mx_is_its_own_exchanger(dns: HandMadeDNS) -> None:
     dns.records[("plain.test", "A")] = ["127.0.0.5"]
     [target] = await find_targets("plain.test", Federation(resolver=dns.address))
     assert target.host == "plain.test" and target.addresses == ("127.0.0.5",)
@@ -74,7 +77,7 @@ async def test_a_domain_without_mx_is_its_own_exchanger(dns: DNSServer) -> None:
     ],
 )
 async def test_null_mx_nxdomain_and_dns_errors_answer_like_the_official_relay(
-    dns: DNSServer, records, failing, reply, permanent
+    dns: HandMadeDNS, records, failing, reply, permanent
 ) -> None:
     dns.records.update(records)
     dns.failing |= failing
@@ -116,7 +119,7 @@ def app_for(config) -> SimpleNamespace:
     return SimpleNamespace(config=config, log=Logger(level="warning"))
 
 
-async def test_signed_mail_passes_the_origin_check(tmp_path: Path, dns: DNSServer) -> None:
+async def test_signed_mail_passes_the_origin_check(tmp_path: Path, dns: HandMadeDNS) -> None:
     alpha = domain_config(tmp_path, "alpha.test", dns)
     publish(dns, alpha)
     message = await dkim.sign(alpha, encrypted("anna12345@alpha.test", ["bob123456@beta.test"]))
@@ -128,7 +131,7 @@ async def test_signed_mail_passes_the_origin_check(tmp_path: Path, dns: DNSServe
 
 
 async def test_unsigned_forged_and_misaligned_mail_is_refused(
-    tmp_path: Path, dns: DNSServer
+    tmp_path: Path, dns: HandMadeDNS
 ) -> None:
     alpha = domain_config(tmp_path, "alpha.test", dns)
     mallory = domain_config(tmp_path, "mallory.test", dns)
@@ -148,7 +151,7 @@ async def test_unsigned_forged_and_misaligned_mail_is_refused(
     assert await origin_check(beta, misaligned, "anna12345@alpha.test") == NO_VALID_SIGNATURE
 
 
-async def test_a_rotated_key_is_fetched_again(tmp_path: Path, dns: DNSServer) -> None:
+async def test_a_rotated_key_is_fetched_again(tmp_path: Path, dns: HandMadeDNS) -> None:
     alpha = domain_config(tmp_path, "alpha.test", dns)
     publish(dns, alpha)
     beta = app_for(domain_config(tmp_path, "beta.test", dns))
@@ -159,13 +162,13 @@ async def test_a_rotated_key_is_fetched_again(tmp_path: Path, dns: DNSServer) ->
     assert await origin_check(beta, await dkim.sign(alpha, message), "") is None
 
 
-async def test_domain_literal_senders_need_no_signature(tmp_path: Path, dns: DNSServer) -> None:
+async def test_domain_literal_senders_need_no_signature(tmp_path: Path, dns: HandMadeDNS) -> None:
     beta = app_for(domain_config(tmp_path, "beta.test", dns))
     message = encrypted("anna12345@[127.0.0.2]", ["bob123456@beta.test"])
     assert await origin_check(beta, message, "anna12345@[127.0.0.2]") is None
 
 
-async def test_the_policy_refuses_blocked_senders(tmp_path: Path, dns: DNSServer) -> None:
+async def test_the_policy_refuses_blocked_senders(tmp_path: Path, dns: HandMadeDNS) -> None:
     blocked = ["[127.0.0.2]"]
     beta = app_for(domain_config(tmp_path, "beta.test", dns, policy_domains=blocked))
     message = encrypted("anna12345@[127.0.0.2]", ["bob123456@beta.test"])

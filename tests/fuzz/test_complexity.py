@@ -164,6 +164,17 @@ def _search(data: bytes) -> None:
     matches(key, CANDIDATE)
 
 
+def _ranges_over_messages(data: bytes) -> None:
+    """select() and contains() over about as many messages as there are ranges: scanning the
+    ranges per message (as they once did) is quadratic here."""
+    count = data.count(b",") + 1
+    seqset = parse_seqset(Cursor(data))
+    values = list(range(1, 2 * count + 1))
+    seqset.select(values, 0)
+    for v in values:
+        seqset.contains(v, 0)
+
+
 IMAP_CASES = {
     "pipelined commands": (lambda n: b"a1 NOOP\r\n" * n, _imap_engine),
     "many literals": (lambda n: b"a LOGIN" + b" {3+}\r\nabc" * n + b"\r\n", _imap_engine),
@@ -180,6 +191,7 @@ IMAP_CASES = {
         lambda n: b"(" + b"UID FLAGS BODY.PEEK[1.2.MIME]<0.100> " * n + b")",
         lambda d: parse_fetch_atts(Cursor(d)),
     ),
+    "many empty literals, no space": (lambda n: b"x" + b"{0+}\r\n" * n + b"\r\n", _imap_engine),
     "many sequence ranges": (
         lambda n: b",".join(b"%d:%d" % (i, i + 3) for i in range(1, 4 * n, 4)),
         lambda d: parse_seqset(Cursor(d)).select(list(range(1, 4000)), 4000),
@@ -198,6 +210,16 @@ IMAP_CASES = {
 def test_imap_parsers_are_linear(case: str) -> None:
     make, run = IMAP_CASES[case]
     assert_linear(make, run, 50)
+
+
+def test_sequence_sets_are_linear_in_ranges_times_messages() -> None:
+    """Ranges repeated, reversed and scattered over about as many messages: merged, sorted and
+    bisected, not scanned once per message (which was quadratic)."""
+
+    def make(n: int) -> bytes:
+        return b",".join([b"*:1"] * (n // 4) + [b"%d" % (2 * i) for i in range(n, 0, -1)])
+
+    assert_linear(make, _ranges_over_messages, 4000)
 
 
 NESTED_IMAP = {

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from PIL import Image
 
 from hwctl import epd
 from hwctl.display import PanelBackend
+from tests.helpers import require_tool
 
 
 class RecordingBus:
@@ -159,3 +162,114 @@ def test_a_panel_that_stays_busy_raises_instead_of_hanging(monkeypatch) -> None:
     bus = RecordingBus(busy_polls=10**9)
     with pytest.raises(epd.PanelTimeout):
         epd.SSD1680(bus, epd.PANELS["2in13_v4"]).init_full()
+
+
+def ram_to_picture(spec: epd.PanelSpec, ram: bytes) -> Image.Image:
+    """What the panel shows for this black/white RAM: portrait rows MSB first (1 = white),
+    turned back to the landscape the HAT sits in."""
+    portrait = Image.frombytes("1", (spec.row_bytes * 8, spec.height), ram)
+    portrait = portrait.crop((0, 0, spec.width, spec.height))
+    return portrait.rotate(-90, expand=True)
+
+
+@pytest.mark.parametrize("panel", sorted(epd.PANELS))
+async def test_the_invite_qr_in_panel_ram_scans_to_the_link(panel: str, tmp_path) -> None:
+    from hwctl import screens
+
+    spec = epd.PANELS[panel]
+    link = "DCACCOUNT:https://chat.example.org/new"
+    content = screens.InviteContent(link, "chat", "chat.example.org", "3 people onboarded")
+    bus = RecordingBus()
+    await PanelBackend(epd.SSD1680(bus, spec)).draw(
+        screens.render_invite(spec.landscape, content), "full", "invite"
+    )
+    i = bus.log.index(("cmd", epd.WRITE_RAM_BW))
+    kind, ram = bus.log[i + 1]
+    assert kind == "data" and len(ram) == spec.row_bytes * spec.height
+    shown = ram_to_picture(spec, ram)
+    assert shown.size == spec.landscape
+    # Scaled up with a white margin, as a phone camera sees the panel from a hand's length.
+    big = Image.new("1", (shown.width * 4 + 80, shown.height * 4 + 80), 1)
+    big.paste(shown.resize((shown.width * 4, shown.height * 4), Image.NEAREST), (40, 40))
+    big.save(tmp_path / "panel.png")
+    decoded = subprocess.run(
+        [require_tool("zbarimg"), "--raw", "-q", str(tmp_path / "panel.png")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert decoded.stdout.split() == [link]
+
+
+class RecordingSpiDev:
+    """A stand-in for the spidev module's SpiDev: records every transfer as it would go out."""
+
+    instances: list[RecordingSpiDev] = []
+
+    def __init__(self) -> None:
+        self.transfers: list[bytes] = []
+        self.opened: tuple[int, int] | None = None
+        self.mode = -1
+        self.max_speed_hz = 0
+        RecordingSpiDev.instances.append(self)
+
+    def open(self, bus: int, device: int) -> None:
+        self.opened = (bus, device)
+
+    def writebytes2(self, data: bytes) -> None:
+        assert len(data) <= 4096, "spidev refuses a transfer over its 4096-byte buffer"
+        self.transfers.append(bytes(data))
+
+    def close(self) -> None:
+        self.opened = None
+
+
+class RecordingGpio:
+    def __init__(self) -> None:
+        self.outputs: set[int] = set()
+        self.inputs: set[int] = set()
+        self.writes: list[tuple[int, int]] = []
+
+    def setup_output(self, pin: int, level: int = 0) -> None:
+        self.outputs.add(pin)
+
+    def setup_input(self, pin: int, pull_up: bool = False) -> None:
+        self.inputs.add(pin)
+
+    def write(self, pin: int, level: int) -> None:
+        assert pin in self.outputs
+        self.writes.append((pin, level))
+
+    def read(self, pin: int) -> int:
+        assert pin in self.inputs
+        return 0  # never busy
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_frame_goes_over_spidev_in_4096_byte_chunks(monkeypatch) -> None:
+    import sys
+    import types
+
+    from hwctl.gpio import SpiGpioBus
+
+    monkeypatch.setitem(sys.modules, "spidev", types.SimpleNamespace(SpiDev=RecordingSpiDev))
+    RecordingSpiDev.instances.clear()
+    gpio = RecordingGpio()
+    bus = SpiGpioBus(gpio)
+    [spi] = RecordingSpiDev.instances
+    assert spi.opened == (0, 0) and spi.mode == 0 and spi.max_speed_hz == 4_000_000
+    assert gpio.outputs == {epd.PIN_RST, epd.PIN_DC, epd.PIN_PWR}
+    assert gpio.inputs == {epd.PIN_BUSY}
+    monkeypatch.setattr(bus, "delay_ms", lambda ms: None)
+    spec = epd.PANELS["2in7_v2"]  # 22 x 264 = 5808 bytes: more than one transfer
+    buffer = bytes(range(256)) * (spec.row_bytes * spec.height // 256) + b"\x55" * (
+        spec.row_bytes * spec.height % 256
+    )
+    panel = epd.SSD1680(bus, spec)
+    panel.init_full()
+    spi.transfers.clear()
+    panel.command(epd.WRITE_RAM_BW, buffer)
+    assert [len(t) for t in spi.transfers] == [1, 4096, len(buffer) - 4096]
+    assert spi.transfers[0] == bytes([epd.WRITE_RAM_BW]) and b"".join(spi.transfers[1:]) == buffer
+    # DC low for the command byte, high for its data
+    assert gpio.writes[-2:] == [(epd.PIN_DC, 0), (epd.PIN_DC, 1)]

@@ -106,14 +106,6 @@ def test_package_makefile(package: Path) -> None:
             assert license_file in hashes
 
 
-@pytest.mark.parametrize("patch", sorted(TREE.glob("package/*/*.patch")), ids=lambda p: p.name)
-def test_patches_are_numbered_signed_and_say_where_upstream_is(patch: Path) -> None:
-    assert re.fullmatch(r"\d{4}-[a-z0-9-]+\.patch", patch.name)
-    text = patch.read_text()
-    assert re.search(r"^Signed-off-by: .+ <.+>$", text, re.M)
-    assert re.search(r"^Upstream: \S+", text, re.M)
-
-
 @pytest.mark.parametrize("defconfig", DEFCONFIGS, ids=lambda p: p.name)
 def test_defconfig_lines_are_well_formed_and_point_at_files_that_exist(defconfig: Path) -> None:
     seen: set[str] = set()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -133,10 +132,10 @@ def test_append_literal_before_login_is_capped_at_the_command_size():
 def test_many_literals_in_one_command_are_framed_in_linear_time():
     """Each literal used to re-match the whole command so far to tell an APPEND (quadratic:
     20,000 literals in a tag without spaces took seconds); now the first line decides."""
+    # How the time grows with the count is measured in tests/fuzz/test_complexity.py ("many
+    # empty literals, no space"); here the outcome.
     engine = ServerEngine(max_command=1 << 20)
-    started = time.perf_counter()
     got = events(engine, b"x" + b"{0+}\r\n" * 20_000 + b"\r\n")
-    assert time.perf_counter() - started < 0.5
     assert [type(e) for e in got] == [BadCommand]
     (event,) = events(
         ServerEngine(max_command=30, max_message=100),

@@ -78,7 +78,7 @@ async def test_imap_trickled_append_literal_is_cut_off_long_before_the_command_d
     monkeypatch.setattr(relay.imap.session, "LITERAL_GRACE", 1.0)
     addr = f"trickle01@{relay_server.domain}"
     assert await make_account(relay_server.app.store, addr, "correct-horse-1")
-    with trio.fail_after(20):  # the command itself would have 30 minutes
+    with trio.fail_after(300):  # a backstop; the command itself would have 30 minutes
         stream = await trio.open_ssl_over_tcp_stream(
             relay_server.host,
             relay_server.port("imaps"),
@@ -90,5 +90,7 @@ async def test_imap_trickled_append_literal_is_cut_off_long_before_the_command_d
         said = await _trickle_until_closed(stream, b"x" * 10, every=0.1)  # 100 bytes/s
     assert b"a OK" in said
     assert said.endswith(b"* BYE Disconnected for inactivity.\r\n")
-    assert trio.current_time() - start < 10
+    # Generous on purpose (LITERAL_GRACE is 1 s here): what matters is that the trickle is cut
+    # off long before the 30 minutes a command may take, not how promptly.
+    assert trio.current_time() - start < 120
     assert relay_server.app.body_budget.used == 0

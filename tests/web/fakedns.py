@@ -1,4 +1,5 @@
-"""A tiny authoritative DNS responder for tests: every name has one A record, 127.0.0.1.
+"""A hand-made DNS responder for tests (dnspython, not a DNS server): every name has one A
+record, 127.0.0.1.
 
 Pebble resolves the names it validates through it (`pebble -dnsserver`), so no test touches
 /etc/hosts or a real resolver.
