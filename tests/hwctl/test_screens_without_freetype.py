@@ -55,7 +55,7 @@ def test_every_screen_renders_without_freetype(tmp_path: Path) -> None:
     result = render_without_freetype(tmp_path)
     assert result.returncode == 0, result.stderr
     names = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert names == ["info.png", "invite-lan.png", "invite.png", "message.png",
+    assert names == ["info.png", "invite-lan.png", "invite.png", "message.png", "proxy.png",
                      "reset-countdown.png", "unicode.png"]  # fmt: skip
     # The text column right of the QR holds drawn text, not a blank area.
     for name in ("invite.png", "unicode.png"):
