@@ -23,7 +23,9 @@ def write_atomically(
     `owner` (uid, gid) is given to the new file before it takes the name (root rewriting a
     file the relay's user must keep reading)."""
     make_dirs(path.parent)
-    tmp = path.with_name(path.name + ".tmp")
+    # Its own temporary name per process and thread: two writers of one file at once (two ACME
+    # keepers, the CLI beside the relay) must not rename each other's half-written file.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     if owner is not None:
         os.fchown(fd, *owner)
