@@ -48,16 +48,10 @@ async def _overview(app: App, body: dict[str, Any]) -> Any:
         "services": {
             name: await settings.get_service(app, body, name)
             for name in settings.SERVICE_KEYS
-            if _has_service(app, name)
         },
         "federation": await settings.federation(app, body),
         "settings": await settings.all_settings(app, body),
     }
-
-
-def _has_service(app: App, name: str) -> bool:
-    section = settings.SERVICE_KEYS[name].split(".")[0]
-    return hasattr(app.config, section)
 
 
 async def _new_onboarding(app: App, body: dict[str, Any]) -> Any:
