@@ -10,6 +10,8 @@ they may take.
 - `Deadline`: a deadline per command plus a minimum byte rate for bulk data (SMTP DATA, IMAP
   APPEND literals, HTTP bodies), so a client trickling bytes (slowloris) is cut off while a large
   message on a slow but moving link gets the time it needs.
+- `close_after_refusal()`: the lingering close after a refusal sent mid-upload, so the client
+  reads the reply instead of a connection reset.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import trio
 from relay.ratelimit import ConnectionCounter
 
 TLS_HANDSHAKE_TIMEOUT = 15.0
+REFUSAL_LINGER = 2.0  # seconds a refused upload may go on arriving, unread, before the close
+DISCARD_SIZE = 65536
 
 
 @dataclass(frozen=True)
@@ -86,3 +90,21 @@ class Deadline:
 
     def extend_for(self, nbytes: int) -> None:
         self.at += nbytes / self.min_rate
+
+
+async def close_after_refusal(stream: trio.abc.Stream, linger: float = REFUSAL_LINGER) -> None:
+    """Close a connection whose client is still sending (an upload refused half-way).
+
+    Closing at once with the client's bytes unread makes the kernel answer with a reset, which
+    can destroy the refusal the client has not read yet: it would see "connection reset" instead
+    of the reason. So the rest of the upload is read and thrown away (nothing is kept, nothing
+    charged) until the client stops or `linger` seconds have passed, then the stream is closed.
+    """
+    with trio.move_on_after(linger):
+        try:
+            while await stream.receive_some(DISCARD_SIZE):
+                pass
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    with trio.move_on_after(linger):
+        await trio.aclose_forcefully(stream)

@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager
 import trio
 
 from relay.app import App
-from relay.net import Deadline, Peer
+from relay.net import Deadline, Peer, close_after_refusal
 from relay.store import MailboxChange
 
 from . import auth, fetch, idle, mailboxes, messages, metadata, respond
@@ -152,6 +152,7 @@ class Session:
             )
             self.send(respond.status("BYE", "Insufficient system resources, try again later."))
             await self.flush()
+            await close_after_refusal(self.stream)
             raise Disconnect("memory budget exhausted")
         self.body_bytes += size
 

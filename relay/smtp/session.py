@@ -20,7 +20,7 @@ import trio
 
 from relay.core import inbound, submission
 from relay.core.accounts import authenticate
-from relay.net import Deadline, Peer, tls_handshake
+from relay.net import Deadline, Peer, close_after_refusal, tls_handshake
 from relay.reply import Reply
 from relay.smtp.engine import SMTPEngine, State
 from relay.smtp.events import (
@@ -130,6 +130,7 @@ class Session:
                     )
                     self.engine.shutdown("4.3.1 Insufficient system resources, try again later")
                     await self._flush()
+                    await close_after_refusal(self.stream)
                     raise _Hangup
                 self.body_bytes += len(data)
             self.engine.receive_data(data)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import h11
 import trio
 
-from relay.net import Deadline, Peer
+from relay.net import Deadline, Peer, close_after_refusal
 from relay.web import iroh, routes
 from relay.web.types import Request, Response, redirect, text_response
 from relay.webimap import ws as webimap_ws
@@ -174,6 +174,7 @@ class HTTPSession:
                     scope.deadline = deadline.at
                     if size > max_body:
                         await self.send_error(413, too_large)
+                        await close_after_refusal(self.stream)
                         raise _Close
                     if not self.app.body_budget.take(len(event.data)):
                         self.app.log.warning(
@@ -182,6 +183,7 @@ class HTTPSession:
                         await self.send_error(
                             503, "insufficient system resources, try again later\n"
                         )
+                        await close_after_refusal(self.stream)
                         raise _Close
                     self.body_bytes += len(event.data)
                     chunks.append(event.data)
