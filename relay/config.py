@@ -36,11 +36,16 @@ class Listen:
     imap: int = 143
     https: int = 443
     http: int = 80
+    # behind a TCP load balancer: connections from `proxy_from` (addresses or networks) start
+    # with a PROXY protocol v1/v2 header naming the client; others are served as they come
+    proxy_protocol: bool = False
+    proxy_from: list[str] = field(default_factory=list)
 
     def services(self) -> dict[str, int]:
         """Listener name -> port, for the enabled listeners only."""
-        ports = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        del ports["address"]
+        ports = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.type == "int"
+        }
         return {name: port for name, port in ports.items() if port}
 
 
@@ -373,6 +378,18 @@ def _check_semantics(config: Config) -> None:
             ipaddress.ip_address(addr)
         except ValueError:
             raise ConfigError(f"listen.address: not an IP address: {addr!r}") from None
+    for network in listen.proxy_from:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"listen.proxy_from: not an IP address or network: {network!r}"
+            ) from None
+    if listen.proxy_protocol and not listen.proxy_from:
+        raise ConfigError(
+            "listen.proxy_from: needs the load balancer's addresses when listen.proxy_protocol"
+            " is on (a PROXY header is believed from them only)"
+        )
     if config.tls.mode not in TLS_MODES:
         raise ConfigError(
             f"tls.mode: must be one of {', '.join(TLS_MODES)}, got {config.tls.mode!r}"

@@ -12,22 +12,29 @@ they may take.
   message on a slow but moving link gets the time it needs.
 - `close_after_refusal()`: the lingering close after a refusal sent mid-upload, so the client
   reads the reply instead of a connection reset.
+- `receive_proxy_header()`: behind a load balancer, the client's address from the PROXY
+  protocol header the balancer sends first (relay.proxy_protocol parses it).
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import trio
 
+from relay import proxy_protocol
+from relay.proxy_protocol import ProxyError
 from relay.ratelimit import ConnectionCounter
 
 TLS_HANDSHAKE_TIMEOUT = 15.0
 REFUSAL_LINGER = 2.0  # seconds a refused upload may go on arriving, unread, before the close
 DISCARD_SIZE = 65536
+PROXY_HEADER_TIMEOUT = 10.0  # a balancer sends its header at once
 
 
 @dataclass(frozen=True)
@@ -108,3 +115,61 @@ async def close_after_refusal(stream: trio.abc.Stream, linger: float = REFUSAL_L
             pass
     with trio.move_on_after(linger):
         await trio.aclose_forcefully(stream)
+
+
+class PrefixedStream(trio.abc.Stream):
+    """A stream whose first bytes were read already (they came with the PROXY header)."""
+
+    def __init__(self, stream: trio.abc.Stream, prefix: bytes) -> None:
+        self.stream = stream
+        self.prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if not self.prefix:
+            return await self.stream.receive_some(max_bytes)
+        n = len(self.prefix) if max_bytes is None else max_bytes
+        data, self.prefix = self.prefix[:n], self.prefix[n:]
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+def from_balancer(ip: str, proxy_from: Sequence[str]) -> bool:
+    """Whether a connection from `ip` comes from one of the configured load balancers."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(address in network for network in _networks(tuple(proxy_from)))
+
+
+@functools.lru_cache(maxsize=8)
+def _networks(proxy_from: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(n, strict=False) for n in proxy_from]
+
+
+async def receive_proxy_header(
+    stream: trio.abc.Stream, peer: Peer
+) -> tuple[trio.abc.Stream, Peer]:
+    """Read the PROXY header a load balancer sends first: the client's stream (with any of its
+    bytes that came along) and its address (the balancer's own for a header naming none, as a
+    health check's). ProxyError when the header is missing, malformed or late."""
+    data = b""
+    with trio.move_on_after(PROXY_HEADER_TIMEOUT):
+        while (header := proxy_protocol.parse(data)) is None:
+            chunk = await stream.receive_some(proxy_protocol.MAX_HEADER - len(data))
+            if not chunk:
+                raise ProxyError("connection closed before the end of the PROXY header")
+            data += chunk
+        rest = data[header.length :]
+        if header.source is not None:
+            peer = Peer(ip=header.source.ip, port=header.source.port)
+        return (PrefixedStream(stream, rest) if rest else stream), peer
+    raise ProxyError(f"no PROXY header within {PROXY_HEADER_TIMEOUT:g} s")

@@ -4,7 +4,8 @@ on its own while the relay runs.
 A service is declared once (in relay/server.py, the composition root) with its transport, its TLS
 mode and its code:
 - "tcp": `handler(stream, peer, app, service)` is called once per connection, after admission
-  (one per-IP cap over all services) and, for implicit TLS, after the handshake;
+  (one per-IP cap over all services) and, for implicit TLS, after the handshake; behind a load
+  balancer (`[listen] proxy_protocol`) its PROXY header is read first, so `peer` is the client;
 - "task": `run(app, task_status)` is the whole service (the admin socket, the queue worker, the
   ACME keeper); it calls `task_status.started()` when it is ready.
 
@@ -27,7 +28,8 @@ from typing import TYPE_CHECKING, Literal
 
 import trio
 
-from relay.net import Peer, tls_handshake
+from relay.net import Peer, from_balancer, receive_proxy_header, tls_handshake
+from relay.proxy_protocol import ProxyError
 
 if TYPE_CHECKING:
     from relay.app import App
@@ -137,7 +139,17 @@ class ServiceRegistry:
         except OSError:  # gone before we looked
             await trio.aclose_forcefully(tcp)
             return
-        await self.serve(service.name, tcp, Peer(ip=ip, port=peer_port))
+        stream: trio.abc.Stream = tcp
+        peer = Peer(ip=ip, port=peer_port)
+        listen = self.app.config.listen
+        if listen.proxy_protocol and from_balancer(ip, listen.proxy_from):
+            try:
+                stream, peer = await receive_proxy_header(tcp, peer)
+            except (ProxyError, trio.BrokenResourceError, OSError) as e:
+                self.app.log.warning("proxy-header-refused", service=service.name, reason=str(e))
+                await trio.aclose_forcefully(tcp)
+                return
+        await self.serve(service.name, stream, peer)
 
     async def serve(
         self, name: str, stream: trio.abc.Stream, peer: Peer, *, admitted: bool = False

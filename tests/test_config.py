@@ -48,6 +48,14 @@ BAD_CONFIGS = [
         "listen.address: not an IP address",
     ),
     (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[listen]\nproxy_from = ["10.0.0.0/33"]\n',
+        "listen.proxy_from: not an IP address or network: '10.0.0.0/33'",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[listen]\nproxy_protocol = true\n',
+        "listen.proxy_from: needs the load balancer's addresses",
+    ),
+    (
         'mail_domain = "a.org"\ndata_dir = "d"\n[tls]\nmode = "letsencrypt"\n',
         "tls.mode: must be one of",
     ),
@@ -161,6 +169,17 @@ def test_defaults_follow_the_chatmail_relay(tmp_path: Path) -> None:
         [],
     )
     assert (config.webimap.ping_interval, config.webimap.idle_timeout) == (30, 60)
+
+
+def test_listen_behind_a_balancer_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    path.write_text(
+        'mail_domain = "a.org"\ndata_dir = "d"\n[listen]\nproxy_protocol = true\n'
+        'proxy_from = ["10.0.0.5", "fd00::/64"]\n'
+    )
+    listen = config_mod.load(path).listen
+    assert listen.proxy_protocol and listen.proxy_from == ["10.0.0.5", "fd00::/64"]
+    assert "proxy_protocol" not in listen.services()
 
 
 def test_webimap_section_is_read(tmp_path: Path) -> None:
