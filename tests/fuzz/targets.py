@@ -28,7 +28,7 @@ from types import ModuleType, SimpleNamespace
 import trio
 
 from relay import config as relay_config
-from relay import config_edit
+from relay import config_edit, proxy_protocol
 from relay.config import Config, ConfigError, Limits
 from relay.imap import message_parts
 from relay.imap.commands import CommandError, parse_command
@@ -55,6 +55,7 @@ from relay.imap.seqset import parse_seqset
 from relay.log import Logger
 from relay.net import Peer
 from relay.policy import checks, openpgp, structure
+from relay.proxy_protocol import ProxyError
 from relay.ratelimit import ByteBudget
 from relay.smtp import syntax
 from relay.smtp.dataframe import TERMINATOR, DataReader
@@ -288,6 +289,25 @@ def imap_fetchspec(data: bytes) -> None:
         att.response_name()
     again = parse_fetch_atts(Cursor(("(" + " ".join(a.format() for a in atts) + ")").encode()))
     assert again == atts, (atts, again)
+
+
+@target(
+    "proxy_protocol",
+    max_len=2200,
+    errors=(ProxyError,),
+    checks="PROXY v1/v2 headers (relay/proxy_protocol.py); a header found is at most "
+    "MAX_HEADER bytes and no shorter prefix of it is taken for one; 'need more' only below "
+    "MAX_HEADER bytes",
+)
+def proxy_protocol_header(data: bytes) -> None:
+    header = proxy_protocol.parse(data)
+    if header is None:
+        assert len(data) < proxy_protocol.MAX_HEADER
+        return
+    assert header.length <= min(len(data), proxy_protocol.MAX_HEADER)
+    for k in (0, 1, 12, 15, 16, header.length // 2, header.length - 1):
+        if k < header.length:
+            assert proxy_protocol.parse(data[:k]) is None, k
 
 
 @target(
