@@ -157,14 +157,17 @@ def _networks(proxy_from: tuple[str, ...]) -> list[ipaddress.IPv4Network | ipadd
 
 async def receive_proxy_header(
     stream: trio.abc.Stream, peer: Peer
-) -> tuple[trio.abc.Stream, Peer]:
+) -> tuple[trio.abc.Stream, Peer] | None:
     """Read the PROXY header a load balancer sends first: the client's stream (with any of its
     bytes that came along) and its address (the balancer's own for a header naming none, as a
-    health check's). ProxyError when the header is missing, malformed or late."""
+    health check's). None when the connection closed before sending anything (a port probe);
+    ProxyError when the header is missing, malformed, cut short or late."""
     data = b""
     with trio.move_on_after(PROXY_HEADER_TIMEOUT):
         while (header := proxy_protocol.parse(data)) is None:
             chunk = await stream.receive_some(proxy_protocol.MAX_HEADER - len(data))
+            if not chunk and not data:
+                return None
             if not chunk:
                 raise ProxyError("connection closed before the end of the PROXY header")
             data += chunk

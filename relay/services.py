@@ -144,11 +144,14 @@ class ServiceRegistry:
         listen = self.app.config.listen
         if listen.proxy_protocol and from_balancer(ip, listen.proxy_from):
             try:
-                stream, peer = await receive_proxy_header(tcp, peer)
+                proxied = await receive_proxy_header(tcp, peer)
             except (ProxyError, trio.BrokenResourceError, OSError) as e:
                 self.app.log.warning("proxy-header-refused", service=service.name, reason=str(e))
+                proxied = None
+            if proxied is None:
                 await trio.aclose_forcefully(tcp)
                 return
+            stream, peer = proxied
         await self.serve(service.name, stream, peer)
 
     async def serve(

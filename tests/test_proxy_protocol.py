@@ -216,3 +216,31 @@ async def test_a_header_from_anyone_but_the_balancer_is_not_believed(
     assert await receive_line(second) == TOO_MANY_CONNECTIONS
     for s in (stream, second):
         await s.aclose()
+
+
+async def smtp_line_after(relay: RelayServer, header: bytes) -> bytes:
+    stream = await connect(relay, "smtp")
+    await stream.send_all(header)
+    line = await receive_line(stream)
+    await stream.aclose()
+    return line
+
+
+async def test_a_probe_that_sends_nothing_is_closed_without_a_warning(
+    relay_server: RelayServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    probe = await connect(relay_server, "smtp")
+    await probe.aclose()  # a port check: connect, close
+    cut = await connect(relay_server, "smtp")
+    await cut.send_all(v2_tcp4("198.51.100.7", 40000)[:10])
+    await cut.aclose()
+    logged = ""
+    with trio.fail_after(10):  # a backstop
+        while "proxy-header-refused" not in logged:
+            await trio.sleep(0.05)
+            logged += capsys.readouterr().err
+    # a served connection after both: the probe (accepted first) has been handled by now
+    assert (await smtp_line_after(relay_server, v2_tcp4("198.51.100.9", 1))).startswith(b"220 ")
+    logged += capsys.readouterr().err
+    assert logged.count("proxy-header-refused") == 1
+    assert 'reason="connection closed before the end of the PROXY header"' in logged
