@@ -4,7 +4,6 @@ against the embedded store and against PostgreSQL (tests/pg.py), unless it is ma
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from relay.config import Config
 from relay.log import Logger
 from relay.store import MailStore, open_store
 from tests.helpers import make_account
-from tests.store.helpers import Clock, addr, store_config
+from tests.store.helpers import Clock, addr, on_postgresql, store_config
 
 PASSWORD = "correct-horse-9"
 BACKENDS = ("embedded", "postgresql")
@@ -42,9 +41,7 @@ def config(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Conf
     config = store_config(tmp_path / "data")
     if backend == "embedded":
         return config
-    dsn = request.getfixturevalue("pg_dsn")
-    store = dataclasses.replace(config.store, backend=backend, dsn=dsn)
-    return dataclasses.replace(config, store=store)
+    return on_postgresql(config, request.getfixturevalue("pg_dsn"))
 
 
 @pytest.fixture
