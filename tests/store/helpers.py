@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from relay.config import Config
 from relay.store import MailStore, Store
 
@@ -59,6 +61,13 @@ def with_limits(config: Config, **limits: int) -> Config:
 def on_postgresql(config: Config, dsn: str) -> Config:
     store = dataclasses.replace(config.store, backend="postgresql", dsn=dsn)
     return dataclasses.replace(config, store=store)
+
+
+def config_for(backend: str, config: Config, request: pytest.FixtureRequest) -> Config:
+    """config with its store on `backend` (a fresh database of its own for PostgreSQL)."""
+    if backend == "embedded":
+        return config
+    return on_postgresql(config, request.getfixturevalue("pg_dsn"))
 
 
 class Batches:

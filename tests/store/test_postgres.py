@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import trio
 
 from relay.cli import main
 from relay.log import Logger
-from relay.store import Delivery, MailboxChange, MailStore, open_store
+from relay.store import Delivery, MailboxChange, MailStore, QueueEntry, open_store
 from tests.helpers import deliver_to, make_account
 from tests.pg import PgServer, fresh_database
 from tests.store.conftest import PASSWORD
@@ -109,6 +110,7 @@ async def test_expiry_runs_only_on_the_node_holding_the_lock(
         leader.execute("SELECT pg_advisory_lock(%s)", (EXPIRY_LOCK,))
         assert (await two.expire()).messages == 0  # another node is the leader
         assert len((await two.snapshot(alice, "INBOX")).messages) == 1
+        leader.execute("SELECT pg_advisory_unlock(%s)", (EXPIRY_LOCK,))
     assert (await two.expire()).messages == 1
 
 
@@ -172,3 +174,27 @@ async def test_a_cancelled_call_leaves_no_transaction_in_the_pool(pg_dsn: str) -
     assert conn.info.transaction_status == pq.TransactionStatus.IDLE
     assert await pool.run(lambda c: c is conn and c.execute("SELECT count(*) FROM t").fetchone())
     await pool.aclose()
+
+
+async def test_the_outbound_worker_leaves_an_entry_another_node_sends(
+    nodes: list[MailStore],
+) -> None:
+    from relay.outbound.worker import CLAIM_SECONDS, Outbound
+
+    one, two = nodes
+    qid = await one.enqueue("a@x", ["r@example.org"], b"remote")
+    assert await one.queue_claim(qid, CLAIM_SECONDS)  # node one's worker is sending it
+    app = SimpleNamespace(store=two, config=two.config, log=Logger(level="error"))
+    worker = Outbound(app)
+    attempted: list[str] = []
+
+    async def attempt(entry: QueueEntry) -> None:
+        attempted.append(entry.id)
+
+    worker.attempt = attempt  # type: ignore[method-assign]
+    [entry] = await two.queue_list()
+    await worker._attempt(entry)
+    assert attempted == []  # node two did not send it too
+    await one.queue_update(qid, attempts=1)  # node one's attempt ended: the next may be two's
+    await worker._attempt(entry)
+    assert attempted == [qid]
