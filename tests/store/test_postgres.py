@@ -98,7 +98,7 @@ async def test_expiry_runs_only_on_the_node_holding_the_lock(
 ) -> None:
     import psycopg
 
-    from relay.store.postgres.expiry import EXPIRY_LOCK
+    from relay.store.postgres.leader import EXPIRY_LOCK
 
     one, two = nodes
     alice = addr("alice0001")
@@ -111,6 +111,11 @@ async def test_expiry_runs_only_on_the_node_holding_the_lock(
         assert (await two.expire()).messages == 0  # another node is the leader
         assert len((await two.snapshot(alice, "INBOX")).messages) == 1
         leader.execute("SELECT pg_advisory_unlock(%s)", (EXPIRY_LOCK,))
+    assert (await two.expire()).messages == 1  # two took the lead
+    await deliver_to(one, [alice], b"more old mail")
+    clock.advance_days(21)
+    await one.touch_login(alice)
+    assert (await one.expire()).messages == 0  # and keeps it
     assert (await two.expire()).messages == 1
 
 
@@ -198,3 +203,27 @@ async def test_the_outbound_worker_leaves_an_entry_another_node_sends(
     await one.queue_update(qid, attempts=1)  # node one's attempt ended: the next may be two's
     await worker._attempt(entry)
     assert attempted == [qid]
+
+
+async def test_concurrent_writes_on_two_nodes_keep_uids_and_quota_right(
+    nodes: list[MailStore],
+) -> None:
+    one, two = nodes
+    alice, bob = addr("alice0001"), addr("bob000001")
+    for a in (alice, bob):
+        assert await make_account(one, a, PASSWORD)
+
+    async def deliver(store: MailStore, n: int) -> None:
+        recipients = [alice, bob] if n % 2 else [bob, alice]  # both lock orders
+        await deliver_to(store, recipients, b"message %d" % n)
+
+    async with trio.open_nursery() as nursery:
+        for n in range(20):
+            nursery.start_soon(deliver, nodes[n % 2], n)
+    for a in (alice, bob):
+        snap = await two.snapshot(a, "INBOX")
+        assert [m.uid for m in snap.messages] == list(range(1, 21))
+        assert snap.uidnext == 21
+        bodies = {await one.read(a, "INBOX", m.uid) for m in snap.messages}
+        assert bodies == {b"message %d" % n for n in range(20)}
+        assert await one.quota_usage(a) == sum(len(body) for body in bodies)

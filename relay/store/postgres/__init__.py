@@ -16,6 +16,7 @@ import trio
 from ..clock import ExpiryClock, clock_confirmed
 from ..notify import Notifier
 from . import schema
+from .leader import Leadership
 from .listener import Listener
 from .pool import Pool
 from .store import PgStore
@@ -42,16 +43,18 @@ async def open_pg_store(
     expiry_interval: float | None = EXPIRY_INTERVAL,
 ) -> AsyncIterator[PgStore]:
     """Connect to config.store.dsn (at the schema version this relay knows: `relay db
-    upgrade`), listen for the other nodes' changes, and run the expiry timer."""
+    upgrade`), listen for the other nodes' changes, and run the expiry timer (whose passes
+    do something on the expiry leader only)."""
     settings = config.store
     pool = Pool(settings.dsn, settings.pool_size, settings.statement_timeout)
+    leadership = Leadership(settings.dsn, settings.statement_timeout)
     try:
         await pool.run(schema.check)
         notifier = Notifier()
         node = instance_name(settings.node_name)
         listener = Listener(settings.dsn, node, notifier, log)
         expiry_clock = ExpiryClock(clock, clock_confirmed, monotonic)
-        store = PgStore(config, log, pool, notifier, listener, clock, expiry_clock)
+        store = PgStore(config, log, pool, notifier, listener, leadership, clock, expiry_clock)
         async with trio.open_nursery() as nursery:
             await nursery.start(listener.run)
             if expiry_interval is not None:
@@ -62,4 +65,5 @@ async def open_pg_store(
                 nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(leadership.close)
             await pool.aclose()

@@ -1,6 +1,6 @@
 """The expiry pass on PostgreSQL: the rules of relay/store/rules.py, as the embedded pass
-(relay/store/expiry.py) applies them. Among the nodes sharing the database only the one that
-gets the advisory lock runs it; the others skip the pass (the leader's covers them)."""
+(relay/store/expiry.py) applies them. Only the expiry leader among the nodes runs it
+(leader.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,8 @@ from .accounts import delete_account
 from .mail import expire_oldest, expunge_ids
 from .tx import Tx
 
-EXPIRY_LOCK = 0x72656C6179 + 1  # advisory lock key of the expiry leader
 
-
-def expire(tx: Tx, now: float) -> ExpiryResult | None:
-    """One pass, or None when another node is running one."""
-    if not tx.one("SELECT pg_try_advisory_xact_lock(%s)", (EXPIRY_LOCK,))[0]:
-        return None
+def expire(tx: Tx, now: float) -> ExpiryResult:
     result = ExpiryResult(clamped=_clamp_future_stamps(tx, now))
     cutoffs = rules.expiry_cutoffs(now, tx.config.retention)
     for addr, login_day in tx.execute("SELECT addr, login_day FROM accounts").fetchall():

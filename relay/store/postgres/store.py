@@ -38,11 +38,13 @@ from ..types import (
 )
 from . import accounts, expiry, mail, queries, queue
 from .delivery import deliver
+from .leader import Leadership
 from .listener import Listener
 from .pool import Pool
 from .tx import Tx
 
 T = TypeVar("T")
+ATTEMPTS = 3  # of an operation the database rolled back because of another node's
 
 
 class PgStore:
@@ -55,6 +57,7 @@ class PgStore:
         pool: Pool,
         notifier: Notifier,
         listener: Listener,
+        leadership: Leadership,
         clock: Callable[[], float],
         expiry_clock: ExpiryClock,
     ) -> None:
@@ -62,6 +65,7 @@ class PgStore:
         self.log = log
         self.node = listener.node  # this store instance among those sharing the database
         self.listener = listener
+        self._leadership = leadership
         self._pool = pool
         self._notifier = notifier
         self._clock = clock
@@ -70,7 +74,9 @@ class PgStore:
         self._clock_waiting_logged = False
 
     async def _run(self, fn: Callable[..., T], **kwargs: Any) -> T:
-        """fn(tx, **kwargs) in one transaction; its events go out once it committed."""
+        """fn(tx, **kwargs) in one transaction; its events go out once it committed. fn may run
+        more than once (a deadlock between nodes is retried), so what it calls back must be
+        pure, as MailStore already asks of update_metadata's and Delivery's callbacks."""
         now, config, node = self._clock(), self.config, self.node
 
         def in_transaction(conn: psycopg.Connection) -> tuple[T, Tx]:
@@ -79,11 +85,16 @@ class PgStore:
             tx.send_events()
             return result, tx
 
-        try:
-            result, tx = await self._pool.run(in_transaction)
-        except psycopg.OperationalError as e:
-            self._problem = f"database: {e}".strip()
-            raise
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                result, tx = await self._pool.run(in_transaction)
+                break
+            except psycopg.errors.TransactionRollback:  # a deadlock: run it again
+                if attempt == ATTEMPTS:
+                    raise
+            except psycopg.OperationalError as e:
+                self._problem = f"database: {e}".strip()
+                raise
         self._problem = ""
         for addr, change in tx.events:
             self._notifier.publish(addr, change)
@@ -286,16 +297,17 @@ class PgStore:
     # -- expiry -----------------------------------------------------------------------------
 
     async def expire(self) -> ExpiryResult:
-        """One expiry pass, if no other node is running one (see expiry.py)."""
+        """One expiry pass, if this node is the expiry leader (leader.py); the others' passes
+        do nothing."""
         now = self._expiry_clock.now()
         if now is None:
             if not self._clock_waiting_logged:
                 self.log.warning("expiry-waiting-for-clock")
                 self._clock_waiting_logged = True
             return ExpiryResult()
-        result = await self._run(expiry.expire, now=now)
-        if result is None:
+        if not await trio.to_thread.run_sync(self._leadership.check):
             return ExpiryResult()
+        result = await self._run(expiry.expire, now=now)
         if result.accounts or result.messages or result.clamped:
             self.log.info(
                 "store_expired",
