@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -227,3 +228,53 @@ async def test_concurrent_writes_on_two_nodes_keep_uids_and_quota_right(
         bodies = {await one.read(a, "INBOX", m.uid) for m in snap.messages}
         assert bodies == {b"message %d" % n for n in range(20)}
         assert await one.quota_usage(a) == sum(len(body) for body in bodies)
+
+
+async def test_db_migrate_copies_an_embedded_store(
+    tmp_path: Path, pg_dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import psycopg
+
+    embedded = store_config(tmp_path / "data")
+    alice, bob = addr("alice0001"), addr("bob000001")
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    async with open_store(embedded, Logger(level="error"), expiry_interval=None) as old:
+        for a in (alice, bob):
+            assert await make_account(old, a, PASSWORD)
+        await deliver_to(old, [alice, bob], b"Subject: one\r\n\r\nshared body\r\n")
+        await old.create_mailbox(alice, "DeltaChat")
+        await old.copy(alice, "INBOX", [1], "DeltaChat")
+        await old.append(alice, "DeltaChat", b"appended", flags=["\\Seen"])
+        await old.set_metadata(alice, "/private/devicetoken", "tok")
+        await old.block(addr("spammer01"))
+        qid = await old.enqueue(alice, ["r@example.org"], b"remote")
+        await old.queue_update(qid, attempts=2, next_attempt=later, last_error="451 later")
+        before = {
+            a: {m.name: await old.snapshot(a, m.name) for m in await old.list_mailboxes(a)}
+            for a in (alice, bob)
+        }
+        auth = {a: await old.account_auth(a) for a in (alice, bob)}
+        queue = await old.queue_list()
+    dsn_args = ["--dsn", pg_dsn]
+    assert main(["db", "migrate", "--from-embedded", str(embedded.data_dir), *dsn_args]) == 0
+    assert "2 accounts" in capsys.readouterr().out
+    async with open_store(
+        on_postgresql(embedded, pg_dsn), Logger(level="error"), expiry_interval=None
+    ) as new:
+        for a in (alice, bob):
+            assert await new.account_auth(a) == auth[a]
+            for name, snap in before[a].items():
+                assert await new.snapshot(a, name) == snap
+        assert await new.read(alice, "DeltaChat", 1) == b"Subject: one\r\n\r\nshared body\r\n"
+        assert await new.read(alice, "DeltaChat", 2) == b"appended"
+        assert await new.get_metadata(alice, "/private/devicetoken") == "tok"
+        assert await new.is_blocked(addr("spammer01"))
+        assert await new.queue_list() == queue
+        assert await new.queue_read(qid) == b"remote"
+        await new.create_mailbox(bob, "Later")  # a new uidvalidity, above the copied ones
+        uidvalidities = [s.uidvalidity for s in [*before[alice].values(), *before[bob].values()]]
+        assert (await new.snapshot(bob, "Later")).uidvalidity > max(uidvalidities)
+    with psycopg.connect(pg_dsn) as conn:  # the delivery's body once, the append's, the queue's
+        assert conn.execute("SELECT count(*) FROM bodies").fetchone() == (3,)
+    assert main(["db", "migrate", "--from-embedded", str(embedded.data_dir), *dsn_args]) == 1
+    assert "migrate into an empty one" in capsys.readouterr().err

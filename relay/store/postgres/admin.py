@@ -1,12 +1,16 @@
-"""`relay db ...`: schema upgrades, run by the operator (synchronously, no relay running)."""
+"""`relay db ...`: schema upgrades and the migration from an embedded store, run by the
+operator (synchronously)."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import psycopg
 
+from ..types import StoreError
 from . import schema
+from .migrate import MigrationError, migrate
 
 
 def upgrade(dsn: str) -> int:
@@ -23,4 +27,16 @@ def upgrade(dsn: str) -> int:
         print(f"schema upgraded from version {before} to {applied[-1]}")
     else:
         print(f"schema is at version {before}, nothing to do")
+    return 0
+
+
+def migrate_embedded(data_dir: Path, dsn: str) -> int:
+    """Copy the embedded store of data_dir into the database; exit status 0, or 1."""
+    try:
+        copied = migrate(data_dir, dsn)
+    except (psycopg.Error, schema.SchemaError, MigrationError, StoreError) as e:
+        print(f"relay db migrate: {e}", file=sys.stderr)
+        return 1
+    what = ", ".join(f"{n} {name}" for name, n in sorted(copied.items()))
+    print(f"copied {what or 'nothing'}")
     return 0
