@@ -1,4 +1,4 @@
-"""The `relay` command: init, serve, check-config, config, queue, status, admin-token, dns,
+"""The `relay` command: init, serve, check-config, config, queue, db, status, admin-token, dns,
 invite."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from relay import admin_call, config_edit
 from relay import config as config_mod
@@ -101,6 +102,18 @@ def _parser(serve: Command | None) -> argparse.ArgumentParser:
             q.add_argument("--json", action="store_true")
         q.set_defaults(command=func)
 
+    p = sub.add_parser("db", help="the PostgreSQL store's database ([store] backend)")
+    db = p.add_subparsers(required=True)
+    q = db.add_parser("upgrade", help="create or upgrade the tables to this relay's schema")
+    q.add_argument("--dsn", help="connection string (default: store.dsn of the config)")
+    q.add_argument("--config", type=Path)
+    q.set_defaults(command=cmd_db_upgrade)
+    q = db.add_parser("migrate", help="copy an embedded store (relay stopped) into the database")
+    q.add_argument("--from-embedded", required=True, type=Path, metavar="DATA_DIR")
+    q.add_argument("--dsn", help="connection string (default: store.dsn of the config)")
+    q.add_argument("--config", type=Path)
+    q.set_defaults(command=cmd_db_migrate)
+
     for name, func, text in (
         ("dns", cmd_dns, "print the DNS records to set for this relay"),
         ("invite", cmd_invite, "print the onboarding link and a terminal QR code"),
@@ -176,6 +189,31 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
 
 def cmd_queue_delete(args: argparse.Namespace) -> int:
     return queue_cli.queue_delete(load_or_embedded(args.config), args)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    admin = _db_admin(args, "upgrade")
+    return admin.upgrade(args.dsn) if admin else EXIT_CONFIG
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    admin = _db_admin(args, "migrate")
+    return admin.migrate_embedded(args.from_embedded, args.dsn) if admin else EXIT_CONFIG
+
+
+def _db_admin(args: argparse.Namespace, command: str) -> ModuleType | None:
+    """relay.store.postgres.admin with args.dsn filled in, or None after saying what is missing."""
+    args.dsn = args.dsn or load_or_embedded(args.config).store.dsn
+    if not args.dsn:
+        print(f"relay db {command}: no database: pass --dsn, or a config with store.dsn",
+              file=sys.stderr)  # fmt: skip
+        return None
+    try:
+        from relay.store.postgres import admin
+    except ImportError as e:
+        print(f"relay db {command}: {e} (pip install '.[postgresql]')", file=sys.stderr)
+        return None
+    return admin
 
 
 def cmd_config_get(args: argparse.Namespace) -> int:

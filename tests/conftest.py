@@ -18,6 +18,9 @@ from tests.helpers import (
     make_config,
 )
 
+pytest_plugins = ["tests.pg"]  # the pg_server and pg_dsn fixtures
+STORE_BACKENDS = ("embedded", "postgresql")
+
 # The only tests that may be skipped in CI (CI=1, set by .ci/run), each with the reason. Any other
 # skip there is reported as a failure: a test that silently did not run has not passed.
 ALLOWED_SKIPS = {
@@ -34,6 +37,19 @@ ALLOWED_SKIPS = {
         "relay_minitest asks icanhazip.com for the client's public address: needs the internet"
     ),
 }
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "embedded_only: runs on the embedded store only")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test needing `backend` (through the store and app fixtures of tests/store and
+    tests/core) runs once per store backend, unless it is marked embedded_only: it is about
+    what only the embedded store has (segments, batches, files)."""
+    if "backend" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("embedded_only")
+        metafunc.parametrize("backend", STORE_BACKENDS[:1] if only else STORE_BACKENDS)
 
 
 def allowed_skip(nodeid: str) -> bool:

@@ -109,6 +109,22 @@ BAD_CONFIGS = [
         'mail_domain = "a.org"\ndata_dir = "d"\n[webimap]\nsend_queue = 0\n',
         "webimap.send_queue: must be at least 1",
     ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[store]\nbackend = "sqlite"\n',
+        "store.backend: must be one of embedded, postgresql",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[store]\nbackend = "postgresql"\n',
+        'store.dsn: backend = "postgresql" needs a connection string',
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[store]\npool_size = 0\n',
+        "store.pool_size: must be 1..1000",
+    ),
+    (
+        'mail_domain = "a.org"\ndata_dir = "d"\n[store]\nnode_name = "node one"\n',
+        "store.node_name: letters, digits",
+    ),
 ]
 
 
@@ -180,6 +196,21 @@ def test_listen_behind_a_balancer_is_read(tmp_path: Path) -> None:
     listen = config_mod.load(path).listen
     assert listen.proxy_protocol and listen.proxy_from == ["10.0.0.5", "fd00::/64"]
     assert "proxy_protocol" not in listen.services()
+
+
+def test_store_section_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "relay.toml"
+    assert config_mod.load(_written(path, GOOD)).store.backend == "embedded"
+    text = GOOD + '\n[store]\nbackend = "postgresql"\ndsn = "host=db.lan dbname=relay"\n'
+    store = config_mod.load(_written(path, text + 'node_name = "node-2"\npool_size = 4\n')).store
+    assert (store.backend, store.dsn, store.node_name, store.pool_size) == (
+        "postgresql", "host=db.lan dbname=relay", "node-2", 4,
+    )  # fmt: skip
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
 
 
 def test_webimap_section_is_read(tmp_path: Path) -> None:

@@ -249,16 +249,17 @@ def test_restart_required_names_what_cannot_change_live() -> None:
         tls=TLS(mode="files", cert="/c.pem", key="/k.pem"),
         turn=Turn(port=0),
         limits=Limits(max_message_size=2048),
+        store=dataclasses.replace(old.store, backend="postgresql", dsn="host=db"),
     )
     assert config_edit.restart_required(old, new) == [
-        "mail_domain", "listen.smtp", "tls.mode",
+        "mail_domain", "listen.smtp", "tls.mode", "store.backend", "store.dsn",
     ]  # fmt: skip
     assert config_edit.restart_required(old, old) == []
     live = config_edit.keep_restart_only(old, new)
     assert live.limits.max_message_size == 2048 and live.tls.cert == "/c.pem"  # these apply
     assert live.turn == new.turn  # the reload restarts the TURN service with it
-    assert (live.mail_domain, live.listen, live.tls.mode) == (
-        old.mail_domain, old.listen, old.tls.mode,
+    assert (live.mail_domain, live.listen, live.tls.mode, live.store) == (
+        old.mail_domain, old.listen, old.tls.mode, old.store,
     )  # fmt: skip
 
 

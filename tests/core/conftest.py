@@ -12,7 +12,7 @@ from relay.log import Logger
 from relay.ratelimit import AuthThrottle
 from relay.store import open_store
 from relay.tls import TLSManager
-from tests.store.helpers import Clock, store_config
+from tests.store.helpers import Clock, config_for, store_config
 
 OpenApp = Callable[..., AbstractAsyncContextManager[App]]
 
@@ -30,8 +30,8 @@ async def open_app(config: Config, clock: Clock | None = None) -> AsyncIterator[
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return store_config(tmp_path / "data")
+def config(tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> Config:
+    return config_for(backend, store_config(tmp_path / "data"), request)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""deliver(): local fan-out, the outbound queue, and one full mailbox among several."""
+"""deliver(): local fan-out, the outbound queue, and one full mailbox among several; through a
+whole relay (SMTP, IMAP) on each store backend."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ from relay.config import Config
 from relay.core.delivery import deliver
 from tests.helpers import RelayServer
 from tests.smtp.session_helpers import create_accounts, encrypted, in_thread, inbox, logged_in
+from tests.store.helpers import config_for
 
 
 @pytest.fixture
-def relay_config(relay_config: Config) -> Config:
+def relay_config(relay_config: Config, backend: str, request: pytest.FixtureRequest) -> Config:
     limits = dataclasses.replace(
         relay_config.limits, max_message_size=20_000, max_mailbox_size=20_000
     )
-    return dataclasses.replace(relay_config, limits=limits)
+    return config_for(backend, dataclasses.replace(relay_config, limits=limits), request)
 
 
 async def test_local_and_remote_recipients(relay_server: RelayServer) -> None:
