@@ -1,4 +1,4 @@
-"""The `relay` command: init, serve, check-config, config, queue, status, admin-token, dns,
+"""The `relay` command: init, serve, check-config, config, queue, db, status, admin-token, dns,
 invite."""
 
 from __future__ import annotations
@@ -101,6 +101,13 @@ def _parser(serve: Command | None) -> argparse.ArgumentParser:
             q.add_argument("--json", action="store_true")
         q.set_defaults(command=func)
 
+    p = sub.add_parser("db", help="the PostgreSQL store's database ([store] backend)")
+    db = p.add_subparsers(required=True)
+    q = db.add_parser("upgrade", help="create or upgrade the tables to this relay's schema")
+    q.add_argument("--dsn", help="connection string (default: store.dsn of the config)")
+    q.add_argument("--config", type=Path)
+    q.set_defaults(command=cmd_db_upgrade)
+
     for name, func, text in (
         ("dns", cmd_dns, "print the DNS records to set for this relay"),
         ("invite", cmd_invite, "print the onboarding link and a terminal QR code"),
@@ -176,6 +183,19 @@ def cmd_queue_retry(args: argparse.Namespace) -> int:
 
 def cmd_queue_delete(args: argparse.Namespace) -> int:
     return queue_cli.queue_delete(load_or_embedded(args.config), args)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    dsn = args.dsn or load_or_embedded(args.config).store.dsn
+    if not dsn:
+        print("relay db upgrade: no database: pass --dsn, or a config with store.dsn", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        from relay.store.postgres import admin
+    except ImportError as e:
+        print(f"relay db upgrade: {e} (pip install '.[postgresql]')", file=sys.stderr)
+        return 1
+    return admin.upgrade(dsn)
 
 
 def cmd_config_get(args: argparse.Namespace) -> int:

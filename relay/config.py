@@ -19,6 +19,8 @@ SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 HOSTNAME_LABEL_RE = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)")  # used with fullmatch
 TLS_MODES = ("self-signed", "files", "acme")
 SIZE_KEY_SUFFIXES = ("_size", "_space", "_bytes_in_flight")  # these may be given as "500M"
+STORE_BACKENDS = ("embedded", "postgresql")
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")  # used with fullmatch
 SHADOWSOCKS_CIPHERS = ("chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm")
 
 
@@ -194,6 +196,18 @@ class WebIMAP:
 
 
 @dataclass(frozen=True)
+class Store:
+    """Where mail lives: the embedded store in data_dir, or a PostgreSQL database that several
+    relay nodes share (relay/store/postgres, `relay db upgrade` creates its tables)."""
+
+    backend: str = "embedded"  # or "postgresql"
+    dsn: str = ""  # libpq connection string or URI; required with backend = "postgresql"
+    pool_size: int = 8  # database connections (and threads running queries) at most
+    node_name: str = ""  # this node among those sharing the database; "" = the hostname
+    statement_timeout: int = 30  # seconds a query may run before the database cancels it
+
+
+@dataclass(frozen=True)
 class Config:
     mail_domain: str
     data_dir: Path
@@ -210,6 +224,7 @@ class Config:
     iroh: Iroh = field(default_factory=Iroh)
     shadowsocks: Shadowsocks = field(default_factory=Shadowsocks)
     webimap: WebIMAP = field(default_factory=WebIMAP)
+    store: Store = field(default_factory=Store)
     source: Path | None = None  # the file this was read from, for reloads
 
     @property
@@ -444,6 +459,7 @@ def _check_semantics(config: Config) -> None:
     _check_iroh(config.iroh)
     _check_shadowsocks(config)
     _check_webimap(config.webimap)
+    _check_store(config.store)
     ret = config.retention
     for name in ("delete_mails_after", "delete_large_after", "delete_inactive_users_after"):
         if getattr(ret, name) < 1:
@@ -470,6 +486,23 @@ def _check_webimap(web: WebIMAP) -> None:
         raise ConfigError(
             "webimap.idle_timeout: must be longer than webimap.ping_interval "
             f"({web.idle_timeout} <= {web.ping_interval})"
+        )
+
+
+def _check_store(store: Store) -> None:
+    if store.backend not in STORE_BACKENDS:
+        raise ConfigError(
+            f"store.backend: must be one of {', '.join(STORE_BACKENDS)}, got {store.backend!r}"
+        )
+    if store.backend == "postgresql" and not store.dsn.strip():
+        raise ConfigError('store.dsn: backend = "postgresql" needs a connection string')
+    if not 1 <= store.pool_size <= 1000:
+        raise ConfigError(f"store.pool_size: must be 1..1000, got {store.pool_size}")
+    if store.statement_timeout < 1:
+        raise ConfigError("store.statement_timeout: must be at least 1 second")
+    if store.node_name and not NODE_NAME_RE.fullmatch(store.node_name):
+        raise ConfigError(
+            f"store.node_name: letters, digits, '.', '_' and '-' only, got {store.node_name!r}"
         )
 
 

@@ -42,9 +42,10 @@ BOOL_WORDS = {
 # What a running relay cannot change live; a section name stands for all of its keys.
 # listen.*: the sockets are bound at start. data_dir: the store is open there. mail_domain: the
 # store, the certificate and every address hang on it. tls.mode: the certificate source and the
-# ACME keeper are set up at start. Everything else applies at a reload: relay.server starts,
+# ACME keeper are set up at start. store: the store is opened once, with its backend, database
+# and connection pool. Everything else applies at a reload: relay.server starts,
 # stops or restarts the services (TURN, iroh, push, ...) whose sections changed.
-RESTART_ONLY = ("mail_domain", "data_dir", "listen", "tls.mode")
+RESTART_ONLY = ("mail_domain", "data_dir", "listen", "tls.mode", "store")
 
 
 def _all_keys() -> list[str]:

@@ -18,6 +18,8 @@ from tests.helpers import (
     make_config,
 )
 
+pytest_plugins = ["tests.pg"]  # the pg_server and pg_dsn fixtures
+
 # The only tests that may be skipped in CI (CI=1, set by .ci/run), each with the reason. Any other
 # skip there is reported as a failure: a test that silently did not run has not passed.
 ALLOWED_SKIPS = {

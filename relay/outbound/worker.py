@@ -22,6 +22,9 @@ RESCAN_SECONDS = 10.0  # also picks up `relay queue retry` made while we sleep
 MAX_PARALLEL = 100  # messages in flight at once (each fans out to its domains)
 SCAN_PAUSE_FACTOR = 3.0  # queue scans take at most about a quarter of the time
 SCAN_PAUSE_MAX = 1.0
+# Nodes sharing a store lease an entry before sending it (store.queue_claim); the lease ends
+# with the attempt's queue_update, or after this long if the node died meanwhile.
+CLAIM_SECONDS = 900.0
 
 
 def backoff(config: Any, attempts: int) -> float:
@@ -44,6 +47,7 @@ class Outbound:
         self.clock = clock
         self._wake = trio.Event()
         self._busy: set[str] = set()
+        self._elsewhere: dict[str, float] = {}  # id -> trio time: another node is sending it
         self._limiter = trio.CapacityLimiter(MAX_PARALLEL)
 
     def kick(self) -> None:
@@ -72,8 +76,10 @@ class Outbound:
         now = self.clock()
         wait = RESCAN_SECONDS
         latest = now + backoff(self.app.config, 1 << 20)  # no retry is planned further ahead
+        moment = trio.current_time()
+        self._elsewhere = {k: t for k, t in self._elsewhere.items() if t > moment}
         for entry in await self.app.store.queue_list():
-            if entry.id in self._busy:
+            if entry.id in self._busy or entry.id in self._elsewhere:
                 continue
             due = _aware(entry.next_attempt).timestamp()
             if due <= now or due > latest:  # beyond any backoff: the clock was set back
@@ -86,6 +92,10 @@ class Outbound:
     async def _attempt(self, entry: QueueEntry) -> None:
         try:
             async with self._limiter:
+                if not await self.app.store.queue_claim(entry.id, CLAIM_SECONDS):
+                    # Look again at the next scan: the other node's attempt ends with an update.
+                    self._elsewhere[entry.id] = trio.current_time() + RESCAN_SECONDS
+                    return
                 await self.attempt(entry)
         except StoreError as e:
             self.app.log.exception("queue-attempt-failed", e, id=entry.id)

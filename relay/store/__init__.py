@@ -1,11 +1,13 @@
-"""The message store: append-only segment log for bodies, SQLite index, group commit.
+"""The message store: append-only segment log for bodies, SQLite index, group commit
+(embedded), or a PostgreSQL database shared by several nodes (relay/store/postgres).
 
 Contract: the MailStore Protocol in relay/store/api.py (Store is the embedded implementation).
 Everything callers need is exported here.
 """
 
 from .api import MailStore
-from .store import Store, open_store
+from .backend import open_store
+from .store import Store
 from .types import (
     AccountInfo,
     AuthRecord,

@@ -1,9 +1,9 @@
 """MailStore: what the rest of the relay may ask of a store, whatever backs it.
 
-The embedded store (relay.store.store.Store: segment log + SQLite) implements it today; a
-PostgreSQL store can implement the same Protocol and share the chatmail rules (relay.store.rules)
-so that both behave alike. Code outside relay/store is typed against MailStore only, so it
-cannot come to depend on one backend's internals.
+Two stores implement it: the embedded one (relay.store.store.Store: segment log + SQLite) and
+the PostgreSQL one that several nodes share (relay.store.postgres.PgStore); both apply the same
+chatmail rules (relay.store.rules), so they behave alike. Code outside relay/store is typed
+against MailStore only, so it cannot come to depend on one backend's internals.
 
 Conventions every implementation keeps:
 - addresses are case-insensitive (the store lower-cases them); mailbox names are kept as given
@@ -194,3 +194,9 @@ class MailStore(Protocol):
     ) -> None: ...
 
     async def queue_read(self, id: str) -> bytes: ...
+
+    async def queue_claim(self, id: str, seconds: float) -> bool:
+        """Whether this node may send the entry now: True leases it to this node for `seconds`
+        (or until its next queue_update), False means another node holds it. Nodes sharing a
+        store call this before each attempt so that only one of them sends each entry."""
+        ...

@@ -42,6 +42,12 @@ class Notifier:
             except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
                 self._remove(addr, send)
 
+    def wake_all(self) -> None:
+        """Tell every watcher to re-read its mailboxes (changes may have been missed: the
+        PostgreSQL store's LISTEN connection was lost for a while)."""
+        for addr in list(self._watchers):
+            self.publish(addr, RESYNC)
+
     def _remove(self, addr: str, send: trio.MemorySendChannel[MailboxChange]) -> None:
         watchers = self._watchers.get(addr)
         if watchers is not None and send in watchers:

@@ -312,6 +312,10 @@ class Store:
         loc = await self._db.run(queries.queue_locate, id)
         return await self._read_body(loc, f"queue {id}")
 
+    async def queue_claim(self, id: str, seconds: float) -> bool:
+        """Always yours: one process owns the embedded store (its directory is locked)."""
+        return True
+
     # -- push notification items ------------------------------------------------------------
 
     async def push_pending(
@@ -372,7 +376,7 @@ class Store:
 
 
 @asynccontextmanager
-async def open_store(
+async def open_embedded_store(
     config: Any,
     log: Any,
     *,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from relay.config import Config
+from relay.store import MailStore, Store
 
 DOMAIN = "[127.0.0.1]"
 T0 = 1_800_000_000.0  # a fixed "now" for tests that move time
@@ -14,9 +15,7 @@ T0 = 1_800_000_000.0  # a fixed "now" for tests that move time
 
 def store_config(data_dir: Path, **limits: int) -> Config:
     config = Config.embedded_default(data_dir)
-    if limits:
-        config = dataclasses.replace(config, limits=dataclasses.replace(config.limits, **limits))
-    return config
+    return with_limits(config, **limits) if limits else config
 
 
 def addr(local: str) -> str:
@@ -51,3 +50,30 @@ class Clock:
 
     def jump_days(self, days: float) -> None:
         self.now += days * 86400
+
+
+def with_limits(config: Config, **limits: int) -> Config:
+    return dataclasses.replace(config, limits=dataclasses.replace(config.limits, **limits))
+
+
+def on_postgresql(config: Config, dsn: str) -> Config:
+    store = dataclasses.replace(config.store, backend="postgresql", dsn=dsn)
+    return dataclasses.replace(config, store=store)
+
+
+class Batches:
+    """The embedded store's written batches (one fdatasync each) since this was made: what a
+    step cost. The PostgreSQL store has no batches (every call is one transaction), so there
+    check() checks nothing."""
+
+    def __init__(self, store: MailStore) -> None:
+        self.store = store
+        self.before = self._count()
+
+    def _count(self) -> int | None:
+        return self.store._writer.batches if isinstance(self.store, Store) else None
+
+    def check(self, written: int) -> None:
+        now = self._count()
+        if now is not None and self.before is not None:
+            assert now - self.before == written

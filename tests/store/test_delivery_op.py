@@ -1,14 +1,14 @@
 """Store.commit_delivery(Delivery): local copies, the queue entry and the failure report are ONE
-operation: one batch, one fdatasync, all or nothing."""
+operation, all or nothing: one batch and one fdatasync (embedded), one transaction (PostgreSQL)."""
 
 from __future__ import annotations
 
 import errno
-from pathlib import Path
 
 import pytest
 import trio
 
+from relay.config import Config
 from relay.log import Logger
 from relay.store import (
     Delivery,
@@ -23,7 +23,7 @@ from relay.store import (
     ops_queue,
 )
 from tests.helpers import deliver_to
-from tests.store.helpers import Clock, addr, store_config
+from tests.store.helpers import Batches, Clock, addr, with_limits
 
 KIB = 1024
 REMOTE = "someone@example.org"
@@ -59,7 +59,7 @@ class Reports:
 
 async def test_local_and_remote_recipients_cost_one_batch(store: Store) -> None:
     bob, carol = await accounts(store, "bob000001", "carol0001")
-    before = store._writer.batches
+    batches = Batches(store)
     out = await store.commit_delivery(
         Delivery(
             sender=REMOTE,
@@ -69,7 +69,7 @@ async def test_local_and_remote_recipients_cost_one_batch(store: Store) -> None:
             remote_data=REMOTE_COPY,
         )
     )
-    assert store._writer.batches == before + 1
+    batches.check(1)
     assert out.delivered == [bob, carol] and out.failed == {} and out.report == ""
     assert out.queued == ["x@example.net", "y@example.net"]
     assert await inbox(store, bob) == [LOCAL_COPY] and await inbox(store, carol) == [LOCAL_COPY]
@@ -80,10 +80,9 @@ async def test_local_and_remote_recipients_cost_one_batch(store: Store) -> None:
 
 
 async def test_over_quota_and_remote_give_failure_queue_entry_and_report_in_one_batch(
-    tmp_path: Path,
+    config: Config, clock: Clock
 ) -> None:
-    config = store_config(tmp_path / "data", max_mailbox_size=100 * KIB)
-    clock = Clock()
+    config = with_limits(config, max_mailbox_size=100 * KIB)
     async with open_store(
         config, Logger(level="error"), **clock.store_clocks(), expiry_interval=None
     ) as s:
@@ -93,13 +92,13 @@ async def test_over_quota_and_remote_give_failure_queue_entry_and_report_in_one_
         await deliver_to(s, [bob], b"n" * (60 * KIB))  # today's: always spared
         bob_before = await s.snapshot(bob, "INBOX")
         reports = Reports()
-        before = s._writer.batches
+        batches = Batches(s)
         big = b"m" * (50 * KIB)
         async with s.watch(bob) as bob_events, s.watch(carol) as carol_events:
             out = await s.commit_delivery(
                 Delivery(REMOTE, (bob, carol), big, (REMOTE,), big, report=reports)
             )
-            assert s._writer.batches == before + 1
+            batches.check(1)
             assert carol_events.receive_nowait() == MailboxChange("INBOX", "exists", (1,))
             with pytest.raises(trio.WouldBlock):
                 bob_events.receive_nowait()  # not even the expunge made for it happened
@@ -118,7 +117,7 @@ async def test_over_quota_and_remote_give_failure_queue_entry_and_report_in_one_
 
 
 async def test_a_failing_enqueue_leaves_nothing_and_a_retry_stores_one_copy(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bob, carol = await accounts(store, "bob000001", "carol0001")
     delivery = Delivery(REMOTE, (bob, carol), LOCAL_COPY, ("x@example.net",), REMOTE_COPY)
@@ -126,14 +125,17 @@ async def test_a_failing_enqueue_leaves_nothing_and_a_retry_stores_one_copy(
     def broken(*args: object, **kwargs: object) -> str:
         raise RuntimeError("injected")
 
-    monkeypatch.setattr(ops_queue, "enqueue", broken)
-    before = store._writer.batches
+    if backend == "postgresql":
+        monkeypatch.setattr("relay.store.postgres.queue.enqueue", broken)
+    else:
+        monkeypatch.setattr(ops_queue, "enqueue", broken)
+    batches = Batches(store)
     async with store.watch(bob) as events:
         with pytest.raises(RuntimeError, match="injected"):
             await store.commit_delivery(delivery)
         with pytest.raises(trio.WouldBlock):
             events.receive_nowait()  # no wake-up for a copy that was never stored
-    assert store._writer.batches == before
+    batches.check(0)
     assert await inbox(store, bob) == [] and await inbox(store, carol) == []
     assert await store.queue_list() == []
     monkeypatch.undo()
@@ -151,6 +153,7 @@ async def test_a_failing_enqueue_leaves_nothing_and_a_retry_stores_one_copy(
     ],
     ids=["disk full", "I/O error"],
 )
+@pytest.mark.embedded_only
 async def test_a_failing_log_write_leaves_nothing(
     store: Store, monkeypatch: pytest.MonkeyPatch, error: OSError, raised: type[StoreError]
 ) -> None:
@@ -171,10 +174,10 @@ async def test_a_failing_log_write_leaves_nothing(
 
 async def test_every_local_recipient_unknown_writes_nothing(store: Store) -> None:
     reports = Reports()
-    before = store._writer.batches
+    batches = Batches(store)
     nobody, ghost = addr("nobody001"), addr("ghost0001")
     out = await store.commit_delivery(Delivery(REMOTE, (nobody, ghost), LOCAL_COPY, report=reports))
-    assert store._writer.batches == before
+    batches.check(0)
     assert out.delivered == [] and out.queued == [] and out.queue_id is None
     assert set(out.failed) == {nobody, ghost}
     assert all(isinstance(e, NoSuchAccount) for e in out.failed.values())
@@ -185,11 +188,11 @@ async def test_report_to_a_local_sender_lands_in_its_inbox(store: Store) -> None
     alice, bob = await accounts(store, "alice0001", "bob000001")
     nobody = addr("nobody001")
     reports = Reports()
-    before = store._writer.batches
+    batches = Batches(store)
     out = await store.commit_delivery(
         Delivery(alice, (bob, nobody), LOCAL_COPY, sender_is_local=True, report=reports)
     )
-    assert store._writer.batches == before + 1
+    batches.check(1)
     assert out.delivered == [bob] and list(out.failed) == [nobody]
     assert out.report == "delivered"
     assert await inbox(store, alice) == [reports.data]
@@ -197,8 +200,8 @@ async def test_report_to_a_local_sender_lands_in_its_inbox(store: Store) -> None
     assert await store.queue_list() == []
 
 
-async def test_report_that_the_sender_cannot_take_is_dropped(tmp_path: Path) -> None:
-    config = store_config(tmp_path / "data", max_mailbox_size=10 * KIB)
+async def test_report_that_the_sender_cannot_take_is_dropped(config: Config) -> None:
+    config = with_limits(config, max_mailbox_size=10 * KIB)
     async with open_store(config, Logger(level="error"), expiry_interval=None) as s:
         alice, bob = await accounts(s, "alice0001", "bob000001")
         await deliver_to(s, [alice], b"a" * (9 * KIB))  # today's: cannot make room

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from relay.config import Config
 from relay.log import Logger
 from relay.store import QuotaExceeded, Store, open_store
 from tests.helpers import deliver_to, make_account
 from tests.store.conftest import PASSWORD
-from tests.store.helpers import Clock, addr, store_config
+from tests.store.helpers import Clock, addr, store_config, with_limits
 
 KIB = 1024
 
@@ -30,9 +31,10 @@ async def make(store: Store, *names: str) -> list[str]:
     return out
 
 
-async def test_quota_expires_oldest_mail_but_not_mail_younger_than_a_day(tmp_path: Path) -> None:
-    config = store_config(tmp_path / "data", max_mailbox_size=100 * KIB)
-    clock = Clock()
+async def test_quota_expires_oldest_mail_but_not_mail_younger_than_a_day(
+    config: Config, clock: Clock
+) -> None:
+    config = with_limits(config, max_mailbox_size=100 * KIB)
     async with open_store(
         config, Logger(level="error"), **clock.store_clocks(), expiry_interval=None
     ) as s:
@@ -58,9 +60,9 @@ async def test_quota_expires_oldest_mail_but_not_mail_younger_than_a_day(tmp_pat
         assert await s.quota_usage(bob) <= 100 * KIB
 
 
-async def test_old_large_seen_and_inactive_expire_and_segments_go(tmp_path: Path) -> None:
-    config = store_config(tmp_path / "data")
-    clock = Clock()
+async def test_old_large_seen_and_inactive_expire_and_segments_go(
+    tmp_path: Path, config: Config, clock: Clock, backend: str
+) -> None:
     segs = tmp_path / "data" / "store" / "segments"
     log = Logger(level="error")
     async with open_store(
@@ -82,13 +84,14 @@ async def test_old_large_seen_and_inactive_expire_and_segments_go(tmp_path: Path
         clock.advance_days(13)  # 21 days after the first mail
         for a in (dave, erin):
             await s.touch_login(a)  # a login keeps the account alive
-        files_before = sorted(segs.iterdir())
+        files_before = sorted(segs.iterdir()) if backend == "embedded" else []
         result = await s.expire()
         assert result.messages == 2  # dave's two remaining, 21 days old
         assert (await s.snapshot(dave, "INBOX")).messages == []
         assert len((await s.snapshot(erin, "INBOX")).messages) == 1  # 13 days old
-        assert result.segments > 0
-        assert len(sorted(segs.iterdir())) < len(files_before)
+        if backend == "embedded":  # PostgreSQL deletes each body with its last reference
+            assert result.segments > 0
+            assert len(sorted(segs.iterdir())) < len(files_before)
         assert len(await s.queue_list()) == 1  # the queued body is still readable
         [entry] = await s.queue_list()
         assert await s.queue_read(entry.id) == message(4, 2 * KIB)

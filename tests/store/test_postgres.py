@@ -1,0 +1,174 @@
+"""What only the PostgreSQL store has: several nodes on one database (wake-ups, leases, the
+expiry leader), its schema versions, and a pool that survives cancelled calls."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from relay.cli import main
+from relay.log import Logger
+from relay.store import Delivery, MailboxChange, MailStore, open_store
+from tests.helpers import deliver_to, make_account
+from tests.pg import PgServer, fresh_database
+from tests.store.conftest import PASSWORD
+from tests.store.helpers import Clock, addr, on_postgresql, store_config
+
+
+def split(raw: str | None) -> list[str]:
+    return raw.split() if raw else []
+
+
+@pytest.fixture
+async def nodes(tmp_path: Path, pg_dsn: str, clock: Clock) -> AsyncIterator[list[MailStore]]:
+    """Two store instances on one database: two relay nodes."""
+    async with AsyncExitStack() as stack:
+        stores = []
+        for n in range(2):
+            config = on_postgresql(store_config(tmp_path / f"node{n}"), pg_dsn)
+            opened = open_store(
+                config, Logger(level="error"), **clock.store_clocks(), expiry_interval=None
+            )
+            stores.append(await stack.enter_async_context(opened))
+        yield stores
+
+
+async def test_a_delivery_on_one_node_wakes_a_watcher_on_the_other(
+    nodes: list[MailStore],
+) -> None:
+    one, two = nodes
+    alice = addr("alice0001")
+    assert await make_account(one, alice, PASSWORD)
+    async with two.watch(alice) as events, one.watch(alice) as local:
+        await deliver_to(one, [alice], b"Subject: hi\r\n\r\nacross\r\n")
+        assert local.receive_nowait().uids == (1,)  # the writing node: at once
+        with trio.fail_after(5):
+            assert await events.receive() == MailboxChange("INBOX", "exists", (1,))
+        assert await two.read(alice, "INBOX", 1) == b"Subject: hi\r\n\r\nacross\r\n"
+        await two.set_flags(alice, "INBOX", [1], ["\\Seen"], "add")
+        with trio.fail_after(5):
+            assert await local.receive() == MailboxChange("INBOX", "flags", (1,))
+        assert events.receive_nowait() == MailboxChange("INBOX", "flags", (1,))
+        await deliver_to(one, [alice], b"second")
+        with trio.fail_after(5):  # notifications keep their order: no second "flags" came
+            assert await events.receive() == MailboxChange("INBOX", "exists", (2,))
+
+
+async def test_queue_claim_gives_an_entry_to_one_node(nodes: list[MailStore], clock: Clock) -> None:
+    one, two = nodes
+    qid = await one.enqueue("a@x", ["r@example.org"], b"remote")
+    claims = await two.queue_claim(qid, 60), await one.queue_claim(qid, 60)
+    assert sorted(claims) == [False, True]
+    winner, loser = (two, one) if claims[0] else (one, two)
+    assert await winner.queue_claim(qid, 60)  # renewing one's own lease
+    assert not await loser.queue_claim(qid, 60)
+    await winner.queue_update(qid, attempts=1)  # the attempt's end gives the lease up
+    assert await loser.queue_claim(qid, 60)
+    clock.advance_days(1)  # a lease of a node that died runs out
+    assert await winner.queue_claim(qid, 60)
+
+
+async def test_pending_push_items_go_to_one_node(nodes: list[MailStore], clock: Clock) -> None:
+    one, two = nodes
+    alice = addr("alice0001")
+    assert await make_account(one, alice, PASSWORD)
+    await one.set_metadata(alice, "/private/devicetoken", "tok1 tok2")
+    delivery = Delivery("", (alice,), b"Subject: x\r\n\r\n", push_tokens=("/private/devicetoken", split))
+    out = await one.commit_delivery(delivery)
+    assert sorted(item.token for item in out.push) == ["tok1", "tok2"]
+    # the delivering node sends them; another node starting up does not take them over
+    assert await two.push_pending("/private/devicetoken", split) == []
+    clock.advance_days(1)  # unless that node died: its lease ran out
+    items = await two.push_pending("/private/devicetoken", split)
+    assert sorted(item.id for item in items) == sorted(item.id for item in out.push)
+    assert await one.push_pending("/private/devicetoken", split) == []
+    await two.push_done([item.id for item in items])
+    clock.advance_days(1)
+    assert await one.push_pending("/private/devicetoken", split) == []
+
+
+async def test_expiry_runs_only_on_the_node_holding_the_lock(
+    nodes: list[MailStore], pg_dsn: str, clock: Clock
+) -> None:
+    import psycopg
+
+    from relay.store.postgres.expiry import EXPIRY_LOCK
+
+    one, two = nodes
+    alice = addr("alice0001")
+    assert await make_account(one, alice, PASSWORD)
+    await deliver_to(one, [alice], b"old mail")
+    clock.advance_days(21)
+    await one.touch_login(alice)
+    with psycopg.connect(pg_dsn, autocommit=True) as leader:
+        leader.execute("SELECT pg_advisory_lock(%s)", (EXPIRY_LOCK,))
+        assert (await two.expire()).messages == 0  # another node is the leader
+        assert len((await two.snapshot(alice, "INBOX")).messages) == 1
+    assert (await two.expire()).messages == 1
+
+
+async def test_a_lost_listen_connection_wakes_every_watcher(nodes: list[MailStore], pg_dsn: str) -> None:
+    import psycopg
+
+    one, _ = nodes
+    alice = addr("alice0001")
+    assert await make_account(one, alice, PASSWORD)
+    async with one.watch(alice) as events:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND query LIKE 'LISTEN%%'"
+            )
+        with trio.fail_after(10):
+            assert (await events.receive()).kind == "resync"  # changes may have been missed
+        await deliver_to(one, [alice], b"after")
+        assert events.receive_nowait() == MailboxChange("INBOX", "exists", (1,))
+
+
+def test_db_upgrade_creates_the_schema_once(
+    pg_server: PgServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dsn = fresh_database(pg_server, migrated=False)
+    assert main(["db", "upgrade", "--dsn", dsn]) == 0
+    assert "upgraded from version 0 to 1" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--dsn", dsn]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+async def test_a_database_without_the_schema_is_refused(
+    pg_server: PgServer, tmp_path: Path
+) -> None:
+    from relay.store.postgres.schema import SchemaError
+
+    config = on_postgresql(store_config(tmp_path), fresh_database(pg_server, migrated=False))
+    with pytest.raises(SchemaError, match="relay db upgrade"):
+        async with open_store(config, Logger(level="error"), expiry_interval=None):
+            pass
+
+
+async def test_a_cancelled_call_leaves_no_transaction_in_the_pool(pg_dsn: str) -> None:
+    from psycopg import pq
+
+    from relay.store.postgres.pool import Pool
+
+    pool = Pool(pg_dsn, 1, statement_timeout=5)  # one connection: the next call reuses it
+    finished = []
+
+    def slow(conn: Any) -> None:
+        conn.execute("CREATE TEMP TABLE t(x int)")
+        conn.execute("SELECT pg_sleep(0.3)")
+        finished.append(conn)
+
+    with trio.move_on_after(0.05) as scope:
+        await pool.run(slow)
+    assert scope.cancel_called
+    # the task waited for its thread: the transaction ended before the connection went back
+    [conn] = finished
+    assert conn.info.transaction_status == pq.TransactionStatus.IDLE
+    assert await pool.run(lambda c: c is conn and c.execute("SELECT count(*) FROM t").fetchone())
+    await pool.aclose()
