@@ -1,4 +1,5 @@
-"""Encrypted identity backups: the relay's config, keys, certificates and accounts, not mail.
+"""Encrypted identity backups: the relay's config, keys, certificates, Shadowsocks password and
+accounts, not mail.
 
 The file is AES-256-GCM under a key derived with scrypt from a restore code. The code is made
 once per box (kept in the data dir, so a factory reset also retires it) and shown on the display

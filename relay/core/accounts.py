@@ -1,4 +1,4 @@
-"""Logging in, the one way for every protocol (IMAP, SMTP submission, later WebIMAP).
+"""Logging in, the one way for every protocol (IMAP, SMTP submission, WebIMAP).
 
 `authenticate()` applies, in this order: the login throttle (per client network and per account,
 shared by all protocols), the local-domain rule, the password check (Argon2id, with the in-memory

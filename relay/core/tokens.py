@@ -1,7 +1,7 @@
 """Device tokens for push notifications: the data model, apart from any protocol.
 
-Delta Chat sets its token with IMAP SETMETADATA on INBOX /private/devicetoken (later WebIMAP
-may too); the notifier reads the live ones. The anchor's semantics: setting a token adds it (or
+Delta Chat sets its token with IMAP SETMETADATA on INBOX /private/devicetoken (WebIMAP has no
+way to set one); the notifier reads the live ones. The anchor's semantics: setting a token adds it (or
 refreshes one already known), tokens not set again for 90 days are dropped, stamps in the future
 are invalid. Stored as one metadata value, one "stamp token" line per device, changed with one
 atomic read-modify-write in the store, so two devices registering at once both stay.

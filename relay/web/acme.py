@@ -112,7 +112,9 @@ def _account_key(settings: Settings) -> jose.JWKEC:
 def _connect(settings: Settings) -> tuple[client.ClientNetwork, client.ClientV2]:
     net = client.ClientNetwork(_account_key(settings), alg=jose.ES256, user_agent=USER_AGENT)
     if settings.ca_file:
-        net.session.verify = settings.ca_file
+        # ClientNetwork passes verify=verify_ssl with every request, which overrides the
+        # session's own verify; requests takes a CA bundle's path there as well as a bool.
+        net.verify_ssl = settings.ca_file  # type: ignore[assignment]
     directory = client.ClientV2.get_directory(settings.directory, net)
     acme = client.ClientV2(directory, net)
     account_file = settings.state / "account.json"

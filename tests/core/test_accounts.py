@@ -1,5 +1,5 @@
 """Logging in: chatmail JIT creation rules, password checks, blocking, concurrent first logins.
-One `authenticate()` serves IMAP, SMTP and later WebIMAP."""
+One `authenticate()` serves IMAP, SMTP and WebIMAP."""
 
 from __future__ import annotations
 

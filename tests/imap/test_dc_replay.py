@@ -1,4 +1,4 @@
-"""Byte-level replay of a Delta Chat session (deltachat-client.md §1.3), COMPRESS included.
+"""Byte-level replay of a Delta Chat session (core 2.65, observed on the wire), COMPRESS included.
 
 Each command is the one the core sends, in its order; each response is asserted as the core
 would read it. Compression uses plain zlib with the client's usual settings, not the relay's

@@ -16,6 +16,7 @@ import os
 import ssl
 import subprocess
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -33,6 +34,11 @@ from tests.web.fakedns import serve_dns
 AUTOCONFIG = "/mail/config-v1.1.xml"
 
 
+def pebble_cert(tmp_path) -> Path:
+    """Pebble's own HTTPS certificate (self-signed), for its directory and management ports."""
+    return tmp_path / "pebble" / "cert.pem"
+
+
 @pytest.fixture
 def pebble_port() -> int:
     return free_ports(1)[0]
@@ -41,7 +47,11 @@ def pebble_port() -> int:
 @pytest.fixture
 def relay_config(tmp_path, pebble_port):
     config = domain_config(tmp_path, mode="acme")
-    tls = TLS(mode="acme", acme_directory=f"https://127.0.0.1:{pebble_port}/dir")
+    tls = TLS(
+        mode="acme",
+        acme_directory=f"https://127.0.0.1:{pebble_port}/dir",
+        acme_ca_file=str(pebble_cert(tmp_path)),  # written by the pebble fixture
+    )
     config = dataclasses.replace(config, tls=tls)
     # Listeners start before the first issuance, with a placeholder certificate.
     write_pair(config.cert_path, config.key_path, *make_self_signed(DOMAIN))
@@ -49,11 +59,11 @@ def relay_config(tmp_path, pebble_port):
 
 
 @pytest.fixture
-async def pebble(relay_config, pebble_port, tmp_path, monkeypatch) -> AsyncIterator[str]:
+async def pebble(relay_config, pebble_port, tmp_path) -> AsyncIterator[str]:
     """A running pebble; yields the URL of its management interface."""
     binary = require_tool("pebble")
     folder = tmp_path / "pebble"
-    cert, key = folder / "cert.pem", folder / "key.pem"
+    cert, key = pebble_cert(tmp_path), folder / "key.pem"
     write_pair(cert, key, *make_self_signed("127.0.0.1"))
     management = free_ports(1)[0]
     settings = {
@@ -70,8 +80,6 @@ async def pebble(relay_config, pebble_port, tmp_path, monkeypatch) -> AsyncItera
     }
     (folder / "config.json").write_text(json.dumps(settings))
     env = {**os.environ, "PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"}
-    # The acme library trusts what requests trusts; the relay config has no CA-file key yet.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
     async with trio.open_nursery() as nursery:
         dns_port = await nursery.start(serve_dns)
         command = [
@@ -111,7 +119,11 @@ async def connect(relay_server) -> HTTPClient:
 async def check_chain(relay_server, management: str) -> None:
     """A client that trusts pebble's root accepts what the relay serves for relay.test."""
     root = await trio.to_thread.run_sync(
-        lambda: requests.get(f"{management}/roots/0", timeout=10).text
+        lambda: (
+            requests.get(
+                f"{management}/roots/0", timeout=10, verify=relay_server.config.tls.acme_ca_file
+            ).text
+        )
     )
     ctx = ssl.create_default_context(cadata=root)
     client = await HTTPClient.connect(
