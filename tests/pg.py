@@ -17,6 +17,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,17 +80,15 @@ def _wait_until_ready(server: PgServer, log: Path) -> None:
             time.sleep(0.05)
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
+@contextmanager
+def running_server(root: Path, *, durable: bool = False) -> Iterator[PgServer]:
+    """A PostgreSQL server with its cluster in `root` (created), stopped on the way out.
+    The tests run it without fsync (nothing must survive the machine); `durable` keeps
+    PostgreSQL's defaults, for figures (bench/scaleout)."""
     bindir = server_binaries()
-    need(bindir is not None, "PostgreSQL is not installed (tests/system-packages.txt: postgresql)")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        need(False, "psycopg is not installed (pip install -e '.[test,postgresql]')")
     assert bindir is not None
-    root = Path(tempfile.mkdtemp(prefix="relay-pg-"))
     user = _as_postgres()
+    root.mkdir(parents=True, exist_ok=True)
     if user:
         shutil.chown(root, "postgres", "postgres")
     data, log = root / "data", root / "postgres.log"
@@ -97,18 +96,19 @@ def pg_server() -> Iterator[PgServer]:
         [bindir / "initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync"],
         check=True, capture_output=True, **user,
     )  # fmt: skip
+    fast = [] if durable else [
+        "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+    ]  # fmt: skip
     port = free_ports(1)[0]
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [bindir / "postgres", "-D", data, "-k", root, "-p", str(port),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
-             "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+             "-c", "listen_addresses=127.0.0.1", *fast],
             stdout=out, stderr=subprocess.STDOUT, **user,
         )  # fmt: skip
     server = PgServer(port, process)
     try:
         _wait_until_ready(server, log)
-        _make_template(server)
         yield server
     finally:
         process.terminate()  # SIGTERM: smart shutdown; nothing is connected any more
@@ -117,6 +117,21 @@ def pg_server() -> Iterator[PgServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    need(server_binaries() is not None, "PostgreSQL is not installed (tests/system-packages.txt: postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        need(False, "psycopg is not installed (pip install -e '.[test,postgresql]')")
+    root = Path(tempfile.mkdtemp(prefix="relay-pg-"))
+    try:
+        with running_server(root) as server:
+            _make_template(server)
+            yield server
+    finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
