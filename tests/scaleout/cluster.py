@@ -20,8 +20,8 @@ from relay.config import Config, Listen
 from relay.tls import make_self_signed, write_pair
 from tests.federation.conftest import with_federation
 from tests.federation.pair import ChildRelay, Endpoint, shared_ports
-from tests.helpers import free_ports
 from tests.haproxy import Frontend, HAProxy
+from tests.helpers import free_ports
 
 BALANCER = "127.0.0.1"
 PINNED = ("imaps", "submissions")  # what a Delta Chat profile uses, pinned to one node

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -36,7 +37,7 @@ from ..types import (
     QueueEntry,
     StoreError,
 )
-from . import accounts, expiry, mail, queries, queue
+from . import accounts, expiry, mail, queries, queue, shared_files
 from .delivery import deliver
 from .listener import Listener
 from .pool import Pool
@@ -310,3 +311,14 @@ class PgStore:
             await self.expire()
             await trio.sleep(interval)
 
+    # -- files the nodes share (shared_files.py) ----------------------------------------------
+
+    async def sync_shared_files(self, data_dir: Path, names: Sequence[str]) -> list[str]:
+        """Make the data dir hold the cluster's copy of each file (the first node's wins)."""
+        return await shared_files.sync(self._pool, data_dir, list(names))
+
+    async def shared_file(self, name: str) -> bytes | None:
+        return await self._pool.run(shared_files.fetch, name)
+
+    async def put_shared_file(self, name: str, content: bytes) -> None:
+        await self._pool.run(shared_files.put, name, content)
