@@ -22,7 +22,7 @@ from relay.shadowsocks.link import PASSWORD_FILE
 from relay.turn.credentials import SECRET_FILE
 
 TLS_FILES = ("tls/cert.pem", "tls/key.pem")
-ACME_FILES = ("acme/account-key.pem", "acme/account.json")
+ACME_FILES = ("acme/account-key.pem", "acme/account.json", "acme/cert.pem", "acme/key.pem")
 
 
 def shared_names(config: Config) -> list[str]:

@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 import dkim as dkimpy
+import pytest
 import trio
 
 from relay.config import Config
@@ -130,3 +131,97 @@ async def test_relays_on_one_database_share_their_secrets(tmp_path: Path, pg_dsn
         # The TLS context B serves with holds A's certificate.
         assert apps[1].tls.certificate() == apps[0].tls.certificate()
         nursery.cancel_scope.cancel()
+
+
+@dataclasses.dataclass
+class KeeperApp:
+    """What a CertificateKeeper uses of the App."""
+
+    config: Config
+    store: object
+    tls: TLSManager
+    log: Logger = LOG
+
+
+def acme_node(config: Config) -> Config:
+    tls = dataclasses.replace(config.tls, mode="acme", acme_directory="https://127.0.0.1:9/dir")
+    return dataclasses.replace(config, tls=tls)
+
+
+async def test_one_node_leads_acme_until_it_stops(tmp_path: Path, pg_dsn: str) -> None:
+    async with AsyncExitStack() as stack:
+        stores = []
+        for n in ("a", "b"):
+            config = node_config(tmp_path / n, pg_dsn)
+            stores.append(await stack.enter_async_context(open_store(config, LOG)))
+        a, b = stores
+        assert await a.acme_leader()  # type: ignore[attr-defined]
+        assert not await b.acme_leader()  # type: ignore[attr-defined]
+        assert await a.acme_leader()  # type: ignore[attr-defined]  # still, while connected
+        await a.close_leadership()  # type: ignore[attr-defined]  # as when A stops
+        assert await b.acme_leader()  # type: ignore[attr-defined]
+        assert not await a.acme_leader()  # type: ignore[attr-defined]
+
+
+async def test_the_leader_s_certificate_reaches_the_other_node(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from relay.tls import acme_state_dir, make_self_signed, write_pair
+    from relay.web import acme
+
+    monkeypatch.setattr(acme, "CLUSTER_CHECK", 0.05)
+    issued = []
+
+    async def obtain(self: acme.CertificateKeeper) -> None:  # the CA, as far as B can tell
+        cert_pem, key_pem = make_self_signed(DOMAIN)
+        state = acme_state_dir(self.app.config)
+        write_pair(state / "cert.pem", state / "key.pem", cert_pem, key_pem)
+        self.app.tls.install(cert_pem, key_pem)
+        issued.append((self.app.config.data_dir.name, cert_pem))
+
+    monkeypatch.setattr(acme.CertificateKeeper, "obtain", obtain)
+    async with two_nodes(tmp_path, pg_dsn) as nodes:
+        apps = [KeeperApp(acme_node(c), s, TLSManager(acme_node(c))) for c, s in nodes]
+        a, b = apps
+        assert b.tls.certificate() != a.tls.certificate()  # each its own placeholder
+        keepers = [acme.CertificateKeeper(app) for app in apps]  # type: ignore[arg-type]
+        assert await a.store.acme_leader()  # type: ignore[attr-defined]  # A leads
+        async with trio.open_nursery() as nursery:
+            await nursery.start(keepers[1].run)  # B first, with no certificate anywhere
+            await trio.sleep(0.3)  # six of B's checks
+            assert issued == []  # B waits for the leader's
+            await nursery.start(keepers[0].run)
+            with trio.fail_after(10):
+                while not issued or b.tls.certificate() != a.tls.certificate():
+                    await trio.sleep(0.05)
+            assert [node for node, _ in issued] == ["a"]  # B never went to the CA
+            assert (acme_state_dir(b.config) / "cert.pem").read_bytes() == issued[0][1]
+            assert b.config.cert_path.read_bytes() == issued[0][1]
+
+            keepers[0].renew_now()  # a renewal on A reaches B too
+            with trio.fail_after(10):
+                while len(issued) < 2 or b.config.cert_path.read_bytes() != issued[1][1]:
+                    await trio.sleep(0.05)
+            assert [node for node, _ in issued] == ["a", "a"]
+            nursery.cancel_scope.cancel()
+
+
+async def test_an_open_challenge_is_answered_by_every_node(tmp_path: Path, pg_dsn: str) -> None:
+    from relay.web import acme
+
+    async with two_nodes(tmp_path, pg_dsn) as nodes:
+        (a, store_a), (b, store_b) = nodes
+        app_a = KeeperApp(acme_node(a), store_a, TLSManager(acme_node(a)))
+        app_b = KeeperApp(acme_node(b), store_b, TLSManager(acme_node(b)))
+        keeper = acme.CertificateKeeper(app_a)  # type: ignore[arg-type]
+        name = acme.shared_challenge("tok-1")
+
+        def request() -> object:
+            return dataclasses.make_dataclass("R", [("path", str)])(acme.CHALLENGE_PREFIX + "tok-1")
+
+        assert (await acme.challenge(request(), app_b)).status == 404  # type: ignore[arg-type]
+        await trio.to_thread.run_sync(keeper._publish, name, b"answer")
+        response = await acme.challenge(request(), app_b)  # type: ignore[arg-type]
+        assert (response.status, response.body) == (200, b"answer")
+        await trio.to_thread.run_sync(keeper._publish, name, None)
+        assert (await acme.challenge(request(), app_b)).status == 404  # type: ignore[arg-type]

@@ -60,6 +60,8 @@ async def open_pg_store(
                 yield store
             finally:
                 nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await store.close_leadership()
     finally:
         with trio.CancelScope(shield=True):
             await pool.aclose()

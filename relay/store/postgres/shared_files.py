@@ -62,6 +62,10 @@ def put(conn: psycopg.Connection, name: str, content: bytes) -> None:
     )
 
 
+def delete(conn: psycopg.Connection, name: str) -> None:
+    conn.execute("DELETE FROM shared_files WHERE name = %s", (name,))
+
+
 async def sync(pool: Any, data_dir: Path, names: list[str]) -> list[str]:
     """sync_one for each name, each in its own transaction; the names rewritten locally."""
     changed = []
@@ -69,3 +73,42 @@ async def sync(pool: Any, data_dir: Path, names: list[str]) -> list[str]:
         if await pool.run(sync_one, name, Path(data_dir) / name):
             changed.append(name)
     return changed
+
+
+ACME_LOCK = 0x72656C6179 + 2  # advisory lock key of the ACME leader
+
+
+class Leadership:
+    """A session-level advisory lock on a connection of its own: held as long as that
+    connection lives, so a node that dies or loses the database hands it on by itself.
+    Its methods block: call them in a worker thread, one at a time."""
+
+    def __init__(self, dsn: str, statement_timeout: float, key: int = ACME_LOCK) -> None:
+        self.dsn = dsn
+        self.statement_timeout = statement_timeout
+        self.key = key
+        self._conn: psycopg.Connection | None = None
+        self._held = False
+
+    def check(self) -> bool:
+        """Whether this node leads, taking the lock when it is free."""
+        from .pool import connect
+
+        try:
+            if self._conn is None or self._conn.closed:
+                self._held = False
+                self._conn = connect(self.dsn, self.statement_timeout, autocommit=True)
+            if self._held:
+                self._conn.execute("SELECT 1")  # still connected, so still holding it
+            else:
+                row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self.key,)).fetchone()
+                self._held = bool(row and row[0])
+        except psycopg.Error:
+            self.close()
+            raise
+        return self._held
+
+    def close(self) -> None:
+        conn, self._conn, self._held = self._conn, None, False
+        if conn is not None:
+            conn.close()

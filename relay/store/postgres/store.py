@@ -69,6 +69,8 @@ class PgStore:
         self._expiry_clock = expiry_clock
         self._problem = ""
         self._clock_waiting_logged = False
+        self._acme_leadership: shared_files.Leadership | None = None
+        self._acme_lock = trio.Lock()
 
     async def _run(self, fn: Callable[..., T], **kwargs: Any) -> T:
         """fn(tx, **kwargs) in one transaction; its events go out once it committed."""
@@ -322,3 +324,22 @@ class PgStore:
 
     async def put_shared_file(self, name: str, content: bytes) -> None:
         await self._pool.run(shared_files.put, name, content)
+
+    async def delete_shared_file(self, name: str) -> None:
+        await self._pool.run(shared_files.delete, name)
+
+    async def acme_leader(self) -> bool:
+        """Whether this node is the one that talks to the ACME CA (see shared_files.Leadership);
+        raises psycopg.Error while the database is unreachable."""
+        if self._acme_leadership is None:
+            settings = self.config.store
+            self._acme_leadership = shared_files.Leadership(
+                settings.dsn, settings.statement_timeout
+            )
+        async with self._acme_lock:
+            return await trio.to_thread.run_sync(self._acme_leadership.check)
+
+    async def close_leadership(self) -> None:
+        if self._acme_leadership is not None:
+            async with self._acme_lock:
+                await trio.to_thread.run_sync(self._acme_leadership.close)
