@@ -43,6 +43,7 @@ MAX_RETRY = 6 * 3600.0
 MAX_SLEEP = 3600.0  # re-check hourly: the wall clock may jump (a Pi has no battery clock)
 CLUSTER_CHECK = 300.0  # a cluster node looks for the leader's new certificate this often
 SHARED_PAIR = ("acme/cert.pem", "acme/key.pem")  # names in the PostgreSQL shared_files table
+SERVED_PAIR = ("tls/cert.pem", "tls/key.pem")  # config.cert_path/key_path in acme mode
 USER_AGENT = "chatmail-relay-appliance"
 
 
@@ -333,8 +334,10 @@ class CertificateKeeper:
         if pair is None:
             return
         store = self.app.store
-        for name, content in zip(SHARED_PAIR, pair, strict=True):
-            await store.put_shared_file(name, content)  # type: ignore[attr-defined]
+        # The served pair too: a node that starts takes that before its keeper runs.
+        for names in (SHARED_PAIR, SERVED_PAIR):
+            for name, content in zip(names, pair, strict=True):
+                await store.put_shared_file(name, content)  # type: ignore[attr-defined]
 
     async def adopt_shared(self) -> bool:
         """Install the shared certificate when it differs from ours; whether it did."""

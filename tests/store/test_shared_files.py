@@ -197,6 +197,8 @@ async def test_the_leader_s_certificate_reaches_the_other_node(
             assert [node for node, _ in issued] == ["a"]  # B never went to the CA
             assert (acme_state_dir(b.config) / "cert.pem").read_bytes() == issued[0][1]
             assert b.config.cert_path.read_bytes() == issued[0][1]
+            # What a node starting now serves before its keeper runs is that one too.
+            assert await b.store.shared_file("tls/cert.pem") == issued[0][1]  # type: ignore[attr-defined]
 
             keepers[0].renew_now()  # a renewal on A reaches B too
             with trio.fail_after(10):
