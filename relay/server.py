@@ -38,6 +38,7 @@ from relay.onboarding import dclogin_url, new_credentials
 from relay.outbound import run_outbound
 from relay.services import Service, ServiceRegistry
 from relay.shadowsocks import service as shadowsocks
+from relay.shared_secrets import sync_shared
 from relay.smtp import session as smtp
 from relay.store import open_store
 from relay.tls import TLSError, TLSManager
@@ -170,6 +171,8 @@ async def _serve(
         app = running.app = App(config=config, store=store, tls=tls, log=log)
         registry = app.services = ServiceRegistry(app, nursery, SERVICES)
         app.reload = partial(reload, app)
+        if config.store.backend == "postgresql":  # the cluster's secrets, before any service
+            await sync_shared(config, store, tls, log)
         ensure_token(config)
         for name, port in enabled_services(config).items():
             try:

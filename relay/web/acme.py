@@ -9,10 +9,12 @@ certificate to `app.tls.install()`, which changes what new connections get.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +41,9 @@ ISSUE_TIMEOUT = datetime.timedelta(minutes=3)  # validation plus finalisation at
 FIRST_RETRY = 60.0  # seconds after a failure; doubles up to MAX_RETRY
 MAX_RETRY = 6 * 3600.0
 MAX_SLEEP = 3600.0  # re-check hourly: the wall clock may jump (a Pi has no battery clock)
+CLUSTER_CHECK = 300.0  # a cluster node looks for the leader's new certificate this often
+SHARED_PAIR = ("acme/cert.pem", "acme/key.pem")  # names in the PostgreSQL shared_files table
+SERVED_PAIR = ("tls/cert.pem", "tls/key.pem")  # config.cert_path/key_path in acme mode
 USER_AGENT = "chatmail-relay-appliance"
 
 
@@ -68,8 +73,16 @@ async def challenge(request: Request, app: App) -> Response:
     try:
         answer = await trio.Path(challenge_dir(app.config) / token).read_bytes()
     except FileNotFoundError:
-        return text_response(404, "no such challenge\n")
+        shared = getattr(app.store, "shared_file", None)  # another node of the cluster issues
+        found = await shared(shared_challenge(token)) if shared is not None else None
+        if found is None:
+            return text_response(404, "no such challenge\n")
+        answer = found
     return Response(200, answer, "application/octet-stream")
+
+
+def shared_challenge(token: str) -> str:
+    return f"acme/http-01/{token}"
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,9 @@ class Settings:
     domains: list[str]
     state: Path
     challenges: Path
+    # In a cluster: publish(name, answer or None) shares an open challenge with the other nodes
+    # (the CA's requests reach any of them); called from the issuing thread.
+    publish: Callable[[str, bytes | None], None] | None = None
 
     @classmethod
     def from_config(cls, config: Config) -> Settings:
@@ -160,12 +176,16 @@ def issue(settings: Settings) -> tuple[bytes, bytes]:
                 token_file = settings.challenges / challb.chall.encode("token")
                 token_file.write_text(validation)
                 opened.append(token_file)
+                if settings.publish is not None:
+                    settings.publish(shared_challenge(token_file.name), validation.encode())
                 acme.answer_challenge(challb, response)
             deadline = datetime.datetime.now() + ISSUE_TIMEOUT
             order = acme.poll_and_finalize(order, deadline)
         finally:
             for token_file in opened:
                 token_file.unlink(missing_ok=True)
+                if settings.publish is not None:
+                    settings.publish(shared_challenge(token_file.name), None)
     except requests.RequestException as e:
         raise AcmeError(f"cannot reach the ACME directory {settings.directory}: {e}") from None
     except errors.ValidationError as e:
@@ -211,6 +231,8 @@ class CertificateKeeper:
         """Issue a certificate now and install it; raises AcmeError."""
         async with self._lock:
             settings = Settings.from_config(self.app.config)
+            if hasattr(self.app.store, "put_shared_file"):
+                settings = dataclasses.replace(settings, publish=self._publish)
             cert_pem, key_pem = await trio.to_thread.run_sync(
                 issue, settings, abandon_on_cancel=True
             )
@@ -229,6 +251,9 @@ class CertificateKeeper:
         self._wake.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        if hasattr(self.app.store, "acme_leader"):  # PostgreSQL: nodes behind one name
+            await self.run_in_cluster(task_status=task_status)
+            return
         pair = self.stored()
         if (
             pair
@@ -257,6 +282,79 @@ class CertificateKeeper:
                 await self._sleep(retry * random.uniform(0.8, 1.2))
                 retry = min(retry * 2, MAX_RETRY)
             self._woken()
+
+    async def run_in_cluster(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Only the leader (an advisory lock, relay/store/postgres/shared_files.py) talks to the
+        CA and shares what it gets; every node installs the shared certificate when it differs
+        from its own, at start and every CLUSTER_CHECK seconds."""
+        store = self.app.store
+        try:
+            await self.adopt_shared()
+        except Exception as e:
+            self.app.log.exception("acme-cluster-check-failed", e)
+        task_status.started()
+        retry = FIRST_RETRY
+        while True:
+            wait = CLUSTER_CHECK
+            woken = self._woken()
+            try:
+                if await store.acme_leader():  # type: ignore[attr-defined]
+                    await self.adopt_shared()  # a former leader's newer one, if any
+                    cert = self.stored_certificate()
+                    now = datetime.datetime.now(datetime.UTC)
+                    due = (renewal_time(cert) - now).total_seconds() if cert else 0.0
+                    if woken or due <= 0:
+                        await self.obtain()
+                        await self.share()
+                        retry = FIRST_RETRY
+                    else:
+                        wait = min(wait, due)
+                else:
+                    await self.adopt_shared()
+            except Exception as e:  # never let certificate trouble stop the mail service
+                if isinstance(e, AcmeError):
+                    self.app.log.error("acme-failed", error=str(e), retry_in_s=round(retry))
+                else:
+                    self.app.log.exception("acme-failed", e, retry_in_s=round(retry))
+                wait = min(retry * random.uniform(0.8, 1.2), wait)
+                retry = min(retry * 2, MAX_RETRY)
+            await self._sleep(wait)
+
+    def _publish(self, name: str, content: bytes | None) -> None:
+        """Settings.publish in a cluster: from the issuing thread, into shared_files."""
+        store = self.app.store
+        if content is None:
+            trio.from_thread.run(store.delete_shared_file, name)  # type: ignore[attr-defined]
+        else:
+            trio.from_thread.run(store.put_shared_file, name, content)  # type: ignore[attr-defined]
+
+    async def share(self) -> None:
+        """Put the stored certificate and key where the other nodes look for them."""
+        pair = self.stored()
+        if pair is None:
+            return
+        store = self.app.store
+        # The served pair too: a node that starts takes that before its keeper runs.
+        for names in (SHARED_PAIR, SERVED_PAIR):
+            for name, content in zip(names, pair, strict=True):
+                await store.put_shared_file(name, content)  # type: ignore[attr-defined]
+
+    async def adopt_shared(self) -> bool:
+        """Install the shared certificate when it differs from ours; whether it did."""
+        store = self.app.store
+        cert_pem = await store.shared_file(SHARED_PAIR[0])  # type: ignore[attr-defined]
+        key_pem = await store.shared_file(SHARED_PAIR[1])  # type: ignore[attr-defined]
+        if cert_pem is None or key_pem is None or (cert_pem, key_pem) == self.stored():
+            return False
+        x509.load_pem_x509_certificate(cert_pem)  # a broken one must not replace ours
+        async with self._lock:
+            state = acme_state_dir(self.app.config)
+            write_pair(state / "cert.pem", state / "key.pem", cert_pem, key_pem)
+            self.app.tls.install(cert_pem, key_pem)
+        self.app.log.info("acme-certificate-adopted")
+        return True
 
     async def _sleep(self, seconds: float) -> None:
         with trio.move_on_after(seconds):

@@ -63,6 +63,8 @@ async def open_pg_store(
                 yield store
             finally:
                 nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await store.close_leadership()
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(leadership.close)

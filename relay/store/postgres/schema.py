@@ -45,6 +45,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE push_leases(
         id text PRIMARY KEY, until double precision NOT NULL, node text NOT NULL);
     """,
+    # 2: files every node must hold alike (secrets, keys, the TLS certificate), by their path
+    # relative to the data dir (relay/store/postgres/shared_files.py).
+    """
+    CREATE TABLE shared_files(
+        name text PRIMARY KEY, content bytea NOT NULL,
+        updated timestamptz NOT NULL DEFAULT now());
+    """,
 )
 VERSION = len(MIGRATIONS)
 UPGRADE_LOCK = 0x72656C6179  # advisory lock key: one upgrade at a time ("relay")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
@@ -36,7 +37,7 @@ from ..types import (
     QueueEntry,
     StoreError,
 )
-from . import accounts, expiry, mail, queries, queue
+from . import accounts, expiry, mail, queries, queue, shared_files
 from .delivery import deliver
 from .leader import Leadership
 from .listener import Listener
@@ -72,6 +73,8 @@ class PgStore:
         self._expiry_clock = expiry_clock
         self._problem = ""
         self._clock_waiting_logged = False
+        self._acme_leadership: shared_files.Leadership | None = None
+        self._acme_lock = trio.Lock()
 
     async def _run(self, fn: Callable[..., T], **kwargs: Any) -> T:
         """fn(tx, **kwargs) in one transaction; its events go out once it committed. fn may run
@@ -322,3 +325,33 @@ class PgStore:
             await self.expire()
             await trio.sleep(interval)
 
+    # -- files the nodes share (shared_files.py) ----------------------------------------------
+
+    async def sync_shared_files(self, data_dir: Path, names: Sequence[str]) -> list[str]:
+        """Make the data dir hold the cluster's copy of each file (the first node's wins)."""
+        return await shared_files.sync(self._pool, data_dir, list(names))
+
+    async def shared_file(self, name: str) -> bytes | None:
+        return await self._pool.run(shared_files.fetch, name)
+
+    async def put_shared_file(self, name: str, content: bytes) -> None:
+        await self._pool.run(shared_files.put, name, content)
+
+    async def delete_shared_file(self, name: str) -> None:
+        await self._pool.run(shared_files.delete, name)
+
+    async def acme_leader(self) -> bool:
+        """Whether this node is the one that talks to the ACME CA (see shared_files.Leadership);
+        raises psycopg.Error while the database is unreachable."""
+        if self._acme_leadership is None:
+            settings = self.config.store
+            self._acme_leadership = shared_files.Leadership(
+                settings.dsn, settings.statement_timeout
+            )
+        async with self._acme_lock:
+            return await trio.to_thread.run_sync(self._acme_leadership.check)
+
+    async def close_leadership(self) -> None:
+        if self._acme_leadership is not None:
+            async with self._acme_lock:
+                await trio.to_thread.run_sync(self._acme_leadership.close)
