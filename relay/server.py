@@ -29,6 +29,7 @@ from relay.config_edit import keep_restart_only, restart_required
 from relay.core.admin.reset import apply_pending_factory_reset
 from relay.core.admin.token import ensure_token
 from relay.core.push import run_push
+from relay.core.shared_secrets import sync_shared
 from relay.durable import make_dirs
 from relay.imap import session as imap
 from relay.iroh.where import plain_listener_wanted as iroh_listener_wanted
@@ -38,7 +39,6 @@ from relay.onboarding import dclogin_url, new_credentials
 from relay.outbound import run_outbound
 from relay.services import Service, ServiceRegistry
 from relay.shadowsocks import service as shadowsocks
-from relay.shared_secrets import sync_shared
 from relay.smtp import session as smtp
 from relay.store import open_store
 from relay.tls import TLSError, TLSManager

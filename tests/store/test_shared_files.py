@@ -1,4 +1,4 @@
-"""Nodes on one PostgreSQL database end up with the same secrets (relay/shared_secrets.py):
+"""Nodes on one PostgreSQL database end up with the same secrets (relay/core/shared_secrets.py):
 whichever node starts first, or both at once."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 import trio
 
 from relay.config import Config
+from relay.core.shared_secrets import make_local, shared_names, sync_shared
 from relay.log import Logger
 from relay.outbound import dkim
-from relay.shared_secrets import make_local, shared_names, sync_shared
 from relay.store import open_store
 from relay.tls import TLSManager
 from tests.helpers import make_config
