@@ -19,11 +19,11 @@ async def run_outbound(
 ) -> None:
     """Run the queue worker until cancelled; meanwhile `app.on_queued()` wakes it."""
     worker = Outbound(app)
-    app.on_queued = worker.kick
+    app.on_queued = app.store.on_queue_kick = worker.kick
     try:
         await worker.run(task_status=task_status)
     finally:
-        app.on_queued = lambda: None
+        app.on_queued = app.store.on_queue_kick = lambda: None
 
 
 def kick(app: Any) -> None:

@@ -65,4 +65,5 @@ async def admin_queue(app: Any, params: dict[str, Any]) -> dict[str, Any]:
     result = await queue_command(app.store, params)
     if params.get("action") == "retry":
         kick(app)
+        await app.store.queue_kick()  # and the other nodes' workers, sharing a database
     return result

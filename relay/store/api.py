@@ -195,6 +195,14 @@ class MailStore(Protocol):
 
     async def queue_read(self, id: str) -> bytes: ...
 
+    on_queue_kick: Callable[[], None]  # the outbound worker's kick; another node may call it
+
+    async def queue_kick(self) -> None:
+        """Ask the outbound workers of the other nodes sharing this store to look at the queue
+        at once (an admin's retry); they call their `on_queue_kick`. This node's own worker is
+        kicked by the caller."""
+        ...
+
     async def queue_claim(self, id: str, seconds: float) -> bool:
         """Whether this node may send the entry now: True leases it to this node for `seconds`
         (or until its next queue_update), False means another node holds it. Nodes sharing a

@@ -65,6 +65,7 @@ class Store:
     ):
         self.config = config  # replace on reload; read per decision
         self.log = log
+        self.on_queue_kick: Callable[[], None] = lambda: None  # nothing calls it here
         self._db = db
         self._seglog = seglog
         self._writer = writer
@@ -311,6 +312,9 @@ class Store:
     async def queue_read(self, id: str) -> bytes:
         loc = await self._db.run(queries.queue_locate, id)
         return await self._read_body(loc, f"queue {id}")
+
+    async def queue_kick(self) -> None:
+        """One process alone on its files: no other node to tell."""
 
     async def queue_claim(self, id: str, seconds: float) -> bool:
         """Always yours: one process owns the embedded store (its directory is locked)."""

@@ -50,6 +50,11 @@ def tls_client(cluster: Cluster) -> ssl.SSLContext:
     return cluster.front.client_context()
 
 
+def quoted(text: str) -> str:
+    """An IMAP quoted string (a password /new hands out may hold a backslash or a quote)."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class IdleClient:
     """A raw IMAPS connection in IDLE, reading untagged responses as they come."""
 
@@ -58,7 +63,7 @@ class IdleClient:
         self.sock = ctx.wrap_socket(raw, server_hostname=None)
         self.buffer = b""
         self.line()  # greeting
-        self.command(f'a1 LOGIN "{addr}" "{password}"', b"a1 OK")
+        self.command(f"a1 LOGIN {quoted(addr)} {quoted(password)}", b"a1 OK")
         self.command("a2 SELECT INBOX", b"a2 OK")
         self.command("a3 IDLE", b"+ ")
 

@@ -280,3 +280,23 @@ async def test_db_migrate_copies_an_embedded_store(
         assert conn.execute("SELECT count(*) FROM bodies").fetchone() == (3,)
     assert main(["db", "migrate", "--from-embedded", str(embedded.data_dir), *dsn_args]) == 1
     assert "migrate into an empty one" in capsys.readouterr().err
+
+
+async def test_a_queue_kick_on_one_node_wakes_the_other_nodes_worker(
+    nodes: list[MailStore],
+) -> None:
+    one, two = nodes
+    kicks = [0, 0]
+    one.on_queue_kick = lambda: kicks.__setitem__(0, kicks[0] + 1)
+    two.on_queue_kick = lambda: kicks.__setitem__(1, kicks[1] + 1)
+    await one.queue_kick()  # an admin's retry on node one
+    await wait_for(lambda: kicks[1] == 1)
+    await two.queue_kick()  # notifications arrive in commit order: one has seen its own by now
+    await wait_for(lambda: kicks[0] == 1)
+    assert kicks == [1, 1]  # nobody kicked itself through the database
+
+
+async def wait_for(condition) -> None:  # type: ignore[no-untyped-def]
+    with trio.fail_after(10):  # a backstop: a lost kick fails instead of hanging
+        while not condition():
+            await trio.sleep(0.01)

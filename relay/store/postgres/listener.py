@@ -11,6 +11,7 @@ local watchers are told to re-read ("resync").
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -24,6 +25,7 @@ from .tx import CHANNEL
 RECONNECT_MIN = 0.1
 RECONNECT_MAX = 10.0
 KINDS = ("exists", "expunge", "flags", "resync")
+KICK = "kick"  # not a mailbox change: look at the outbound queue now (relay/store/postgres/queue)
 
 
 def parse(payload: str, node: str) -> tuple[str, MailboxChange] | None:
@@ -37,6 +39,15 @@ def parse(payload: str, node: str) -> tuple[str, MailboxChange] | None:
         return None
 
 
+def is_kick(payload: str, node: str) -> bool:
+    """Whether a notification is another node's queue kick."""
+    try:
+        data = json.loads(payload)
+        return data["k"] == KICK and data["n"] != node
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
 class Listener:
     def __init__(self, dsn: str, node: str, notifier: Notifier, log: Any) -> None:
         self.dsn = dsn
@@ -44,6 +55,7 @@ class Listener:
         self.notifier = notifier
         self.log = log
         self.connected = trio.Event()  # set while listening (tests wait for it)
+        self.on_kick: Callable[[], None] = lambda: None  # another node's queue kick
         self.reconnects = 0
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -88,6 +100,8 @@ class Listener:
             if pgconn.status != psycopg.pq.ConnStatus.OK:
                 raise psycopg.OperationalError("the LISTEN connection was closed")
             while (notify := pgconn.notifies()) is not None:
-                found = parse(notify.extra.decode(), self.node)
-                if found is not None:
+                payload = notify.extra.decode()
+                if is_kick(payload, self.node):
+                    self.on_kick()
+                elif (found := parse(payload, self.node)) is not None:
                     self.notifier.publish(*found)

@@ -7,14 +7,16 @@ embedded store (ops_push); push_leases says which node is sending which item.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable, Sequence
 
 from ..ops_push import LiveTokens, token_key
 from ..planner import to_datetime
 from ..types import NoSuchQueueEntry, PushItem, QueueEntry
+from .listener import KICK
 from .mail import drop_unused_bodies, store_body
-from .tx import Tx
+from .tx import CHANNEL, Tx
 
 PUSH_LEASE = 6 * 3600.0  # longer than a notification is retried (relay/core/push.py DEADLINE)
 
@@ -140,3 +142,8 @@ def push_done(tx: Tx, ids: Sequence[str]) -> None:
                 (left, int(mailbox), int(uid)),
             )
     tx.execute("DELETE FROM push_leases WHERE id = ANY(%s)", (list(ids),))
+
+
+def kick(tx: Tx) -> None:
+    """The other nodes' listeners hear it at commit and kick their outbound workers."""
+    tx.execute("SELECT pg_notify(%s, %s)", (CHANNEL, json.dumps({"n": tx.node, "k": KICK})))

@@ -66,6 +66,8 @@ class PgStore:
         self.log = log
         self.node = listener.node  # this store instance among those sharing the database
         self.listener = listener
+        self.on_queue_kick: Callable[[], None] = lambda: None  # set by the outbound worker
+        listener.on_kick = lambda: self.on_queue_kick()
         self._leadership = leadership
         self._pool = pool
         self._notifier = notifier
@@ -283,6 +285,9 @@ class PgStore:
 
     async def queue_read(self, id: str) -> bytes:
         return await self._run(queue.queue_read, qid=id)
+
+    async def queue_kick(self) -> None:
+        await self._run(queue.kick)
 
     async def queue_claim(self, id: str, seconds: float) -> bool:
         return await self._run(queue.queue_claim, qid=id, seconds=seconds)
