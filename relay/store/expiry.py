@@ -31,10 +31,7 @@ def expire(p: Planner, now: float) -> ExpiryResult:
         " JOIN mailboxes b ON b.id = m.mailbox WHERE m.date < ? ORDER BY m.mailbox, m.uid",
         (cutoffs.candidates_before,),
     ).fetchall()
-    by_mailbox: dict[tuple[str, int], list[int]] = {}
-    for addr, mailbox_id, uid, size, date, flags in candidates:
-        if rules.message_due(cutoffs, size, date, rules.decode_flags(flags)):
-            by_mailbox.setdefault((addr, mailbox_id), []).append(uid)
+    by_mailbox = rules.due_by_mailbox(cutoffs, candidates)
     for (addr, mailbox_id), uids in by_mailbox.items():
         expunge_ids(p, addr, mailbox_id, uids)
         result.messages += len(uids)

@@ -15,6 +15,7 @@ import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable
 
+from . import rules
 from .planner import Planner
 from .types import Delivery, PushItem
 
@@ -31,21 +32,14 @@ def item_id(mailbox_id: int, uid: int, token: str) -> str:
 
 def tokens_to_notify(p: Planner, delivery: Delivery, delivered: list[str]) -> dict[str, list[str]]:
     """The live tokens of each recipient who did not send the message."""
-    if delivery.push_tokens is None:
-        return {}
-    key, live_tokens = delivery.push_tokens
-    sender = delivery.sender.lower()
-    found = {}
-    for addr in delivered:
-        if addr == sender:
-            continue  # the owner's own message (another device of theirs sent it)
+
+    def metadata(addr: str, key: str) -> str | None:
         row = p.conn.execute(
             "SELECT value FROM metadata WHERE addr=? AND key=?", (addr, key)
         ).fetchone()
-        tokens = live_tokens(row[0] if row else None)
-        if tokens:
-            found[addr] = tokens
-    return found
+        return row[0] if row else None
+
+    return rules.tokens_to_notify(delivery.sender, delivered, delivery.push_tokens, metadata)
 
 
 def remove(p: Planner, ids: Iterable[str]) -> None:

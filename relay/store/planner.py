@@ -18,20 +18,7 @@ from . import index
 from .rules import canonical_name, day_number, decode_flags
 from .segments import Batch, Location
 from .space import Space
-from .types import MailboxChange, MessageMeta, NoSuchAccount, NoSuchMailbox
-
-
-@dataclass(slots=True)
-class Mailbox:
-    id: int
-    addr: str
-    name: str
-    uidvalidity: int
-    uidnext: int
-    modseq: int
-    bytes: int
-    subscribed: bool
-    special_use: str | None
+from .types import Mailbox, MailboxChange, MessageMeta, NoSuchAccount, NoSuchMailbox
 
 
 @dataclass

@@ -9,7 +9,7 @@ free space of the data disk, which also stops new accounts, is the store's: rela
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,6 +112,38 @@ def message_due(cutoffs: ExpiryCutoffs, size: int, date: int, flags: frozenset[s
     if date < cutoffs.mails_before:
         return True
     return size > LARGE_MESSAGE and date < cutoffs.large_before and "\\Seen" in flags
+
+
+def due_by_mailbox(
+    cutoffs: ExpiryCutoffs, candidates: Iterable[tuple[str, int, int, int, int, str]]
+) -> dict[tuple[str, int], list[int]]:
+    """The due uids of (addr, mailbox id) from candidate rows (addr, mailbox, uid, size, date,
+    flags) in mailbox and uid order."""
+    due: dict[tuple[str, int], list[int]] = {}
+    for addr, mailbox_id, uid, size, date, flags in candidates:
+        if message_due(cutoffs, size, date, decode_flags(flags)):
+            due.setdefault((addr, mailbox_id), []).append(uid)
+    return due
+
+
+def tokens_to_notify(
+    sender: str,
+    delivered: Iterable[str],
+    push_tokens: tuple[str, Callable[[str | None], list[str]]] | None,
+    metadata: Callable[[str, str], str | None],
+) -> dict[str, list[str]]:
+    """The live push tokens of each recipient who did not send the message; `metadata(addr,
+    key)` reads the stored token list."""
+    if push_tokens is None:
+        return {}
+    key, live_tokens = push_tokens
+    found = {}
+    for addr in delivered:
+        if addr == sender.lower():
+            continue  # the owner's own message (another device of theirs sent it)
+        if tokens := live_tokens(metadata(addr, key)):
+            found[addr] = tokens
+    return found
 
 
 def account_inactive(cutoffs: ExpiryCutoffs, login_day: int) -> bool:

@@ -175,3 +175,17 @@ class DeliveryOutcome:
     # could not take it; not an error: the sender already has its answer for the others)
     report: ReportFate = ""
     push: list[PushItem] = field(default_factory=list)  # durable with the delivery
+
+
+@dataclass(slots=True)
+class Mailbox:
+    """A mailbox row, as both backends read it (internal to the store)."""
+    id: int
+    addr: str
+    name: str
+    uidvalidity: int
+    uidnext: int
+    modseq: int
+    bytes: int
+    subscribed: bool
+    special_use: str | None

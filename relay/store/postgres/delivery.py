@@ -5,6 +5,7 @@ quota) is rolled back alone to a savepoint; any other failure rolls back everyth
 
 from __future__ import annotations
 
+from .. import rules
 from ..ops_delivery import REFUSALS
 from ..ops_push import item_id, token_key
 from ..types import Delivery, DeliveryOutcome, NoSuchAccount, PushItem, ReportFate
@@ -55,19 +56,11 @@ def _take(tx: Tx, addr: str, size: int) -> None:
 
 
 def _tokens_to_notify(tx: Tx, delivery: Delivery, delivered: list[str]) -> dict[str, list[str]]:
-    if delivery.push_tokens is None:
-        return {}
-    key, live_tokens = delivery.push_tokens
-    sender = delivery.sender.lower()
-    found = {}
-    for addr in delivered:
-        if addr == sender:
-            continue  # the owner's own message (another device of theirs sent it)
+    def metadata(addr: str, key: str) -> str | None:
         row = tx.one("SELECT value FROM metadata WHERE addr=%s AND key=%s", (addr, key))
-        tokens = live_tokens(row[0] if row else None)
-        if tokens:
-            found[addr] = tokens
-    return found
+        return row[0] if row else None
+
+    return rules.tokens_to_notify(delivery.sender, delivered, delivery.push_tokens, metadata)
 
 
 def _send_report(tx: Tx, delivery: Delivery, report: bytes) -> ReportFate:

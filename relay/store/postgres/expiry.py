@@ -24,10 +24,7 @@ def expire(tx: Tx, now: float) -> ExpiryResult:
         " JOIN mailboxes b ON b.id = m.mailbox WHERE m.date < %s ORDER BY m.mailbox, m.uid",
         (cutoffs.candidates_before,),
     ).fetchall()
-    by_mailbox: dict[tuple[str, int], list[int]] = {}
-    for addr, mailbox_id, uid, size, date, flags in candidates:
-        if rules.message_due(cutoffs, size, date, rules.decode_flags(flags)):
-            by_mailbox.setdefault((addr, mailbox_id), []).append(uid)
+    by_mailbox = rules.due_by_mailbox(cutoffs, candidates)
     tx.lock_accounts([addr for addr, _ in by_mailbox])  # all at once, in order: no deadlock
     for (addr, mailbox_id), uids in by_mailbox.items():
         expunge_ids(tx, addr, mailbox_id, uids)

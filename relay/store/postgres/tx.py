@@ -16,23 +16,10 @@ from typing import Any
 import psycopg
 
 from ..rules import canonical_name, day_number
-from ..types import MailboxChange, MessageMeta, NoSuchAccount, NoSuchMailbox
+from ..types import Mailbox, MailboxChange, MessageMeta, NoSuchAccount, NoSuchMailbox
 
 CHANNEL = "relay_mailbox"
 MAX_PAYLOAD = 7900  # PostgreSQL refuses notification payloads of 8000 bytes and more
-
-
-@dataclass(slots=True)
-class Mailbox:
-    id: int
-    addr: str
-    name: str
-    uidvalidity: int
-    uidnext: int
-    modseq: int
-    bytes: int
-    subscribed: bool
-    special_use: str | None
 
 
 MAILBOX_COLUMNS = "id, addr, name, uidvalidity, uidnext, modseq, bytes, subscribed, special_use"
