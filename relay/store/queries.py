@@ -1,4 +1,5 @@
-"""Read-only index queries (run in the database thread; they never write)."""
+"""Read-only index queries (they never write): point reads through Database.query on the event
+loop, listings through Database.run in a worker thread."""
 
 from __future__ import annotations
 

@@ -49,6 +49,10 @@ SEGMENT_SIZE = 8 << 20
 EXPIRY_INTERVAL = 3600.0
 SPACE_CHECK = 2.0  # seconds: how soon mail deleted on a full disk gives its space back
 DEAD_SEGMENTS_EVERY = 300.0  # seconds between unlinking emptied segments otherwise
+# Bodies up to this size are read on the event loop: a chat message was just written and is in
+# the page cache, and one pread costs less than a hop to a worker thread. Larger ones are read
+# in a worker thread.
+INLINE_READ = 64 * 1024
 
 
 class Store:
@@ -94,7 +98,7 @@ class Store:
     # -- account primitives -----------------------------------------------------------------
 
     async def account_auth(self, addr: str) -> AuthRecord:
-        return await self._db.run(queries.auth_record, addr.lower())
+        return await self._db.query(queries.auth_record, addr.lower())
 
     async def add_account(self, addr: str, pwhash: str) -> AccountCreation:
         """Create addr with an already computed password hash (and its INBOX). 'exists' when
@@ -115,7 +119,7 @@ class Store:
             self.log.warning("store_login_touch_failed", error=str(e))
 
     async def account_exists(self, addr: str) -> bool:
-        return await self._db.run(queries.account_exists, addr.lower())
+        return await self._db.query(queries.account_exists, addr.lower())
 
     async def account_count(self) -> int:
         return await self._db.run(queries.account_count)
@@ -146,7 +150,7 @@ class Store:
         await self._writer.submit(partial(ops_accounts.unblock, addr=addr))
 
     async def is_blocked(self, addr: str) -> bool:
-        return await self._db.run(queries.is_blocked, addr.lower())
+        return await self._db.query(queries.is_blocked, addr.lower())
 
     async def blocked_addresses(self) -> list[str]:
         return await self._db.run(queries.blocked_addresses)
@@ -187,7 +191,7 @@ class Store:
     # -- mailboxes --------------------------------------------------------------------------
 
     async def list_mailboxes(self, addr: str) -> list[MailboxEntry]:
-        return await self._db.run(queries.list_mailboxes, addr.lower())
+        return await self._db.query(queries.list_mailboxes, addr.lower())
 
     async def create_mailbox(self, addr: str, name: str) -> None:
         await self._writer.submit(partial(ops_mail.create_mailbox, addr=addr.lower(), name=name))
@@ -204,14 +208,16 @@ class Store:
         await self._writer.submit(partial(ops_mail.subscribe, addr=addr.lower(), name=name, on=on))
 
     async def snapshot(self, addr: str, mailbox: str) -> MailboxSnapshot:
-        return await self._db.run(queries.snapshot, addr.lower(), mailbox)
+        return await self._db.query(queries.snapshot, addr.lower(), mailbox)
 
     async def read(self, addr: str, mailbox: str, uid: int) -> bytes:
-        loc = await self._db.run(queries.locate, addr.lower(), mailbox, uid)
+        loc = await self._db.query(queries.locate, addr.lower(), mailbox, uid)
         return await self._read_body(loc, f"{mailbox} uid {uid}")
 
     async def _read_body(self, loc: Location, what: str) -> bytes:
         try:
+            if loc.size <= INLINE_READ:
+                return self._seglog.read(loc)
             return await trio.to_thread.run_sync(self._seglog.read, loc)
         except FileNotFoundError:  # expunged and its segment dropped meanwhile
             raise NoSuchMessage(what) from None
@@ -259,7 +265,7 @@ class Store:
     # -- metadata, quota --------------------------------------------------------------------
 
     async def get_metadata(self, addr: str, key: str) -> str | None:
-        return await self._db.run(queries.get_metadata, addr.lower(), key)
+        return await self._db.query(queries.get_metadata, addr.lower(), key)
 
     async def set_metadata(self, addr: str, key: str, value: str | None) -> None:
         await self._writer.submit(
@@ -276,7 +282,7 @@ class Store:
         return await self._writer.submit(fn)
 
     async def quota_usage(self, addr: str) -> int:
-        return await self._db.run(queries.quota_usage, addr.lower())
+        return await self._db.query(queries.quota_usage, addr.lower())
 
     # -- outbound queue ---------------------------------------------------------------------
 
@@ -310,7 +316,7 @@ class Store:
         await self._writer.submit(fn)
 
     async def queue_read(self, id: str) -> bytes:
-        loc = await self._db.run(queries.queue_locate, id)
+        loc = await self._db.query(queries.queue_locate, id)
         return await self._read_body(loc, f"queue {id}")
 
     async def queue_kick(self) -> None:
