@@ -11,6 +11,7 @@ import ipaddress
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -227,14 +228,20 @@ class Config:
     store: Store = field(default_factory=Store)
     source: Path | None = None  # the file this was read from, for reloads
 
-    @property
+    # Cached: a Config never changes (a reload makes a new one), and every recipient of every
+    # message asks is_local_address.
+    @cached_property
     def is_lan(self) -> bool:
         """LAN mode: the domain is an IPv4 address and addresses look like user@[10.0.0.2]."""
         return is_ipv4(self.mail_domain)
 
-    @property
+    @cached_property
     def address_domain(self) -> str:
         return f"[{self.mail_domain}]" if self.is_lan else self.mail_domain
+
+    @cached_property
+    def _local_domain(self) -> str:
+        return self.address_domain.lower()
 
     @property
     def cert_path(self) -> Path:
@@ -247,7 +254,7 @@ class Config:
         return Path(self.tls.key) if self.tls.mode == "files" else self.data_dir / "tls" / "key.pem"
 
     def is_local_address(self, addr: str) -> bool:
-        return addr.rpartition("@")[2].lower() == self.address_domain.lower()
+        return addr.rpartition("@")[2].lower() == self._local_domain
 
     @classmethod
     def embedded_default(cls, data_dir: Path, *, address: str = "127.0.0.1") -> Config:
