@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import gc
 import signal
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -200,6 +201,18 @@ async def _signals(receiver: AsyncIterator[int], running: _Running, stop: trio.C
         return
 
 
+def keep_startup_objects_out_of_gc() -> int:
+    """Move every object alive after the start (modules, classes, functions, the config: some
+    hundred thousand of them, never garbage) out of the cyclic garbage collector's reach.
+
+    A full collection walks every tracked object; with them it stopped all connections for
+    25-50 ms a few times a minute under load (the p99 of bench/mailflow). Returns how many
+    objects were set aside."""
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def return_big_buffers_to_the_os() -> bool:
     """Make glibc map every allocation over 1 MiB separately, so it is unmapped when freed.
 
@@ -295,7 +308,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         config = cli.load_or_embedded(args.config)
         log = Logger(no_log=config.privacy.no_log)
 
-        banner: trio.TaskStatus[Listening] = (
+        banner: trio.TaskStatus[Listening] = _OnReady(
             _EmbeddedBanner(config) if args.config is None else trio.TASK_STATUS_IGNORED
         )
         restart = False
@@ -305,6 +318,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log.warning("restarting")
             restart = True
     return 0
+
+
+class _OnReady(trio.TaskStatus[Listening]):
+    """What the relay process does once it listens, before passing the news on. (Not in serve():
+    tests run many relays in one process, where the freeze would keep their garbage.)"""
+
+    def __init__(self, then: trio.TaskStatus[Listening]) -> None:
+        self.then = then
+
+    def started(self, value: Listening | None = None) -> None:
+        keep_startup_objects_out_of_gc()
+        assert value is not None  # serve() always reports where it listens
+        self.then.started(value)
 
 
 class _EmbeddedBanner(trio.TaskStatus[Listening]):

@@ -56,7 +56,9 @@ class Database:
         self._page_size = conn.execute("PRAGMA page_size").fetchone()[0]
 
     async def query(self, fn: Callable[..., Any], *args: Any) -> Any:
-        async with self._lock:
+        if not self._lock.locked():  # fn does not await: nothing else can take it meanwhile
+            return fn(self.conn, *args)
+        async with self._lock:  # a worker thread has it (run())
             return fn(self.conn, *args)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
