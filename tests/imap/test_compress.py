@@ -12,6 +12,8 @@ from collections.abc import Iterator
 import pytest
 import trio
 import trio.testing
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from relay.imap import compress
 from relay.imap.compress import RELEASE_AFTER, DeflateStream
@@ -137,6 +139,63 @@ async def test_client_pausing_within_a_deflate_block_is_read_right(autojump_cloc
         await client_side.send_all(wire[len(wire) // 2 :])
         assert await reader.take(len(command)) == command
         await client_side.aclose()
+
+
+FLUSHES = (
+    zlib.Z_NO_FLUSH,
+    zlib.Z_BLOCK,
+    zlib.Z_PARTIAL_FLUSH,
+    zlib.Z_SYNC_FLUSH,
+    zlib.Z_FULL_FLUSH,
+)
+CHUNKS = st.one_of(
+    st.binary(max_size=3000),  # incompressible: stored blocks
+    st.text("ab \r\n", max_size=3000).map(str.encode),  # long matches
+    st.integers(0, 300).map(lambda n: filler(n, n * 13)),
+)
+
+
+async def read_with_a_release_at(wire: bytes, cut: int) -> bytes:
+    client_side, server_side = trio.testing.memory_stream_pair()
+    server = DeflateStream(server_side)
+    got = bytearray()
+
+    async def read_all() -> None:
+        while data := await server.receive_some():
+            got.extend(data)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(read_all)
+        await client_side.send_all(wire[:cut])
+        await trio.testing.wait_all_tasks_blocked()
+        server.expect_silence()
+        await client_side.send_all(wire[cut:])
+        await client_side.aclose()
+    return bytes(got)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(CHUNKS, st.sampled_from(FLUSHES)), min_size=1, max_size=8),
+    st.sampled_from((0, 1, 6, 9)),
+    st.sampled_from((zlib.Z_DEFAULT_STRATEGY, zlib.Z_FIXED, zlib.Z_HUFFMAN_ONLY)),
+    st.booleans(),
+    st.floats(0, 1),
+)
+def test_a_release_anywhere_in_the_client_stream_reads_it_alike(
+    chunks, level, strategy, after_a_write, where
+):
+    # Wherever the client's stream is cut (within a block, within a code, after a flush of
+    # any kind), a release there is either refused or one the rebuilt inflater reads on from.
+    deflate = zlib.compressobj(level, zlib.DEFLATED, -15, 8, strategy)
+    wire, ends = b"", []
+    for data, flush in chunks:
+        wire += deflate.compress(data) + deflate.flush(flush)
+        ends.append(len(wire))
+    wire += deflate.flush(zlib.Z_SYNC_FLUSH)
+    cut = ends[int(where * (len(ends) - 1))] if after_a_write else int(where * len(wire))
+    plain = b"".join(data for data, _ in chunks)
+    assert trio.run(read_with_a_release_at, wire, cut) == plain
 
 
 async def test_compressed_session_lets_go_in_idle_and_in_silence_and_reads_right_after(
