@@ -21,8 +21,8 @@ from __future__ import annotations
 import functools
 import ipaddress
 import ssl
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import trio
@@ -48,11 +48,9 @@ class Admission:
     per_ip: ConnectionCounter = field(default_factory=ConnectionCounter)
     per_account: ConnectionCounter = field(default_factory=ConnectionCounter)
 
-    @contextmanager
-    def connection(self, peer: Peer, cap: int) -> Iterator[bool]:
+    def connection(self, peer: Peer, cap: int) -> AbstractContextManager[bool]:
         """Count a connection of any service while it lasts; False (nothing counted) beyond cap."""
-        with self.per_ip.holding(peer.ip, cap) as admitted:
-            yield admitted
+        return self.per_ip.holding(peer.ip, cap)  # not wrapped: every open connection holds it
 
 
 async def tls_handshake(

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 import trio
@@ -127,11 +128,8 @@ class ServiceRegistry:
         for address in self.app.config.listen.address:
             listeners += await trio.open_tcp_listeners(port or _same_port(listeners), host=address)
         task_status.started(listeners[0].socket.getsockname()[1])
-
-        async def on_connection(tcp: trio.SocketStream) -> None:
-            await self._connection(service, tcp)
-
-        await trio.serve_listeners(on_connection, listeners)
+        # A partial, not a wrapping coroutine: one frame less held by every open connection.
+        await trio.serve_listeners(partial(self._connection, service), listeners)
 
     async def _connection(self, service: Service, tcp: trio.SocketStream) -> None:
         try:

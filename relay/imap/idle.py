@@ -17,6 +17,7 @@ from relay.store import MailboxChange
 
 from . import respond
 from .commands import Command, HandlerTable
+from .compress import DeflateStream
 from .engine import IdleDone
 from .errors import Bad, Disconnect
 
@@ -33,6 +34,8 @@ async def cmd_idle(s: Session, cmd: Command) -> str:
     s.send(respond.continuation("idling"))
     await s.flush()
     s.engine.expect_idle_done()
+    if isinstance(s.stream, DeflateStream):
+        s.stream.expect_silence()  # thousands of sessions wait here: each without zlib states
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_push_changes, s)

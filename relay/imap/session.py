@@ -7,6 +7,7 @@ the selected mailbox's UID list, the store change channel), so thousands can sit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
@@ -134,12 +135,15 @@ class Session:
             in_literal = self.engine.in_literal
             if in_literal:
                 deadline.start_bulk(LITERAL_GRACE)
-            with trio.move_on_at(deadline.at) as scope:
+            if deadline.at == math.inf:  # IDLE: no cancel scope held while thousands wait
                 data = await self.stream.receive_some(RECEIVE_SIZE)
-            if scope.cancelled_caught:
-                self.send(respond.status("BYE", "Disconnected for inactivity."))
-                await self.flush()
-                raise Disconnect("idle timeout")
+            else:
+                with trio.move_on_at(deadline.at) as scope:
+                    data = await self.stream.receive_some(RECEIVE_SIZE)
+                if scope.cancelled_caught:
+                    self.send(respond.status("BYE", "Disconnected for inactivity."))
+                    await self.flush()
+                    raise Disconnect("idle timeout")
             if in_literal and data:
                 deadline.extend_for(len(data))
                 await self._charge_body(len(data))

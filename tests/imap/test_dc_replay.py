@@ -8,12 +8,9 @@ own wrapper, so both ends are independent implementations.
 from __future__ import annotations
 
 import re
-import zlib
-
-import trio
 
 from tests.helpers import deliver_to
-from tests.imap.util import PASSWORD, RawClient, new_addr
+from tests.imap.util import PASSWORD, RawClient, ZlibStream, new_addr
 
 PREFETCH_FIELDS = (
     b"MESSAGE-ID DATE X-MICROSOFT-ORIGINAL-MESSAGE-ID FROM CONTENT-TYPE SECURE-JOIN "
@@ -28,35 +25,6 @@ ENCRYPTED = (
     b"--B\r\nContent-Type: application/octet-stream\r\n\r\n"
     b"-----BEGIN PGP MESSAGE-----\r\n\r\nwV4D\r\n-----END PGP MESSAGE-----\r\n--B--\r\n"
 )
-
-
-class ZlibStream(trio.abc.Stream):
-    """Client side of COMPRESS=DEFLATE: raw deflate, full window, sync flush per write."""
-
-    def __init__(self, inner: trio.abc.Stream) -> None:
-        self.inner = inner
-        self.deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
-        self.inflate = zlib.decompressobj(-15)
-
-    async def send_all(self, data) -> None:
-        await self.inner.send_all(
-            self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
-        )
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self.inner.wait_send_all_might_not_block()
-
-    async def receive_some(self, max_bytes=None) -> bytes:
-        while True:
-            raw = await self.inner.receive_some(65536)
-            if not raw:
-                return b""
-            out = self.inflate.decompress(raw)
-            if out:
-                return out
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 def only(lines: list[bytes], pattern: bytes) -> list[bytes]:

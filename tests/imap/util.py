@@ -1,10 +1,12 @@
-"""Helpers for IMAP session tests: blocking clients in threads, a raw async byte client."""
+"""Helpers for IMAP session tests: blocking clients in threads, a raw async byte client, and
+COMPRESS=DEFLATE's client side in plain zlib."""
 
 from __future__ import annotations
 
 import re
 import secrets
 import ssl
+import zlib
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -117,3 +119,33 @@ class RawClient:
 
     async def aclose(self) -> None:
         await self.stream.aclose()
+
+
+class ZlibStream(trio.abc.Stream):
+    """Client side of COMPRESS=DEFLATE: raw deflate, full window, sync flush per write; plain
+    zlib with the client's usual settings, independent of the relay's own wrapper."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.deflate = zlib.compressobj(6, zlib.DEFLATED, -15)
+        self.inflate = zlib.decompressobj(-15)
+
+    async def send_all(self, data) -> None:
+        await self.inner.send_all(
+            self.deflate.compress(data) + self.deflate.flush(zlib.Z_SYNC_FLUSH)
+        )
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes=None) -> bytes:
+        while True:
+            raw = await self.inner.receive_some(65536)
+            if not raw:
+                return b""
+            out = self.inflate.decompress(raw)
+            if out:
+                return out
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
