@@ -1,8 +1,9 @@
 """IDLE (RFC 2177): push changes the moment the store reports them durable.
 
-While idling, one task waits for the client's DONE and another for store changes; the second
-writes `* n EXISTS` (and EXPUNGE / FETCH FLAGS) straight away, and `* OK Still here` every two
-minutes so NAT boxes and the client's own five-minute IDLE timeout see a live connection.
+While idling, the session's one task waits for the client's DONE; a store change cancels that
+wait, and the session writes `* n EXISTS` (and EXPUNGE / FETCH FLAGS) straight away and waits
+again. `* OK Still here` goes out every two minutes so NAT boxes and the client's own five-minute
+IDLE timeout see a live connection.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import TYPE_CHECKING
 import trio
 
 from relay.net import Deadline
-from relay.store import MailboxChange
 
 from . import respond
 from .commands import Command, HandlerTable
@@ -25,8 +25,6 @@ if TYPE_CHECKING:
     from .session import Session
 
 KEEPALIVE_INTERVAL = 120.0
-RESYNC = MailboxChange("", "resync")
-_CONNECTION_GONE = (Disconnect, trio.BrokenResourceError, trio.ClosedResourceError)
 
 
 async def cmd_idle(s: Session, cmd: Command) -> str:
@@ -36,16 +34,15 @@ async def cmd_idle(s: Session, cmd: Command) -> str:
     s.engine.expect_idle_done()
     if isinstance(s.stream, DeflateStream):
         s.stream.expect_silence()  # thousands of sessions wait here: each without zlib states
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_push_changes, s)
-            # No inactivity limit: the keep-alives test the link.
-            event = await s.next_event(Deadline(math.inf, min_rate=1))
-            nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        if group.subgroup(_CONNECTION_GONE) is not None:
-            raise Disconnect("connection lost during IDLE") from None
-        raise
+    while (event := await _client_or_wake(s)) is None:
+        if s.woken:
+            await s.report_changes(allow_expunge=True)
+        else:
+            s.send(respond.status("OK", "Still here"))
+        # A cancelled send would leave the TLS stream broken, so the write is shielded;
+        # flush() bounds it with its own timeout.
+        with trio.CancelScope(shield=True):
+            await s.flush()
     if not isinstance(event, IdleDone):
         raise Disconnect("connection closed during IDLE")
     if not event.ok:
@@ -53,33 +50,23 @@ async def cmd_idle(s: Session, cmd: Command) -> str:
     return "Idle completed."
 
 
-async def _push_changes(s: Session) -> None:
-    while True:
-        with trio.move_on_after(KEEPALIVE_INTERVAL) as timer:
-            await _wait_for_change(s)
-        if timer.cancelled_caught:
-            s.send(respond.status("OK", "Still here"))
-        else:
-            await s.report_changes(allow_expunge=True)
-        # A cancelled send would leave the TLS stream broken, so the write is shielded;
-        # flush() bounds it with its own timeout.
-        with trio.CancelScope(shield=True):
-            await s.flush()
-
-
-async def _wait_for_change(s: Session) -> None:
-    if s.changes is None:
-        await s.open_watch()  # the store ended a subscription that fell behind
-        if s.selected is not None:
-            s.selected.note_change(RESYNC)
-        return
-    try:
-        change = await s.changes.receive()
-    except (trio.EndOfChannel, trio.ClosedResourceError):
-        s.changes = None
-        return
-    if s.selected is not None:
-        s.selected.note_change(change)
+async def _client_or_wake(s: Session) -> object | None:
+    """The client's next event (DONE, or the end of the connection); None when a change of the
+    account arrived (s.woken) or the keep-alive is due. One task waits on both: a change
+    cancels the wait (Session.wake), so an idle session holds no second task or nursery."""
+    # Queued before this wait, or the store ended the subscription (report_changes subscribes
+    # again): report first.
+    s.woken = s.changes is None or bool(s.changes.statistics().current_buffer_used)
+    if s.woken:
+        return None
+    with trio.move_on_after(KEEPALIVE_INTERVAL) as scope:
+        s.wake_scope = scope
+        try:
+            # No inactivity limit: the keep-alives test the link.
+            return await s.next_event(Deadline(math.inf, min_rate=1))
+        finally:
+            s.wake_scope = None
+    return None
 
 
 HANDLERS: HandlerTable = {"IDLE": ("auth", cmd_idle)}

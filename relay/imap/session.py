@@ -85,6 +85,8 @@ class Session:
         self.user: str | None = None
         self.selected: SelectedMailbox | None = None
         self.changes: trio.MemoryReceiveChannel[MailboxChange] | None = None
+        self.wake_scope: trio.CancelScope | None = None  # IDLE's wait for the client
+        self.woken = False  # a change arrived since IDLE last reported
         self._watch: AbstractAsyncContextManager | None = None
         self.condstore = False
         self.after_response: Callable[[], Awaitable[None]] | None = None
@@ -266,9 +268,15 @@ class Session:
         """Subscribe to the account's changes. The store closes a subscription whose reader
         fell behind (after a final "resync"), so this is also how a session re-subscribes."""
         await self.close_watch()
-        watch = self.store.watch(self.addr)
+        watch = self.store.watch(self.addr, self.wake)
         self.changes = await watch.__aenter__()
         self._watch = watch
+
+    def wake(self) -> None:
+        """A change of the account was queued: an IDLE waiting for its client reports it now."""
+        self.woken = True
+        if self.wake_scope is not None:
+            self.wake_scope.cancel()
 
     async def close_watch(self) -> None:
         watch, self._watch, self.changes = self._watch, None, None

@@ -38,6 +38,7 @@ from .types import (
     MessageMeta,
     PushItem,
     QueueEntry,
+    ignore_change,
 )
 
 __all__ = [
@@ -148,8 +149,10 @@ class MailStore(Protocol):
     ) -> list[tuple[int, int]]: ...
 
     def watch(
-        self, addr: str
-    ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[MailboxChange]]: ...
+        self, addr: str, on_change: Callable[[], None] = ignore_change
+    ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[MailboxChange]]:
+        """Change events of addr's mailboxes, each right after the change is durable (committed,
+        for a shared database); on_change() is called after each is queued."""
 
     # -- metadata, quota ------------------------------------------------------------------
 

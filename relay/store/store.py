@@ -42,6 +42,7 @@ from .types import (
     PushItem,
     QueueEntry,
     StoreError,
+    ignore_change,
 )
 from .writer import Database, Writer
 
@@ -257,10 +258,10 @@ class Store:
         return await self._writer.submit(fn)
 
     def watch(
-        self, addr: str
+        self, addr: str, on_change: Callable[[], None] = ignore_change
     ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[MailboxChange]]:
         """Change events of addr's mailboxes, each sent right after the change is durable."""
-        return self._notifier.watch(addr.lower())
+        return self._notifier.watch(addr.lower(), on_change)
 
     # -- metadata, quota --------------------------------------------------------------------
 

@@ -189,3 +189,7 @@ class Mailbox:
     bytes: int
     subscribed: bool
     special_use: str | None
+
+
+def ignore_change() -> None:
+    """The default `on_change` of MailStore.watch(): no one to wake."""

@@ -108,3 +108,45 @@ async def test_new_mail_is_announced_on_noop_without_idle(relay_server):
     lines = await client.command(b"a3 NOOP\r\n")
     assert lines == [b"* 1 EXISTS\r\n", b"a3 OK NOOP completed.\r\n"]
     await client.aclose()
+
+
+async def test_idle_before_select_waits_quietly_and_ends_on_done(relay_server, monkeypatch):
+    """No mailbox selected: a change has nothing to report, and the session waits on (it does
+    not spin: other clients are answered), sends its keep-alives and ends on DONE."""
+    monkeypatch.setattr(relay.imap.idle, "KEEPALIVE_INTERVAL", 0.2)
+    addr = new_addr(relay_server)
+
+    def start():
+        client = imapclient(relay_server, addr)
+        client.idle()
+        return client
+
+    idler = await in_thread(start)
+    await deliver_to(relay_server.app.store, [addr], message())
+    with trio.fail_after(10):
+        other = await in_thread(imapclient, relay_server, new_addr(relay_server))
+        await in_thread(other.noop)
+        responses = await in_thread(idler.idle_check, 5)
+        await in_thread(idler.idle_done)
+        assert await in_thread(idler.select_folder, "INBOX")
+    assert (b"OK", b"Still here") in responses
+    await in_thread(idler.logout)
+    await in_thread(other.logout)
+
+
+async def test_a_burst_of_mail_is_announced_to_the_end(relay_server):
+    """Changes that arrive while the session writes the last ones are reported too."""
+    addr = new_addr(relay_server)
+    client = await _idling_client(relay_server, addr)
+    async with trio.open_nursery() as nursery:
+        for i in range(40):
+            nursery.start_soon(deliver_to, relay_server.app.store, [addr], message(str(i)))
+    highest = 0
+    with trio.fail_after(10):
+        while highest < 40:
+            for number, kind in await in_thread(client.idle_check, 5):
+                if kind == b"EXISTS":
+                    highest = max(highest, number)
+    await in_thread(client.idle_done)
+    await in_thread(client.logout)
+    assert highest == 40

@@ -36,6 +36,7 @@ from ..types import (
     PushItem,
     QueueEntry,
     StoreError,
+    ignore_change,
 )
 from . import accounts, expiry, mail, queries, queue, shared_files
 from .delivery import deliver
@@ -238,10 +239,10 @@ class PgStore:
         return await self._run(fn, addr=addr.lower(), src=src, uids=list(uids), dst=dst)
 
     def watch(
-        self, addr: str
+        self, addr: str, on_change: Callable[[], None] = ignore_change
     ) -> AbstractAsyncContextManager[trio.MemoryReceiveChannel[MailboxChange]]:
         """Change events of addr's mailboxes from every node, each sent after its commit."""
-        return self._notifier.watch(addr.lower())
+        return self._notifier.watch(addr.lower(), on_change)
 
     # -- metadata, quota --------------------------------------------------------------------
 
