@@ -159,3 +159,23 @@ def test_factory_reset_flag_on_the_card_wipes_all_of_data(twin: Twin) -> None:
     boot_files = twin.check("ls /boot")  # the automount: the flag was removed after the wipe
     assert "chatmail-factory-reset" not in boot_files
     assert "cmdline.txt" in boot_files
+
+
+def test_a_relay_that_keeps_dying_gets_the_box_rebooted(twin: Twin) -> None:
+    """The unit's StartLimitAction=reboot: a relay that dies more than StartLimitBurst (10) times
+    within StartLimitIntervalSec is not restarted once more but the box reboots, out of whatever
+    state it got into (QEMU runs with -no-reboot, so the reboot ends the QEMU process)."""
+    # Killed as the kernel's OOM killer would, every two seconds; systemd restarts it after 3 s.
+    # In the background: the reboot cuts the guest agent off.
+    twin.check(
+        "(for i in $(seq 60); do systemctl kill --signal=KILL chatmail-relay; sleep 2; done)"
+        " >/dev/null 2>&1 &"
+    )
+    time.sleep(15)
+    restarts = int(twin.check("systemctl show -p NRestarts --value chatmail-relay"))
+    assert restarts >= 2  # it is dying and being restarted
+    twin.wait_exit(timeout=300)  # nobody asked for this reboot but the start limit
+    twin.start()
+    twin.wait_agent()
+    twin.wait_ready(BOOT_TIMEOUT)
+    assert twin.check("systemctl is-active chatmail-relay").strip() == "active"
