@@ -52,23 +52,40 @@ async def test_the_ipv6_wildcard_serves_ipv4_and_ipv6_clients(relay_server: Rela
     assert len(await inbox(relay_server, alice)) == 1
 
 
-async def test_an_explicit_ipv6_loopback_listens_on_ipv6_only(tmp_path: Path) -> None:
+async def smtp_greets(host: str, port: int) -> bool:
+    """Whether an SMTP greeting comes from host:port; False when nothing listens there."""
+    try:
+        stream = await trio.open_tcp_stream(host, port)
+    except OSError:
+        return False
+    with trio.fail_after(5):
+        greeting = await stream.receive_some(100)
+    await stream.aclose()
+    return greeting.startswith(b"220 ")
+
+
+@pytest.mark.parametrize(
+    ("addresses", "answers_on"),
+    [
+        (["::1"], {"::1"}),  # an explicit IPv6 address: IPv6 only
+        (["0.0.0.0", "::"], {"127.0.0.1", "::1"}),  # "::" beside an IPv4 wildcard: no collision
+    ],
+)
+async def test_other_listen_addresses_answer_where_they_say(
+    tmp_path: Path, addresses: list[str], answers_on: set[str]
+) -> None:
     from relay.log import Logger
     from relay.server import serve
 
     config = make_config(tmp_path / "data")
-    config = dataclasses.replace(config, listen=dataclasses.replace(config.listen, address=["::1"]))
-    port = config.listen.smtp
+    listen = dataclasses.replace(config.listen, address=addresses)
+    config = dataclasses.replace(config, listen=listen)
     async with trio.open_nursery() as nursery:
         await nursery.start(
             lambda task_status: serve(config, log=Logger(level="warning"), task_status=task_status)
         )
-        stream = await trio.open_tcp_stream("::1", port)
-        with trio.fail_after(5):
-            assert (await stream.receive_some(100)).startswith(b"220 ")
-        await stream.aclose()
-        with pytest.raises(OSError):
-            await trio.open_tcp_stream("127.0.0.1", port)
+        answered = {host for host in ("127.0.0.1", "::1") if await smtp_greets(host, listen.smtp)}
+        assert answered == answers_on
         nursery.cancel_scope.cancel()
 
 
