@@ -108,7 +108,8 @@ class Federation:
     queue_lifetime: int = 2 * 24 * 3600  # seconds until a message is bounced (Postfix's 2d)
     retry_initial: int = 60  # seconds before the first retry; doubles up to retry_max
     retry_max: int = 1800
-    resolver: str = ""  # "ip" or "ip:port" of the DNS server to ask; "" = /etc/resolv.conf
+    # "ip", "ip:port" or "[ipv6]:port" of the DNS server to ask; "" = /etc/resolv.conf
+    resolver: str = ""
     peer_smtp_port: int = 25  # where peers listen; only tests and odd networks change these
     peer_https_port: int = 443
     ca_file: str = ""  # extra CA certificates trusted for peers (besides the system store)

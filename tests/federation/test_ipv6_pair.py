@@ -1,6 +1,7 @@
 """Federation over IPv6: a LAN relay on 127.0.0.2 and one whose address is ::1 (its users
 are user@[IPv6:::1]) exchange mail over /mxdeliv and over SMTP; an MX whose exchanger has
-AAAA records only is found at its IPv6 address, after the IPv4 ones where it has both."""
+AAAA records only is found at its IPv6 address, after the IPv4 ones where it has both, asking
+a DNS server on IPv4 or on IPv6."""
 
 from __future__ import annotations
 
@@ -47,11 +48,12 @@ async def test_an_ipv6_domain_literal_is_its_own_exchanger() -> None:
     assert targets == [Target(host="::1", addresses=("::1",), literal=True)]
 
 
-async def test_mx_lookup_finds_aaaa_records_after_a_records() -> None:
+@pytest.mark.parametrize("dns_server", ["127.0.0.1", "::1"])
+async def test_mx_lookup_finds_aaaa_records_after_a_records(dns_server: str) -> None:
     # dnsmasq is waited for by the A record of the first name
     hosts = {"mx.dual.test": "127.0.0.3,::1", "mx.v6only.test": "::1"}
     mx = {"v6only.test": "mx.v6only.test", "dual.test": "mx.dual.test"}
-    with run_dnsmasq(hosts=hosts, mx=mx, txt={}) as resolver:
+    with run_dnsmasq(hosts=hosts, mx=mx, txt={}, address=dns_server) as resolver:
         fed = Federation(resolver=resolver)
         assert await find_targets("v6only.test", fed) == [
             Target(host="mx.v6only.test", addresses=("::1",))
