@@ -59,14 +59,15 @@ async def open_listeners(
     """Listen on `address`. The unspecified IPv6 address "::" takes IPv4 clients too
     (IPV6_V6ONLY off, which trio turns on for every IPv6 socket) unless an IPv4 address is
     configured besides it: that one's own socket serves IPv4 then, and the two would collide."""
-    if address != "::" or any(ipaddress.ip_address(a).version == 4 for a in all_addresses):
+    wildcard = ipaddress.ip_address(address) == ipaddress.IPv6Address("::")  # "0::0" too
+    if not wildcard or any(ipaddress.ip_address(a).version == 4 for a in all_addresses):
         return await trio.open_tcp_listeners(port, host=address)
     sock = trio.socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         await sock.bind((address, port))
-        sock.listen()
+        sock.listen(socket.SOMAXCONN)  # a deep accept queue, as trio gives its own listeners
     except BaseException:
         sock.close()
         raise
