@@ -1,4 +1,5 @@
-"""mDNS announcements: <hostname>.local plus the invite page, IMAP and submission services.
+"""mDNS announcements: <hostname>.local plus the invite page, IMAP and submission services,
+at the box's IPv4 (A) and IPv6 (AAAA) addresses.
 
 python-zeroconf's synchronous API runs its own asyncio loop in a thread, so it lives beside trio;
 its blocking calls go through trio.to_thread. Addresses are re-checked every few seconds (DHCP
@@ -8,7 +9,6 @@ withdrawn with goodbye packets so browsers forget them at once.
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass
 
 import trio
@@ -43,7 +43,7 @@ class Announcement:
                 ServiceInfo(
                     type_,
                     f"{INSTANCE} {self.hostname}.{type_}",
-                    addresses=[socket.inet_aton(a) for a in self.addresses],
+                    parsed_addresses=list(self.addresses),  # A and AAAA records
                     port=ports[listener],
                     properties=properties,
                     server=f"{self.hostname}.local.",
@@ -88,7 +88,7 @@ class Announcer:
 
 
 async def announce(
-    hostname: str, ports: dict[str, int], addresses_fn=netinfo.ipv4_addresses
+    hostname: str, ports: dict[str, int], addresses_fn=netinfo.mdns_addresses
 ) -> None:
     """Keep the services announced until cancelled, following address changes."""
     announcer = Announcer()

@@ -20,7 +20,10 @@ _REGISTRY = HeaderRegistry()
 # 60 microseconds a field: every message through the PGP gate has its From field parsed.
 # Anything else (encoded words, comments, folding, groups, lists) goes to that parser.
 _DOT_ATOM = r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
-_ADDR_SPEC = rf"{_DOT_ATOM}@(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[\d{{1,3}}(?:\.\d{{1,3}}){{3}}\])"
+_DOMAIN = r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+_IPV4_LITERAL = r"\[\d{1,3}(?:\.\d{1,3}){3}\]"
+_IPV6_LITERAL = r"\[[Ii][Pp][Vv]6:[0-9A-Fa-f:.]+\]"  # user@[IPv6:fd00::2], RFC 5321 4.1.3
+_ADDR_SPEC = rf"{_DOT_ATOM}@(?:{_DOMAIN}|{_IPV4_LITERAL}|{_IPV6_LITERAL})"
 _SIMPLE = re.compile(
     rf'[ \t]*(?:(?:"(?P<name>[ !#-\[\]-~]*)"[ \t]*)?<(?P<bracketed>{_ADDR_SPEC})>'
     rf"|(?P<bare>{_ADDR_SPEC}))[ \t]*"

@@ -148,7 +148,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def default_tls_mode(domain: str) -> str:
     """As the chatmail relay: public names get ACME certificates, test and LAN relays self-signed."""
-    if domain.startswith("_") or config_mod.is_ipv4(domain.strip("[]")):
+    if domain.startswith("_") or config_mod.is_ip_address(
+        domain.lower().strip("[]").removeprefix("ipv6:")
+    ):
         return "self-signed"
     return "acme"
 

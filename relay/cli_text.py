@@ -67,7 +67,7 @@ def status_text(status: dict[str, Any]) -> str:
 def dashboard_url(config: Config, token: str) -> str:
     """The dashboard with the token in the fragment: a browser never sends it to a server."""
     port = config.listen.https
-    where = config.mail_domain if port == 443 else f"{config.mail_domain}:{port}"
+    where = config.url_host if port == 443 else f"{config.url_host}:{port}"
     return f"https://{where}/admin#token={token}"
 
 

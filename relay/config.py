@@ -46,9 +46,7 @@ class Listen:
 
     def services(self) -> dict[str, int]:
         """Listener name -> port, for the enabled listeners only."""
-        ports = {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.type == "int"
-        }
+        ports = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.type == "int"}
         return {name: port for name, port in ports.items() if port}
 
 
@@ -110,7 +108,8 @@ class Federation:
     queue_lifetime: int = 2 * 24 * 3600  # seconds until a message is bounced (Postfix's 2d)
     retry_initial: int = 60  # seconds before the first retry; doubles up to retry_max
     retry_max: int = 1800
-    resolver: str = ""  # "ip" or "ip:port" of the DNS server to ask; "" = /etc/resolv.conf
+    # "ip", "ip:port" or "[ipv6]:port" of the DNS server to ask; "" = /etc/resolv.conf
+    resolver: str = ""
     peer_smtp_port: int = 25  # where peers listen; only tests and odd networks change these
     peer_https_port: int = 443
     ca_file: str = ""  # extra CA certificates trusted for peers (besides the system store)
@@ -232,12 +231,26 @@ class Config:
     # message asks is_local_address.
     @cached_property
     def is_lan(self) -> bool:
-        """LAN mode: the domain is an IPv4 address and addresses look like user@[10.0.0.2]."""
-        return is_ipv4(self.mail_domain)
+        """LAN mode: the domain is an IP address and addresses look like user@[10.0.0.2], or
+        user@[IPv6:fd00::2] for an IPv6 one."""
+        return is_ip_address(self.mail_domain)
 
     @cached_property
     def address_domain(self) -> str:
-        return f"[{self.mail_domain}]" if self.is_lan else self.mail_domain
+        """The domain part of the relay's addresses: an address literal in LAN mode (RFC 5321
+        section 4.1.3, where an IPv6 address is tagged "IPv6:")."""
+        if not self.is_lan:
+            return self.mail_domain
+        if ipaddress.ip_address(self.mail_domain).version == 6:
+            return f"[IPv6:{self.mail_domain}]"
+        return f"[{self.mail_domain}]"
+
+    @cached_property
+    def url_host(self) -> str:
+        """mail_domain as the host of a URL, where an IPv6 address is bracketed (RFC 3986)."""
+        if self.is_lan and ipaddress.ip_address(self.mail_domain).version == 6:
+            return f"[{self.mail_domain}]"
+        return self.mail_domain
 
     @cached_property
     def _local_domain(self) -> str:
@@ -376,12 +389,12 @@ def _parse_size(key: str, text: str) -> int:
 def _check_domain(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigError(f"mail_domain: must be a non-empty string, got {_show(value)}")
-    domain = value.strip().lower().strip("[]")
-    if is_ipv4(domain):
-        return domain
+    domain = value.strip().lower().strip("[]").removeprefix("ipv6:")
+    if is_ip_address(domain):
+        return str(ipaddress.ip_address(domain))  # one spelling: "0::1" is "::1"
     labels = domain.split(".")
     if len(domain) > 253 or not all(HOSTNAME_LABEL_RE.fullmatch(label) for label in labels):
-        raise ConfigError(f"mail_domain: not a DNS name or IPv4 address: {value!r}")
+        raise ConfigError(f"mail_domain: not a DNS name or IP address: {value!r}")
     return domain
 
 
@@ -532,7 +545,9 @@ def _check_shadowsocks(config: Config) -> None:
         if config.iroh.enabled and config.iroh.port:
             taken.setdefault(config.iroh.port, "iroh.port")
         if ss.port in taken:
-            raise ConfigError(f"shadowsocks.port: port {ss.port} is already used by {taken[ss.port]}")
+            raise ConfigError(
+                f"shadowsocks.port: port {ss.port} is already used by {taken[ss.port]}"
+            )
     if ss.cipher not in SHADOWSOCKS_CIPHERS:
         raise ConfigError(
             f"shadowsocks.cipher: must be one of {', '.join(SHADOWSOCKS_CIPHERS)}, got {ss.cipher!r}"
@@ -609,12 +624,13 @@ def _toml_escape(match: re.Match[str]) -> str:
     return _TOML_SHORT.get(char) or f"\\u{ord(char):04x}"
 
 
-def is_ipv4(text: str) -> bool:
+def is_ip_address(text: str) -> bool:
+    """An IPv4 or IPv6 address (no brackets, no zone: a mail domain names no interface)."""
     try:
-        ipaddress.IPv4Address(text)
+        ipaddress.ip_address(text)
     except ValueError:
         return False
-    return True
+    return "%" not in text
 
 
 def _show(value: Any) -> str:

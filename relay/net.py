@@ -1,7 +1,9 @@
 """What every connection-oriented service shares: who is calling, whether they may, and how long
 they may take.
 
-- `Peer`: the client's address as the services see it.
+- `Peer`: the client's address as the services see it; `peer_of()` names an IPv4 client on a
+  dual-stack socket (::ffff:a.b.c.d) by its IPv4 address, so it is one client on either socket.
+- `open_listeners()`: the TCP listeners of one `[listen] address`; "::" is dual-stack.
 - `Admission`: one per-IP connection cap summed over every service (SMTP, IMAP, HTTP, ...), so a
   single address cannot hold `max_connections_per_ip` connections on each of them, and the
   per-account cap of logged-in sessions.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import socket
 import ssl
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -41,6 +44,34 @@ PROXY_HEADER_TIMEOUT = 10.0  # a balancer sends its header at once
 class Peer:
     ip: str
     port: int
+
+
+def peer_of(sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> Peer:
+    """The client of an accepted socket, by the address its per-IP caps, throttles, rate limits
+    and logs know it by: an IPv4 client that came to a dual-stack "::" socket is its IPv4
+    address, as it is when it comes to a "0.0.0.0" one."""
+    return Peer(ip=proxy_protocol.client_ip(ipaddress.ip_address(sockaddr[0])), port=sockaddr[1])
+
+
+async def open_listeners(
+    address: str, port: int, *, all_addresses: Sequence[str]
+) -> list[trio.SocketListener]:
+    """Listen on `address`. The unspecified IPv6 address "::" takes IPv4 clients too
+    (IPV6_V6ONLY off, which trio turns on for every IPv6 socket) unless an IPv4 address is
+    configured besides it: that one's own socket serves IPv4 then, and the two would collide."""
+    wildcard = ipaddress.ip_address(address) == ipaddress.IPv6Address("::")  # "0::0" too
+    if not wildcard or any(ipaddress.ip_address(a).version == 4 for a in all_addresses):
+        return await trio.open_tcp_listeners(port, host=address)
+    sock = trio.socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        await sock.bind((address, port))
+        sock.listen(socket.SOMAXCONN)  # a deep accept queue, as trio gives its own listeners
+    except BaseException:
+        sock.close()
+        raise
+    return [trio.SocketListener(sock)]
 
 
 @dataclass

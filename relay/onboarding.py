@@ -46,7 +46,7 @@ def new_credentials(config: Config) -> tuple[str, str]:
 def dcaccount_url(config: Config) -> str:
     """The QR for domain mode: the client POSTs to /new over strictly checked HTTPS."""
     port = config.listen.https
-    host = config.mail_domain if port in (0, 443) else f"{config.mail_domain}:{port}"
+    host = config.url_host if port in (0, 443) else f"{config.url_host}:{port}"
     return f"DCACCOUNT:https://{host}/new"
 
 
@@ -57,7 +57,7 @@ def dclogin_url(config: Config, addr: str, password: str) -> str:
     standard ports; `ic=3` accepts the self-signed certificate.
     """
     params = [f"p={quote(password, safe='')}", "v=1"]
-    host = config.mail_domain
+    host = quote(config.mail_domain, safe="")  # a bare IP, "::1" too: the client connects to it
     listen = config.listen
     if listen.imaps:
         params += [f"ih={host}", f"ip={listen.imaps}", "is=ssl"]
@@ -69,4 +69,4 @@ def dclogin_url(config: Config, addr: str, password: str) -> str:
         params += [f"sh={host}", f"sp={listen.submission}", "ss=starttls"]
     if config.tls.mode == "self-signed":
         params.append("ic=3")
-    return f"dclogin:{quote(addr, safe='@[]')}?" + "&".join(params)
+    return f"dclogin:{quote(addr, safe='@[]:')}?" + "&".join(params)

@@ -87,7 +87,7 @@ def _v1_address(ip: str, port: str, version: int) -> Address:
         raise ProxyError(f"PROXY v1: {ip} is not an IPv{version} address")
     if not (port.isdigit() and len(port) <= 5 and int(port) <= 65535):
         raise ProxyError(f"PROXY v1: not a port: {port[:8]!r}")
-    return Address(_client_ip(address), int(port))
+    return Address(client_ip(address), int(port))
 
 
 def _parse_v2(data: bytes) -> ProxyHeader | None:
@@ -115,10 +115,11 @@ def _parse_v2(data: bytes) -> ProxyHeader | None:
         ip, port = payload[0:16], struct.unpack_from("!H", payload, 32)[0]
     else:  # UNSPEC, UDP, UNIX: the specification says to use the connection's own address
         return ProxyHeader(length, None)
-    return ProxyHeader(length, Address(_client_ip(ipaddress.ip_address(ip)), port))
+    return ProxyHeader(length, Address(client_ip(ipaddress.ip_address(ip)), port))
 
 
-def _client_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
-    """An IPv4 client behind an IPv6 balancer socket is named as the IPv4 address it is."""
+def client_ip(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    """An IPv4 client seen on an IPv6 socket (a balancer's, or the relay's own dual-stack one)
+    as ::ffff:a.b.c.d is named as the IPv4 address it is, so it is counted as one client."""
     mapped = getattr(address, "ipv4_mapped", None)
     return str(mapped or address)

@@ -42,19 +42,31 @@ _resolvers: dict[str, dns.asyncresolver.Resolver] = {}
 
 
 def resolver(fed: Federation) -> dns.asyncresolver.Resolver:
-    """A resolver for the configured server ("ip" or "ip:port"), or the system one."""
+    """A resolver for the configured server ("ip", "ip:port", "[ipv6]:port"), or the system one."""
     key = fed.resolver
     if key not in _resolvers:
         if key:
-            host, _, port = key.rpartition(":") if key.count(":") == 1 else (key, "", "")
+            host, port = _server_address(key)
             r = dns.asyncresolver.Resolver(configure=False)
-            r.nameservers = [host or key]
-            r.port = int(port) if port else 53
+            r.nameservers = [host]
+            r.port = port
         else:
             r = dns.asyncresolver.Resolver()
         r.lifetime = DNS_LIFETIME
         _resolvers[key] = r
     return _resolvers[key]
+
+
+def _server_address(text: str) -> tuple[str, int]:
+    """(address, port) of "192.0.2.53", "192.0.2.53:5353", "2001:db8::53" or "[2001:db8::53]:5353"
+    (a bare IPv6 address has colons of its own: its port needs the brackets)."""
+    if text.startswith("["):
+        host, _, port = text[1:].partition("]")
+        return host, int(port.removeprefix(":") or 53)
+    if text.count(":") == 1:
+        host, _, port = text.partition(":")
+        return host, int(port)
+    return text, 53
 
 
 def literal_address(domain: str) -> str | None:

@@ -348,12 +348,12 @@ def _print_embedded_banner(config: Config, ports: dict[str, int]) -> None:
     addr, password = new_credentials(config)
     lines = [
         f"chatmail relay for {config.address_domain}, data in {config.data_dir}",
-        *(f"  {service:<12} {config.mail_domain}:{port}" for service, port in ports.items()),
+        *(f"  {service:<12} {config.url_host}:{port}" for service, port in ports.items()),
         "",
         "Onboard in Delta Chat: scan or paste this link (a fresh account, created at first login):",
         f"  {dclogin_url(config, addr, password)}",
-        f"or open http://{config.mail_domain}:{ports.get('http', 0)}/ for the invite page.",
-        f"Admin dashboard: https://{config.mail_domain}:{ports.get('https', 0)}/admin"
+        f"or open http://{config.url_host}:{ports.get('http', 0)}/ for the invite page.",
+        f"Admin dashboard: https://{config.url_host}:{ports.get('https', 0)}/admin"
         " (log in with the token `relay admin-token` prints).",
         "Stop with Ctrl-C.",
     ]

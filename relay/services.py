@@ -29,7 +29,14 @@ from typing import TYPE_CHECKING, Literal
 
 import trio
 
-from relay.net import Peer, from_balancer, receive_proxy_header, tls_handshake
+from relay.net import (
+    Peer,
+    from_balancer,
+    open_listeners,
+    peer_of,
+    receive_proxy_header,
+    tls_handshake,
+)
 from relay.proxy_protocol import ProxyError
 
 if TYPE_CHECKING:
@@ -125,22 +132,23 @@ class ServiceRegistry:
         self, service: Service, port: int, task_status: trio.TaskStatus[int | None]
     ) -> None:
         listeners: list[trio.SocketListener] = []
-        for address in self.app.config.listen.address:
-            listeners += await trio.open_tcp_listeners(port or _same_port(listeners), host=address)
+        addresses = self.app.config.listen.address
+        for address in addresses:
+            port = port or _same_port(listeners)
+            listeners += await open_listeners(address, port, all_addresses=addresses)
         task_status.started(listeners[0].socket.getsockname()[1])
         # A partial, not a wrapping coroutine: one frame less held by every open connection.
         await trio.serve_listeners(partial(self._connection, service), listeners)
 
     async def _connection(self, service: Service, tcp: trio.SocketStream) -> None:
         try:
-            ip, peer_port = tcp.socket.getpeername()[:2]
+            peer = peer_of(tcp.socket.getpeername())
         except OSError:  # gone before we looked
             await trio.aclose_forcefully(tcp)
             return
         stream: trio.abc.Stream = tcp
-        peer = Peer(ip=ip, port=peer_port)
         listen = self.app.config.listen
-        if listen.proxy_protocol and from_balancer(ip, listen.proxy_from):
+        if listen.proxy_protocol and from_balancer(peer.ip, listen.proxy_from):
             try:
                 proxied = await receive_proxy_header(tcp, peer)
             except (ProxyError, trio.BrokenResourceError, OSError) as e:

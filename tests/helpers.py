@@ -25,12 +25,17 @@ from relay.store import Delivery, DeliveryOutcome, MailStore
 SERVICES = ("smtp", "submissions", "submission", "imaps", "imap", "https", "http")
 
 
+def tcp_socket(host: str) -> socket.socket:
+    """A TCP socket of the family of `host` (an IPv4 or IPv6 address)."""
+    return socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+
+
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
     """Ports that were free a moment ago (bound together so they are distinct)."""
     socks = []
     try:
         for _ in range(count):
-            s = socket.socket()
+            s = tcp_socket(host)
             s.bind((host, 0))
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
@@ -48,7 +53,7 @@ def make_config(data_dir: Path, host: str = "127.0.0.1", **sections: object) -> 
         listen=Listen(address=[host], **ports),
         # Push on (the relay says so to clients), but to a port where nothing listens: a test
         # never reaches the real notification proxy. Push tests bring their own endpoint.
-        push=Push(url=f"https://{host}:9/notify"),
+        push=Push(url=f"https://{_url_host(host)}:9/notify"),
         # No plain-HTTP iroh listener (its default port is fixed): tests that want one pass
         # iroh=Iroh(port=free port).
         iroh=Iroh(port=0),
@@ -56,6 +61,10 @@ def make_config(data_dir: Path, host: str = "127.0.0.1", **sections: object) -> 
         turn=Turn(port=0),
     )
     return dataclasses.replace(config, **sections)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def client_context(config: Config) -> ssl.SSLContext:
@@ -174,7 +183,9 @@ def read_terminal_qr(text: str, workdir: Path) -> list[str]:
     ]
     assert rows, f"no terminal QR in:\n{text}"
     scale, margin, width = 6, 4, max(len(row) for row in rows)
-    image = Image.new("L", ((width + 2 * margin) * scale, (2 * len(rows) + 2 * margin) * scale), 255)
+    image = Image.new(
+        "L", ((width + 2 * margin) * scale, (2 * len(rows) + 2 * margin) * scale), 255
+    )
     for y, row in enumerate(rows):
         for x, glyph in enumerate(row):
             for half, drawn in enumerate(TERMINAL_QR_GLYPHS[glyph]):
@@ -219,7 +230,9 @@ async def make_account(store: MailStore, address: str, password: str) -> bool:
 async def deliver_to(store: MailStore, recipients: list[str], data: bytes) -> DeliveryOutcome:
     """Store `data` in the INBOX of each recipient; raises the first recipient's refusal
     (NoSuchAccount, QuotaExceeded), the others still get it."""
-    outcome = await store.commit_delivery(Delivery(sender="", local=tuple(recipients), local_data=data))
+    outcome = await store.commit_delivery(
+        Delivery(sender="", local=tuple(recipients), local_data=data)
+    )
     if outcome.failed:
         raise next(iter(outcome.failed.values()))
     return outcome

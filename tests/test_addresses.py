@@ -51,6 +51,13 @@ def test_a_lan_sender_passes_the_from_check() -> None:
     assert "Invalid FROM" not in str(decision.reply)
 
 
+@pytest.mark.parametrize("sender", ["abcdefghi@[IPv6:::1]", "abcdefghi@[ipv6:::1]"])
+def test_an_ipv6_lan_sender_passes_the_from_check(sender: str) -> None:
+    message = f"From: <{sender}>\r\nTo: x@[IPv6:::1]\r\nSubject: x\r\n\r\nhi\r\n".encode()
+    decision = check_outgoing(message, "abcdefghi@[IPv6:::1]", ["x@[IPv6:::1]"])
+    assert "Invalid FROM" not in str(decision.reply)
+
+
 def test_debians_python_reads_domain_literals_too() -> None:
     """Debian's Python 3.11 (the appliance twin's) parses addresses strictly, as 3.13+ does."""
     python = "/usr/bin/python3"
@@ -64,7 +71,8 @@ def test_debians_python_reads_domain_literals_too() -> None:
 
 
 _PIECES = ["a", "Z9", "_", "+", "-", ".", "@", "[", "]", "255", "<", ">", '"', "\\", " ", "\t",
-           "=?", "=?utf-8?q?x?=", ",", ";", ":", "(", ")", "é", "\r\n ", "[10.0.0.2]", "b-c.org"]
+           "=?", "=?utf-8?q?x?=", ",", ";", ":", "(", ")", "é", "\r\n ", "[10.0.0.2]", "b-c.org",
+           "[IPv6:", "ipv6:", "::1", "fd00::2", "::ffff:10.0.0.2", "[IPv6:::1]"]  # fmt: skip
 _text = st.lists(st.sampled_from(_PIECES), max_size=6).map("".join)
 _space = st.sampled_from(["", " ", "  ", "\t"])
 
@@ -73,7 +81,11 @@ _space = st.sampled_from(["", " ", "  ", "\t"])
 def _one_address(draw: st.DrawFn) -> str:
     """Mostly the shape of the fast path, with pieces that may break it anywhere."""
     local = draw(st.one_of(st.sampled_from(["a", "x.y", "a+b_c-d", "Z9"]), _text))
-    domain = draw(st.one_of(st.sampled_from(["b-c.org", "[10.0.0.2]", "x"]), _text))
+    domain = draw(
+        st.one_of(
+            st.sampled_from(["b-c.org", "[10.0.0.2]", "x", "[IPv6:::1]", "[ipv6:FD00::2]"]), _text
+        )
+    )
     addr = local + "@" + domain
     if draw(st.booleans()):
         return draw(_space) + addr + draw(_space)
@@ -89,7 +101,22 @@ def test_the_fast_path_reads_what_the_rfc5322_parser_reads(value: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ['"Alice" <alice@example.org>', "<abcdefghi@[10.0.2.15]>", "a.b+c@d-e.f", ' "" <x@y> '],
+    [
+        '"Alice" <alice@example.org>',
+        "<abcdefghi@[10.0.2.15]>",
+        "<abcdefghi@[IPv6:::1]>",
+        "a@[IPv6:fd00::ffff:10.0.0.2]",
+        "a.b+c@d-e.f",
+        ' "" <x@y> ',
+    ],
 )
 def test_the_forms_clients_write_agree_with_the_rfc5322_parser(value: str) -> None:
     assert parse_addresses(value) == parse_rfc5322(value) != []
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["<a@[IPv6:::1 ]>", "a@[IPv6:::1]x", "<a@[IPv6:]>", "a@[IPv6:zz::1]", "<a@[IPv6 :::1]>"],
+)
+def test_ipv6_literals_near_the_fast_path_agree_with_the_rfc5322_parser(value: str) -> None:
+    assert parse_addresses(value) == parse_rfc5322(value)

@@ -106,6 +106,16 @@ def test_invite_text_in_lan_mode_is_a_fresh_login(tmp_path):
     assert addr.endswith("@[127.0.0.1]") and params["ic"] == "3"
 
 
+def test_invite_text_on_an_ipv6_lan_relay_logs_in_at_the_ipv6_literal(tmp_path):
+    config = Config.embedded_default(tmp_path, address="fd00::2")
+    text = invite_text(config)
+    link = text.rstrip().splitlines()[-1]
+    assert read_terminal_qr(text, tmp_path) == [link]
+    addr, params = parse_dclogin(link)
+    assert addr.endswith("@[IPv6:fd00::2]")
+    assert params["ih"] == params["sh"] == "fd00::2"
+
+
 def test_invite_text_when_registration_is_closed(tmp_path):
     config = dataclasses.replace(
         Config.embedded_default(tmp_path), accounts=Accounts(registration_open=False)

@@ -244,6 +244,24 @@ def test_lan_mode_addresses_use_ip_literals(tmp_path: Path) -> None:
     assert not config.is_local_address("abc@192.168.1.20.example")
 
 
+@pytest.mark.parametrize("written", ["fd00::2", "[FD00:0::2]", "[IPv6:fd00::2]", "IPv6:FD00::2"])
+def test_lan_mode_on_an_ipv6_address_uses_the_ipv6_address_literal(
+    tmp_path: Path, written: str
+) -> None:
+    config = config_mod.from_dict({"mail_domain": written, "data_dir": str(tmp_path)})
+    assert config.is_lan and config.mail_domain == "fd00::2"
+    assert config.address_domain == "[IPv6:fd00::2]"  # RFC 5321: an IPv6 literal is tagged
+    assert config.url_host == "[fd00::2]"
+    assert config.is_local_address("abc@[IPv6:fd00::2]")
+    assert config.is_local_address("abc@[ipv6:FD00::2]")  # as case-insensitive as the IPv4 form
+    assert not config.is_local_address("abc@[fd00::2]")
+
+
+def test_a_zoned_ipv6_address_is_no_mail_domain(tmp_path: Path) -> None:
+    with pytest.raises(config_mod.ConfigError, match="mail_domain"):
+        config_mod.from_dict({"mail_domain": "fe80::1%eth0", "data_dir": str(tmp_path)})
+
+
 def test_port_zero_disables_a_listener(tmp_path: Path) -> None:
     config = config_mod.from_dict(
         {"mail_domain": "a.org", "data_dir": "d", "listen": {"http": 0, "imap": 0}}
@@ -285,7 +303,8 @@ def test_init_writes_a_config_that_loads_back(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("domain", "mode"), [("10.0.0.2", "self-signed"), ("_relay.test", "self-signed")]
+    ("domain", "mode"),
+    [("10.0.0.2", "self-signed"), ("fd00::2", "self-signed"), ("_relay.test", "self-signed")],
 )
 def test_init_uses_self_signed_tls_for_lan_and_underscore_domains(
     tmp_path: Path, domain: str, mode: str

@@ -126,13 +126,16 @@ def test_no_header_is_longer_than_the_bound_a_reader_needs() -> None:
 
 
 @pytest.fixture
-def relay_config(tmp_path: Path) -> Config:
+def relay_config(tmp_path: Path, request: pytest.FixtureRequest) -> Config:
+    """Behind the balancer, on 127.0.0.1 or on the listen addresses a test passes as param."""
     config = make_config(tmp_path / "data", host="127.0.0.1")
-    return dataclasses.replace(
-        config,
-        listen=dataclasses.replace(config.listen, proxy_protocol=True, proxy_from=[BALANCER]),
-        limits=Limits(max_connections_per_ip=1),
+    listen = dataclasses.replace(
+        config.listen,
+        address=getattr(request, "param", config.listen.address),
+        proxy_protocol=True,
+        proxy_from=[BALANCER],
     )
+    return dataclasses.replace(config, listen=listen, limits=Limits(max_connections_per_ip=1))
 
 
 async def connect(relay: RelayServer, service: str, source: str = BALANCER) -> trio.SocketStream:
@@ -176,6 +179,26 @@ async def test_the_per_ip_cap_counts_the_client_the_header_names(
     assert (await smtp_via_balancer(make_header("198.51.100.7", 40000))).startswith(b"220 ")
     assert (await smtp_via_balancer(make_header("198.51.100.7", 40001))) == TOO_MANY_CONNECTIONS
     assert (await smtp_via_balancer(make_header("198.51.100.8", 40002))).startswith(b"220 ")
+
+
+@pytest.mark.parametrize("relay_config", [["::"]], indirect=True)
+async def test_a_balancer_on_ipv4_is_believed_on_the_dual_stack_socket(
+    relay_server: RelayServer,
+) -> None:
+    # It arrives as ::ffff:<BALANCER> there: still the configured IPv4 balancer.
+    streams = []
+    for client in ("198.51.100.7", "198.51.100.7", "198.51.100.8"):
+        sock = trio.socket.socket()
+        await sock.bind((BALANCER, 0))
+        await sock.connect(("127.0.0.1", relay_server.port("smtp")))
+        streams.append(trio.SocketStream(sock))
+        await streams[-1].send_all(v2_tcp4(client, 40000))
+    replies = [await receive_line(stream) for stream in streams]
+    assert replies[0].startswith(b"220 ") and replies[2].startswith(b"220 ")
+    assert replies[1] == TOO_MANY_CONNECTIONS  # the cap is the client's, from the header
+    assert relay_server.app.admission.per_ip.count("198.51.100.7") == 1
+    for stream in streams:
+        await stream.aclose()
 
 
 async def test_a_health_check_without_a_client_is_served_as_the_balancer(

@@ -31,7 +31,7 @@ def relay_url(config: Config, plain_port: int | None) -> str | None:
         return config.metadata.irohrelay
     if on_https(config):
         port = "" if config.listen.https == 443 else f":{config.listen.https}"
-        return f"https://{config.mail_domain}{port}"
+        return f"https://{config.url_host}{port}"
     if config.iroh.enabled and plain_port:
-        return f"http://{config.mail_domain}:{plain_port}"
+        return f"http://{config.url_host}:{plain_port}"
     return None

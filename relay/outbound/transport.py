@@ -28,7 +28,7 @@ _no_mxdeliv: dict[tuple[str, int], float] = {}  # (exchanger, port) -> until (mo
 
 
 def helo_name(config: Any) -> str:
-    return f"[{config.mail_domain}]" if config.is_lan else config.mail_domain
+    return config.address_domain  # in LAN mode an address literal, as EHLO wants an IP said
 
 
 async def deliver_domain(

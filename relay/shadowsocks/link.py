@@ -12,7 +12,6 @@ do not know it, it does not tell users apart.
 from __future__ import annotations
 
 import base64
-import ipaddress
 from pathlib import Path
 from urllib.parse import quote
 
@@ -34,11 +33,6 @@ def proxy_url(config: Config) -> str | None:
     if not (ss.enabled and ss.port):
         return None
     userinfo = base64.urlsafe_b64encode(f"{ss.cipher}:{password(config)}".encode())
-    host = config.mail_domain
-    try:
-        if ipaddress.ip_address(host).version == 6:
-            host = f"[{host}]"
-    except ValueError:
-        pass
+    host = config.url_host
     tag = quote(config.mail_domain, safe="")
     return f"ss://{userinfo.decode().rstrip('=')}@{host}:{ss.port}#{tag}"

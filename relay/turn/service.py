@@ -208,8 +208,8 @@ def announced_address(config: Config, bind_ip: str) -> str:
     addr = ipaddress.ip_address(bind_ip)
     if not addr.is_unspecified:
         return bind_ip
-    if config.is_lan and addr.version == 4:
-        return config.mail_domain
+    if config.is_lan and ipaddress.ip_address(config.mail_domain).version == addr.version:
+        return config.mail_domain  # the LAN address of this family clients already reach
     return outgoing_address(addr.version) or bind_ip
 
 

@@ -149,7 +149,7 @@ class HTTPSession:
         ):
             port = "" if config.listen.https == 443 else f":{config.listen.https}"
             status = 301 if request.method in ("GET", "HEAD") else 308
-            return redirect(f"https://{config.mail_domain}{port}{request.target}", status)
+            return redirect(f"https://{config.url_host}{port}{request.target}", status)
         return None
 
     async def read_body(self, max_body: int, too_large: str = "") -> bytes:

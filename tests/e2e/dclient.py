@@ -69,7 +69,7 @@ class LiveRelay(Reachable):
 
     def new_account(self, timeout: float = 10.0) -> dict[str, Any]:
         """POST /new on the plain HTTP port, as the invite page's link does in LAN mode."""
-        url = f"http://{self.host}:{self.port('http')}/new"
+        url = f"http://{self.config.url_host}:{self.port('http')}/new"
         request = urllib.request.Request(url, data=b"", method="POST")
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())

@@ -22,7 +22,7 @@ def run_dnsmasq(
     address: str = "127.0.0.1",
     port: int = 0,
 ) -> Iterator[str]:
-    """Serve the records; yields "ip:port" for the relays' `federation.resolver`. Port 0: a
+    """Serve the records; yields "ip:port" ("[ipv6]:port") for `federation.resolver`. Port 0: a
     free one (53 only inside a network namespace of a test's own)."""
     binary = require_tool("dnsmasq")
     port = port or free_ports(1, address)[0]
@@ -46,7 +46,7 @@ def run_dnsmasq(
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _wait_until_answering(address, port, next(iter(hosts)))
-        yield f"{address}:{port}"
+        yield f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -12,7 +12,6 @@ import imaplib
 import io
 import signal
 import smtplib
-import socket
 import ssl
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from tests.helpers import (
     make_account,
     start_relay_process,
     stop_relay_process,
+    tcp_socket,
 )
 
 PASSWORD = "password-for-tests"
@@ -48,13 +48,13 @@ def shared_ports(hosts: list[str]) -> dict[str, int]:
     try:
         for service in SERVICES:
             while True:
-                first = socket.socket()
+                first = tcp_socket(hosts[0])
                 first.bind((hosts[0], 0))
                 port = first.getsockname()[1]
                 others = []
                 try:
                     for host in hosts[1:]:
-                        s = socket.socket()
+                        s = tcp_socket(host)
                         others.append(s)
                         s.bind((host, port))
                 except OSError:

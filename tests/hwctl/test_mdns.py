@@ -1,6 +1,7 @@
 """mDNS seen from another machine: hwctl announces in one network namespace, a zeroconf browser
-in a second one (joined by a veth pair; nothing leaves this machine) resolves the services and
-the host name, sees the re-announcement after an address change, and the goodbyes at shutdown.
+in a second one (joined by a veth pair; nothing leaves this machine) resolves the services (at
+the box's IPv4 and IPv6 addresses) and the host name, sees the re-announcement after an address
+change, and the goodbyes at shutdown.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.helpers import make_config
 
 ROOT = Path(__file__).resolve().parents[2]
 NET = "10.251.77"  # only ever configured inside this test's own namespaces
+NET6 = "fd77:251:77::"  # the same, for IPv6 (a unique local prefix)
 
 BROWSER = r"""
 import json, sys, time
@@ -84,6 +86,7 @@ def namespaces() -> Iterator[tuple[str, str, str]]:
         for ns, dev, host in ((a, f"va{tag}", 1), (b, f"vb{tag}", 2)):
             ip("-n", ns, "link", "set", "lo", "up")
             ip("-n", ns, "addr", "add", f"{NET}.{host}/24", "dev", dev)
+            ip("-n", ns, "addr", "add", f"{NET6}{host}/64", "dev", dev, "nodad")
             ip("-n", ns, "link", "set", dev, "up", "multicast", "on")
             ip("-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
         yield a, b, f"va{tag}"
@@ -152,6 +155,8 @@ def test_browser_in_another_namespace_resolves_services_host_and_changes(
             return check
 
         wait_events(out, seen, resolved(f"{NET}.1"), 30, "three resolved services")
+        # ...at the box's IPv6 address too (AAAA), not only at its IPv4 one
+        wait_events(out, seen, resolved(f"{NET6}1"), 15, "services with the IPv6 address")
         wait_events(out, seen, lambda ev: any(e["event"] == "host" for e in ev), 15, "host name")
         ports = {e["type"]: e["port"] for e in seen if "port" in e}
         assert ports == {
