@@ -11,6 +11,7 @@ Names are paths relative to the data dir ("turn-secret", "dkim/<selector>.privat
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,13 @@ class Leadership:
         return self._held
 
     def close(self) -> None:
-        conn, self._conn, self._held = self._conn, None, False
-        if conn is not None:
-            conn.close()
+        conn, held, self._conn, self._held = self._conn, self._held, None, False
+        if conn is None:
+            return
+        # Given back before the connection closes: the server drops a closed session's locks
+        # only once its backend has exited, so another node asking at once could still be told
+        # no (a stopping node hands over at once).
+        if held and not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (self.key,))
+        conn.close()
