@@ -1,6 +1,7 @@
 """`python -m hwctl`: run the hardware process, or poke its simulator.
 
-python -m hwctl run --sim DIR            simulators: PNG frames, LED timeline, socket button
+python -m hwctl run --sim DIR            simulators: PNG frames and a simulated panel, LED timeline,
+                                         socket button
 python -m hwctl run                      real hardware (Raspberry Pi, Waveshare HAT, ACT LED)
 python -m hwctl press [--long] --sim DIR press the simulated button (--long: hold 10.5 s)
 python -m hwctl screenshots OUT_DIR      render the example screens used in the docs
@@ -19,7 +20,7 @@ from pathlib import Path
 import trio
 
 from hwctl import button, epd, screens
-from hwctl.display import Display, PanelBackend, PngBackend
+from hwctl.display import Display, PanelBackend, SimulatorBackend
 from hwctl.leds import GpioLed, Leds, SimLed, SysfsLed
 
 DEFAULT_DATA_DIR = Path("/data/relay")
@@ -124,7 +125,7 @@ async def run(args: argparse.Namespace) -> None:
         nursery.start_soon(_stop_on_signal, nursery.cancel_scope)
         if args.sim is not None:
             args.sim.mkdir(parents=True, exist_ok=True)
-            display = Display(PngBackend(args.sim / "frames", spec))
+            display = Display(SimulatorBackend(args.sim, spec))
             leds = Leds([SimLed(args.sim / "leds.jsonl")])
             await nursery.start(button.sim_button, args.sim / "button.sock", levels_send)
         else:

@@ -1,4 +1,4 @@
-"""The e-ink display: refresh policy (when full, when partial) and the panel or PNG backends.
+"""The e-ink display: refresh policy (when full, when partial) and the panel or simulator backends.
 
 E-paper wears and ghosts: the vendor recommends at most one full refresh per 180 s, a full refresh
 after a few partial ones, one at least daily, and the panel asleep between updates. The policy is
@@ -113,6 +113,25 @@ class PanelBackend:
 
     def close(self) -> None:
         self.driver.bus.close()
+
+
+class SimulatorBackend:
+    """`hwctl run --sim`: each frame goes to the PNG log (with its screen name) and through the
+    real panel driver to a simulated panel (hwctl/simpanel.py), which shows what it was sent."""
+
+    def __init__(self, directory: Path, spec: epd.PanelSpec) -> None:
+        from hwctl.simpanel import SimulatedPanel
+
+        self.png = PngBackend(directory / "frames", spec)
+        self.panel = PanelBackend(epd.SSD1680(SimulatedPanel(directory / "panel", spec), spec))
+        self.size = spec.landscape
+
+    async def draw(self, image: Image.Image, mode: Mode, screen: str) -> None:
+        await self.panel.draw(image, mode, screen)
+        await self.png.draw(image, mode, screen)
+
+    def close(self) -> None:
+        self.panel.close()
 
 
 class Display:

@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Build the QEMU twin of the appliance: the Pi image's overlay, units and partition layout on a
-# Debian root file system (mmdebstrap), with the relay installed from this checkout.
+# Debian root file system (mmdebstrap), with the relay installed from this checkout and its
+# dependencies at the versions the pinned Buildroot release ships (image/buildroot_versions.py).
 #
 #   image/build-twin.sh OUTDIR
 #
 # Output in OUTDIR: disk.img (boot FAT, read-only squashfs root, f2fs data; MBR, 4 MiB aligned),
-# vmlinuz, initrd.img and cmdline.txt for qemu -kernel, build.log. Boot it with image/run-twin.sh.
-# Needs root, network access to Debian and PyPI, and: mmdebstrap genimage squashfs-tools
-# f2fs-tools dosfstools mtools (tests/system-packages.txt). Environment:
+# vmlinuz, initrd.img and cmdline.txt for qemu -kernel, arch, build.log. Boot it with
+# image/run-twin.sh. Needs root, network access to Debian and PyPI, and: mmdebstrap genimage
+# squashfs-tools f2fs-tools dosfstools mtools, for arm64 also qemu-user-static
+# (tests/system-packages.txt). Environment:
+#   ARCH     amd64, or arm64 (the Pi's: built under qemu-user emulation) [amd64]
 #   PYTHON   a Python 3.11 with pip (the Debian release's Python) to build wheels [python3]
 #   SUITE    Debian release [bookworm]        MIRROR  Debian mirror [the host's apt sources]
 #   TWIN_DEBUG=1  keep the root tree in OUTDIR/rootfs
@@ -18,6 +21,12 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 suite=${SUITE:-bookworm}
 python=${PYTHON:-python3}
+arch=${ARCH:-amd64}
+case "$arch" in
+    amd64) machine=x86_64 console=ttyS0 ;;
+    arm64) machine=aarch64 console=ttyAMA0 ;;
+    *) echo "build-twin.sh: ARCH is amd64 or arm64, not '$arch'" >&2; exit 1 ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "build-twin.sh: must run as root (mmdebstrap, chroot)" >&2; exit 1; }
 
 mkdir -p "$out"
@@ -38,15 +47,36 @@ src="$work/src"
 mkdir -p "$src"
 # Only what the package needs: no .venv, no .git, no test data.
 tar -C "$repo" --exclude=__pycache__ -cf - pyproject.toml README.md relay hwctl | tar -C "$src" -xf -
-"$python" -m pip wheel --quiet --no-cache-dir --wheel-dir "$work/wheels" "$src"
+"$python" "$here/buildroot_versions.py" >"$work/constraints.txt"
+"$python" -m pip wheel --quiet --no-cache-dir --constraint "$work/constraints.txt" \
+    --wheel-dir "$work/wheels" "$src"
+if [ "$machine" != "$(uname -m)" ]; then
+    # The C extensions again, as published for the guest's architecture (same versions).
+    platforms=(--platform "manylinux2014_$machine")
+    for glibc in $(seq 17 36); do platforms+=(--platform "manylinux_2_${glibc}_$machine"); done
+    for wheel in "$work"/wheels/*.whl; do
+        case "$wheel" in *-none-any.whl) continue ;; esac
+        IFS=- read -r name version _ <<<"$(basename "$wheel")"
+        "$python" -m pip download --quiet --no-cache-dir --no-deps --only-binary=:all: \
+            "${platforms[@]}" --python-version "$pyver" --implementation cp \
+            --dest "$work/wheels" "$name==$version"
+        rm "$wheel"
+    done
+fi
 
 # --- 2. the root file system --------------------------------------------------------------
-step "mmdebstrap $suite"
+if [ "$machine" != "$(uname -m)" ] && [ ! -e "/proc/sys/fs/binfmt_misc/qemu-$machine" ]; then
+    # Run the guest's programs (dpkg's scripts, pip) through qemu-user; F: also in the chroot.
+    [ -e /proc/sys/fs/binfmt_misc/register ] ||
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    cat "/usr/lib/binfmt.d/qemu-$machine.conf" >/proc/sys/fs/binfmt_misc/register
+fi
+step "mmdebstrap $suite $arch"
 mkdir -p "$work/rootfs" "$work/initramfs-modules"
-printf '%s\n' squashfs virtio_pci virtio_blk >"$work/initramfs-modules/chatmail"
+printf "%s\n" squashfs virtio_pci virtio_mmio virtio_blk >"$work/initramfs-modules/chatmail"
 packages=(
     systemd-sysv udev passwd systemd-resolved systemd-timesyncd kmod iproute2
-    linux-image-amd64 initramfs-tools
+    "linux-image-$arch" initramfs-tools
     python3 python3-pip
     f2fs-tools fdisk util-linux dosfstools
     # test access only in the twin: commands through a virtio port, never on a Pi image
@@ -54,7 +84,7 @@ packages=(
 )
 mirror=()
 [ -n "${MIRROR:-}" ] && mirror=("$MIRROR")
-mmdebstrap --variant=apt --architectures=amd64 \
+mmdebstrap --variant=apt --architectures="$arch" \
     --include="$(IFS=,; echo "${packages[*]}")" \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
@@ -145,7 +175,7 @@ moddir=$(echo "$root"/usr/lib/modules/*/kernel)
 rm -rf "$moddir"/drivers/{gpu,media,infiniband,staging,isdn,iio,net/wireless,net/ethernet,bluetooth,sound} \
     "$moddir"/sound "$moddir"/net/{bluetooth,mac80211,wireless}
 chroot "$root" sh -c 'depmod -a "$(ls /usr/lib/modules)"'
-echo "root=/dev/vda2 rootfstype=squashfs ro console=ttyS0 panic=-1 systemd.show_status=1" \
+echo "root=/dev/vda2 rootfstype=squashfs ro console=$console panic=-1 systemd.show_status=1" \
     >"$staging/cmdline.txt"
 mksquashfs "$root" "$staging/root.squashfs" -comp zstd -Xcompression-level 6 -b 256K \
     -noappend -quiet -processors "$(nproc)" >>"$out/build.log"
@@ -160,6 +190,7 @@ genimage --rootpath "$work/empty" --tmppath "$work/gtmp" --inputpath "$staging" 
     --outputpath "$work/gout" --config "$work/genimage.cfg" >>"$out/build.log" 2>&1
 mv "$work/gout/disk.img" "$out/disk.img"
 cp "$staging/vmlinuz" "$staging/initrd.img" "$staging/cmdline.txt" "$out/"
+echo "$arch" >"$out/arch"
 if [ "${TWIN_DEBUG:-}" = 1 ]; then
     rm -rf "$out/rootfs"
     mv "$root" "$out/rootfs"

@@ -11,7 +11,9 @@
 #   TWIN_SERIAL  file for the serial console [stdio]
 #   TWIN_AGENT   unix socket for the QEMU guest agent [none]
 #   TWIN_ACCEL   [tcg,thread=multi] (KVM is often unusable in nested sandboxes)
-# A reboot inside the guest ends QEMU (-no-reboot), so a caller sees every restart.
+# DIR/arch (written by build-twin.sh) picks the machine: amd64 a PC, arm64 QEMU's "virt" board
+# with Cortex-A72 cores, the Pi 4's. A reboot inside the guest ends QEMU (-no-reboot), so a
+# caller sees every restart.
 set -euo pipefail
 
 dir=${1:?usage: run-twin.sh DIR [qemu args]}
@@ -21,6 +23,11 @@ fwd=""
 for pair in $ports; do
     fwd+=",hostfwd=tcp:127.0.0.1:${pair%%:*}-:${pair##*:}"
 done
+case "$(cat "$dir/arch" 2>/dev/null || echo amd64)" in
+    amd64) qemu=(qemu-system-x86_64) ;;
+    arm64) qemu=(qemu-system-aarch64 -machine virt -cpu cortex-a72) ;;
+    *) echo "run-twin.sh: unknown architecture in $dir/arch" >&2; exit 1 ;;
+esac
 args=(
     -accel "${TWIN_ACCEL:-tcg,thread=multi}" -smp 2 -m 1024
     -no-reboot -nodefaults -display none
@@ -41,4 +48,4 @@ if [ -n "${TWIN_AGENT:-}" ]; then
         -device virtio-serial -device virtserialport,chardev=agent0,name=org.qemu.guest_agent.0
     )
 fi
-exec qemu-system-x86_64 "${args[@]}" "$@"
+exec "${qemu[@]}" "${args[@]}" "$@"

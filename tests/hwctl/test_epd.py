@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 from PIL import Image
 
 from hwctl import epd
 from hwctl.display import PanelBackend
-from tests.helpers import require_tool
+from hwctl.simpanel import picture_from_ram
+from tests.hwctl.panel import scan
 
 
 class RecordingBus:
@@ -164,14 +163,6 @@ def test_a_panel_that_stays_busy_raises_instead_of_hanging(monkeypatch) -> None:
         epd.SSD1680(bus, epd.PANELS["2in13_v4"]).init_full()
 
 
-def ram_to_picture(spec: epd.PanelSpec, ram: bytes) -> Image.Image:
-    """What the panel shows for this black/white RAM: portrait rows MSB first (1 = white),
-    turned back to the landscape the HAT sits in."""
-    portrait = Image.frombytes("1", (spec.row_bytes * 8, spec.height), ram)
-    portrait = portrait.crop((0, 0, spec.width, spec.height))
-    return portrait.rotate(-90, expand=True)
-
-
 @pytest.mark.parametrize("panel", sorted(epd.PANELS))
 async def test_the_invite_qr_in_panel_ram_scans_to_the_link(panel: str, tmp_path) -> None:
     from hwctl import screens
@@ -186,17 +177,9 @@ async def test_the_invite_qr_in_panel_ram_scans_to_the_link(panel: str, tmp_path
     i = bus.log.index(("cmd", epd.WRITE_RAM_BW))
     kind, ram = bus.log[i + 1]
     assert kind == "data" and len(ram) == spec.row_bytes * spec.height
-    shown = ram_to_picture(spec, ram)
+    shown = picture_from_ram(spec, ram)
     assert shown.size == spec.landscape
-    # Scaled up with a white margin, as a phone camera sees the panel from a hand's length.
-    big = Image.new("1", (shown.width * 4 + 80, shown.height * 4 + 80), 1)
-    big.paste(shown.resize((shown.width * 4, shown.height * 4), Image.NEAREST), (40, 40))
-    big.save(tmp_path / "panel.png")
-    decoded = subprocess.run(
-        [require_tool("zbarimg"), "--raw", "-q", str(tmp_path / "panel.png")],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    assert decoded.stdout.split() == [link]
+    assert scan(shown, tmp_path) == [link]
 
 
 class RecordingSpiDev:

@@ -197,9 +197,11 @@ def test_the_pi5_gpiod_path_requests_lines_on_the_header_chip(monkeypatch, tmp_p
     monkeypatch.setattr(
         gpio,
         "Path",
-        lambda p: types.SimpleNamespace(glob=lambda pattern: [real_path(c) for c in chips])
-        if p == "/dev"
-        else real_path(p),
+        lambda p: (
+            types.SimpleNamespace(glob=lambda pattern: [real_path(c) for c in chips])
+            if p == "/dev"
+            else real_path(p)
+        ),
     )
     Value, Direction, Bias, Edge = (fake.line.Value, fake.line.Direction, fake.line.Bias,
                                     fake.line.Edge)  # fmt: skip

@@ -10,15 +10,31 @@ release (buildroot-config/BUILDROOT_VERSION) and the Python packages it ships
 from __future__ import annotations
 
 import ast
+import importlib.util
 import re
 import sys
 import tomllib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 REPO = Path(__file__).resolve().parents[2]
 TREE = REPO / "buildroot-config"
+
+
+def _image_module(name: str) -> ModuleType:
+    """A script of image/ as a module (image/ is not a package: it holds the build's scripts)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "image" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+buildroot_versions = _image_module("buildroot_versions")
+release_packages = buildroot_versions.release_packages
+external_packages = buildroot_versions.external_packages
 OWN_PACKAGES = ("relay", "hwctl")
 # For servers only: the PostgreSQL store needs the optional `postgresql` extra (psycopg 3, which
 # Buildroot does not package); the image runs the embedded store, and the rest of the relay
@@ -264,26 +280,6 @@ def packages_for(defconfig: Path) -> tuple[str, ...]:
 
 def pinned_release() -> str:
     return (TREE / "BUILDROOT_VERSION").read_text().strip()
-
-
-def release_packages() -> dict[str, str]:
-    """package name -> version, for the pinned release's Python packages."""
-    out = {}
-    for line in (TREE / "buildroot-python-packages.txt").read_text().splitlines():
-        if line and not line.startswith("#"):
-            name, version = line.split()
-            out[name] = version
-    return out
-
-
-def external_packages() -> dict[str, str | None]:
-    """This tree's packages: name -> version (None when not downloaded, e.g. chatmail-relay)."""
-    out: dict[str, str | None] = {}
-    for mk in sorted(TREE.glob("package/*/*.mk")):
-        prefix = mk.stem.upper().replace("-", "_")
-        m = re.search(rf"^{prefix}_VERSION = ([^\s$]+)$", mk.read_text(), re.M)
-        out[mk.stem] = m.group(1) if m else None
-    return out
 
 
 def package_of(option: str) -> str | None:
