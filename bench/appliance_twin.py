@@ -1,6 +1,7 @@
-"""Figures for the appliance image, measured on the QEMU twin (x86-64, TCG, 2 vCPUs).
+"""Figures for the appliance image, measured on the QEMU twin (TCG, 2 vCPUs): the amd64 twin, or
+with --arch arm64 the Pi's architecture (Cortex-A72 on QEMU's virt board).
 
-    sudo .venv/bin/python bench/appliance_twin.py [--twin-dir DIR] [--idle-minutes 10]
+    sudo .venv/bin/python bench/appliance_twin.py [--arch arm64] [--twin-dir DIR] [--idle-minutes 10]
 
 Prints: image sizes; boot-to-relay-ready time (host: QEMU start to the first SMTP greeting through
 the forwarded port; guest: kernel start to the relay's READY=1, from systemd); bytes written to
@@ -21,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "image"))
 
-from twin import Twin, build  # noqa: E402
+from twin import ARCHES, Twin, build  # noqa: E402
 
 
 def mib(n: int) -> str:
@@ -52,6 +53,7 @@ def boot(twin: Twin) -> tuple[float, float, int]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arch", choices=ARCHES, default="amd64", help="the twin to build")
     parser.add_argument("--twin-dir", type=Path, help="output of image/build-twin.sh")
     parser.add_argument("--idle-minutes", type=float, default=10)
     args = parser.parse_args()
@@ -61,7 +63,7 @@ def main() -> int:
         build_dir = args.twin_dir
         if build_dir is None:
             started = time.monotonic()
-            build_dir = build(work / "build")
+            build_dir = build(work / "build", args.arch)
             print(f"build: {time.monotonic() - started:.0f} s")
         disk = build_dir / "disk.img"
         allocated = int(subprocess.check_output(["du", "-B1", str(disk)]).split()[0])

@@ -72,8 +72,11 @@ if [ "$machine" != "$(uname -m)" ] && [ ! -e "/proc/sys/fs/binfmt_misc/qemu-$mac
     cat "/usr/lib/binfmt.d/qemu-$machine.conf" >/proc/sys/fs/binfmt_misc/register
 fi
 step "mmdebstrap $suite $arch"
-mkdir -p "$work/rootfs" "$work/initramfs-modules"
-printf "%s\n" squashfs virtio_pci virtio_mmio virtio_blk >"$work/initramfs-modules/chatmail"
+# The initramfs needs only what mounts the root: the virtio disk and squashfs. MODULES=list
+# keeps it to those (and what they depend on), small, and quick to build under qemu-user.
+mkdir -p "$work/rootfs" "$work/initramfs/modules.d" "$work/initramfs/conf.d"
+printf "%s\n" squashfs virtio_pci virtio_mmio virtio_blk >"$work/initramfs/modules.d/chatmail"
+echo MODULES=list >"$work/initramfs/conf.d/chatmail"
 packages=(
     systemd-sysv udev passwd systemd-resolved systemd-timesyncd kmod iproute2
     "linux-image-$arch" initramfs-tools
@@ -89,7 +92,7 @@ mmdebstrap --variant=apt --architectures="$arch" \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' --dpkgopt='path-exclude=/usr/share/locale/*' \
     --dpkgopt='path-exclude=/usr/share/info/*' \
-    --essential-hook="mkdir -p \"\$1/usr/share/initramfs-tools/modules.d\" && cp $work/initramfs-modules/chatmail \"\$1/usr/share/initramfs-tools/modules.d/\"" \
+    --essential-hook="mkdir -p \"\$1/usr/share/initramfs-tools\" \"\$1/etc/initramfs-tools\" && cp -r $work/initramfs/modules.d \"\$1/usr/share/initramfs-tools/\" && cp -r $work/initramfs/conf.d \"\$1/etc/initramfs-tools/\"" \
     --customize-hook="mkdir -p \"\$1/tmp/wheels\" && cp $work/wheels/*.whl \"\$1/tmp/wheels/\"" \
     --customize-hook='chroot "$1" python3 -m pip install --quiet --no-cache-dir --break-system-packages --no-index --find-links /tmp/wheels chatmail-relay-appliance' \
     --customize-hook='rm -rf "$1/tmp/wheels"' \

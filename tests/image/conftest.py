@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from twin import BUILD_TOOLS, RUN_TOOLS, build, missing_tools, need  # noqa: E402
+from twin import RUN_TOOLS, build, build_tools, missing_tools, need  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,15 +25,22 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def twin_build(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A built twin: CHATMAIL_TWIN_DIR when set (a previous build-twin.sh output), else built now."""
-    need(os.geteuid() == 0, "the twin build needs root (mmdebstrap, chroot)")
-    missing = missing_tools(RUN_TOOLS)
-    prebuilt = os.environ.get("CHATMAIL_TWIN_DIR")
-    if prebuilt:
+def twin_builds(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """A built twin per architecture, made once a session when first asked for:
+    CHATMAIL_TWIN_DIR_AMD64 / _ARM64 when set (a previous build-twin.sh output), else built now."""
+    built: dict[str, Path] = {}
+
+    def get(arch: str) -> Path:
+        need(os.geteuid() == 0, "the twin build needs root (mmdebstrap, chroot)")
+        missing = missing_tools(RUN_TOOLS[arch])
+        prebuilt = os.environ.get(f"CHATMAIL_TWIN_DIR_{arch.upper()}")
+        if prebuilt:
+            need(not missing, f"missing tools: {' '.join(missing)}")
+            return Path(prebuilt)
+        missing += missing_tools(build_tools(arch))
         need(not missing, f"missing tools: {' '.join(missing)}")
-        yield Path(prebuilt)
-        return
-    missing += missing_tools(BUILD_TOOLS)
-    need(not missing, f"missing tools: {' '.join(missing)}")
-    yield build(tmp_path_factory.mktemp("twin-build"))
+        if arch not in built:
+            built[arch] = build(tmp_path_factory.mktemp(f"twin-build-{arch}"), arch)
+        return built[arch]
+
+    return get

@@ -1,32 +1,44 @@
 """The appliance, booted: the QEMU twin runs the image's overlay, units and partition layout.
 
-One twin is booted for the whole module and the tests run in order, like a person would:
-look at it, use it, pull the plug, boot again, factory-reset it.
+One twin per architecture is booted for the module: amd64, then arm64 (the Pi's: Cortex-A72 cores
+on QEMU's virt board, emulated by TCG, with the Python packages at the Buildroot release's
+versions). On each the tests run in order, like a person would: look at it, use it, pull the plug,
+boot again, factory-reset it.
 """
 
 from __future__ import annotations
 
+import base64
 import imaplib
 import secrets
 import smtplib
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from twin import GUEST_DOMAIN, Twin
+from twin import ARCHES, GUEST_DOMAIN, Twin
 
+from hwctl import epd
 from tests.federation.mail import encrypted
+from tests.hwctl.panel import scan, sent_frame
 
 # Build and boots take minutes on a loaded 2-core machine: more than the suite's default timeout.
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(1500)]
 BOOT_TIMEOUT = 300
 
 
-@pytest.fixture(scope="module")
-def twin(twin_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
-    machine = Twin(twin_build, tmp_path_factory.mktemp("twin-run"))
+@pytest.fixture(scope="module", params=ARCHES)
+def twin(
+    request: pytest.FixtureRequest,
+    twin_builds: Callable[[str], Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Twin]:
+    """Each architecture's twin, booted once; the module's tests run on one, then the other."""
+    arch = request.param
+    machine = Twin(twin_builds(arch), tmp_path_factory.mktemp(f"twin-run-{arch}"))
     machine.start()
     try:
         machine.wait_agent()
@@ -95,6 +107,28 @@ def test_logs_and_scratch_space_stay_in_ram(twin: Twin) -> None:
     journal = twin.check("journalctl --header | grep -m1 'File path'")
     assert "/run/log/journal" in journal
     assert twin.check("cat /sys/class/watchdog/watchdog0/state").strip() == "active"
+
+
+def test_the_display_shows_an_invite_that_logs_in(twin: Twin, tmp_path: Path) -> None:
+    """hwctl draws the invite through the real panel driver into the simulated HAT; the QR is
+    read back from the SPI bytes of that update, and the link it holds logs in."""
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    while True:
+        frames = twin.run("tail -n1 /run/hwctl-sim/frames/frames.jsonl")
+        if frames.returncode == 0 and '"screen": "invite"' in frames.stdout:
+            break
+        assert time.monotonic() < deadline, twin.diagnostics()
+        time.sleep(2)
+    sent = base64.b64decode(twin.check("base64 -w0 /run/hwctl-sim/panel/last.spi"))
+    links = scan(sent_frame(sent, epd.PANELS["2in13_v4"]), tmp_path)
+    assert len(links) == 1 and links[0].startswith("dclogin:"), links
+    url = urlsplit(links[0])
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    assert query["ih"] == GUEST_DOMAIN and query["is"] == "ssl"
+    with imaplib.IMAP4_SSL(
+        "127.0.0.1", twin.ports[int(query["ip"])], ssl_context=insecure_context(), timeout=30
+    ) as imap:
+        assert imap.login(unquote(url.path), query["p"])[0] == "OK"
 
 
 def test_message_accepted_before_power_cut_is_there_after_reboot(

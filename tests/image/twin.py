@@ -18,7 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "image" / "build-twin.sh"
 RUN_SCRIPT = REPO / "image" / "run-twin.sh"
 BUILD_TOOLS = ("mmdebstrap", "genimage", "mksquashfs", "mkfs.f2fs", "mkfs.vfat", "mcopy")
-RUN_TOOLS = ("qemu-system-x86_64",)
+# The twins: a PC, and the Pi's architecture (built through qemu-user, booted on QEMU's virt board).
+ARCHES = ("amd64", "arm64")
+CROSS_BUILD_TOOLS = ("qemu-aarch64-static", "arch-test")
+RUN_TOOLS = {"amd64": ("qemu-system-x86_64",), "arm64": ("qemu-system-aarch64",)}
 # Guest port -> what answers there first.
 GUEST_PORTS = {25: "smtp", 465: "submissions", 587: "submission", 143: "imap", 993: "imaps",
                80: "http", 443: "https"}  # fmt: skip
@@ -30,9 +33,14 @@ def missing_tools(tools: tuple[str, ...]) -> list[str]:
     return [tool for tool in tools if shutil.which(tool) is None]
 
 
-def build(out: Path) -> Path:
-    """Run image/build-twin.sh into `out` (about 2–4 minutes on 2 cores)."""
-    env = dict(os.environ, PYTHON=sys.executable)
+def build_tools(arch: str) -> tuple[str, ...]:
+    return BUILD_TOOLS + (CROSS_BUILD_TOOLS if arch == "arm64" else ())
+
+
+def build(out: Path, arch: str = "amd64") -> Path:
+    """Run image/build-twin.sh into `out` (amd64 about 2–4 minutes on 2 cores, arm64 longer:
+    the packages' scripts and pip run under qemu-user)."""
+    env = dict(os.environ, PYTHON=sys.executable, ARCH=arch)
     result = subprocess.run(
         [str(BUILD_SCRIPT), str(out)], env=env, capture_output=True, text=True, timeout=1500
     )
@@ -61,6 +69,7 @@ class Twin:
 
     def __init__(self, build_dir: Path, workdir: Path, *, disk_size: int = DISK_SIZE):
         self.build_dir = build_dir
+        self.arch = (build_dir / "arch").read_text().strip()
         self.workdir = workdir
         self.disk = workdir / "card.img"
         shutil.copyfile(build_dir / "disk.img", self.disk)
