@@ -7,7 +7,7 @@ Prints: image sizes; boot-to-relay-ready time (host: QEMU start to the first SMT
 the forwarded port; guest: kernel start to the relay's READY=1, from systemd); bytes written to
 the data partition during the first boot, during a normal boot, and during N idle minutes after
 it. Writes are the data partition's "sectors written" counter (field 7 of
-/sys/block/vda/vda3/stat, 512-byte sectors), read inside the guest after a `sync`, so nothing
+/sys/block/vda/vda4/stat, 512-byte sectors), read inside the guest after a `sync`, so nothing
 still in the page cache is missed. Without --twin-dir the twin is built first (minutes).
 """
 
@@ -30,7 +30,7 @@ def mib(n: int) -> str:
 
 
 def sectors_written(twin: Twin) -> int:
-    stat = twin.check("sync; cat /sys/block/vda/vda3/stat").split()
+    stat = twin.check("sync; cat /sys/block/vda/vda4/stat").split()
     return int(stat[6]) * 512
 
 

@@ -5,14 +5,17 @@
 #
 #   image/build-twin.sh OUTDIR
 #
-# Output in OUTDIR: disk.img (boot FAT, read-only squashfs root, f2fs data; MBR, 4 MiB aligned),
-# vmlinuz, initrd.img and cmdline.txt for qemu -kernel, arch, build.log. Boot it with
-# image/run-twin.sh. Needs root, network access to Debian and PyPI, and: mmdebstrap genimage
+# Output in OUTDIR: disk.img (boot FAT, root slots A (the squashfs) and B (empty), f2fs data;
+# MBR, 4 MiB aligned), vmlinuz, initrd.img and cmdline.txt for qemu -kernel, arch,
+# root.squashfs (what update bundles are made from: image/make-bundle.sh), dev-keys/ (the
+# development update CA whose certificate is the image's keyring; RAUC_KEYRING=FILE uses
+# another), build.log. Boot it with image/run-twin.sh. Needs root, network access to Debian and PyPI, and: mmdebstrap genimage
 # squashfs-tools f2fs-tools dosfstools mtools, for arm64 also qemu-user-static
 # (tests/system-packages.txt). Environment:
 #   ARCH     amd64, or arm64 (the Pi's: built under qemu-user emulation) [amd64]
 #   PYTHON   a Python 3.11 with pip (the Debian release's Python) to build wheels [python3]
 #   SUITE    Debian release [bookworm]        MIRROR  Debian mirror [the host's apt sources]
+#   VERSION  the image version (IMAGE_VERSION in os-release) [the relay's version]
 #   TWIN_DEBUG=1  keep the root tree in OUTDIR/rootfs
 set -euo pipefail
 
@@ -82,6 +85,7 @@ packages=(
     "linux-image-$arch" initramfs-tools
     python3 python3-pip
     f2fs-tools fdisk util-linux dosfstools
+    rauc
     # test access only in the twin: commands through a virtio port, never on a Pi image
     qemu-guest-agent
 )
@@ -108,6 +112,15 @@ cp -a "$repo/overlay/." "$root/"
 find "$root" -name .empty -delete
 chroot "$root" useradd --system --user-group --home-dir /data/relay --no-create-home \
     --shell /usr/sbin/nologin relay
+version=${VERSION:-$(sed -n 's/^version = "\(.*\)"$/\1/p' "$repo/pyproject.toml")}
+printf '%s\n' IMAGE_ID=chatmail-relay-appliance "IMAGE_VERSION=$version" >>"$root/usr/lib/os-release"
+# Update bundles must be signed by this CA (docs/updates.md); only its certificate goes in.
+if [ -n "${RAUC_KEYRING:-}" ]; then
+    cp "$RAUC_KEYRING" "$root/etc/rauc/keyring.pem"
+else
+    "$here/dev-keys.sh" "$out/dev-keys"
+    cp "$out/dev-keys/ca.cert.pem" "$root/etc/rauc/keyring.pem"
+fi
 echo chatmail >"$root/etc/hostname"
 : >"$root/etc/machine-id"
 ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"
@@ -192,7 +205,7 @@ mkdir -p "$work/empty" "$work/gtmp"
 genimage --rootpath "$work/empty" --tmppath "$work/gtmp" --inputpath "$staging" \
     --outputpath "$work/gout" --config "$work/genimage.cfg" >>"$out/build.log" 2>&1
 mv "$work/gout/disk.img" "$out/disk.img"
-cp "$staging/vmlinuz" "$staging/initrd.img" "$staging/cmdline.txt" "$out/"
+cp "$staging/vmlinuz" "$staging/initrd.img" "$staging/cmdline.txt" "$staging/root.squashfs" "$out/"
 echo "$arch" >"$out/arch"
 if [ "${TWIN_DEBUG:-}" = 1 ]; then
     rm -rf "$out/rootfs"

@@ -19,3 +19,14 @@ mkdir -p "$target/data" "$target/boot"
 
 # systemd-resolved's stub resolver for the relay's DNS lookups (federation, DKIM).
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$target/etc/resolv.conf"
+
+# The Pi firmware loads kernel, device trees and overlays from the boot partition; a copy in the
+# root goes with every update bundle, and the update puts it in its slot's folder there
+# (overlay/usr/libexec/chatmail/rauc-post-install).
+if [ -e "${BINARIES_DIR:?}/Image" ] && [ -d "$BINARIES_DIR/rpi-firmware" ]; then
+    boot="$target/usr/lib/chatmail/boot"
+    rm -rf "$boot"
+    mkdir -p "$boot"
+    cp "$BINARIES_DIR/Image" "$BINARIES_DIR"/*.dtb "$boot/"
+    cp -r "$BINARIES_DIR/rpi-firmware/overlays" "$boot/"
+fi

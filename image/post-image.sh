@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Buildroot post-image script (BR2_ROOTFS_POST_IMAGE_SCRIPT).
 #   $1  BINARIES_DIR (rootfs.squashfs, Image, *.dtb, rpi-firmware/)
+#   (also writes BINARIES_DIR/boot-tree, the boot partition's slot folders)
 #   $2  board kind from BR2_ROOTFS_POST_SCRIPT_ARGS: rpi | qemu
 # Writes BINARIES_DIR/sdcard.img (see genimage-rpi.cfg.in) plus a compressed copy and its
 # SHA-256 for flash.sh. Also usable outside Buildroot: set GENIMAGE to the genimage binary.
@@ -13,15 +14,30 @@ genimage=${GENIMAGE:-${HOST_DIR:+$HOST_DIR/bin/}genimage}
 
 case "$board" in
     rpi)
-        # Firmware and config from the rpi-firmware package, kernel and device trees.
+        # The firmware at the top of the boot partition; each root slot's kernel, device trees,
+        # overlays and cmdline.txt in its folder (slot-a/, slot-b/), which config.txt picks
+        # with os_prefix from chatmail-slot.txt, or chatmail-tryboot.txt for one tried boot
+        # (overlay/usr/libexec/chatmail/boot-slot). Slot B gets its kernel with its first update.
+        tree="$bin/boot-tree"
+        rm -rf "$tree"
+        mkdir -p "$tree/slot-a" "$tree/slot-b"
         files=()
         for f in "$bin"/rpi-firmware/*; do
-            files+=("rpi-firmware/$(basename "$f")")
+            case "$(basename "$f")" in
+                cmdline.txt) ;;
+                overlays) cp -r "$f" "$tree/slot-a/" ;;
+                *) files+=("rpi-firmware/$(basename "$f")") ;;
+            esac
         done
         for f in "$bin"/*.dtb; do
-            [ -e "$f" ] && files+=("$(basename "$f")")
+            [ -e "$f" ] && cp "$f" "$tree/slot-a/"
         done
-        files+=(Image)
+        cp "$bin/Image" "$tree/slot-a/"
+        cp "$bin/rpi-firmware/cmdline.txt" "$tree/slot-a/cmdline.txt"
+        sed -e 's/43484154-02/43484154-03/' -e 's/rauc\.slot=A/rauc.slot=B/' \
+            "$bin/rpi-firmware/cmdline.txt" >"$tree/slot-b/cmdline.txt"
+        echo "os_prefix=slot-a/" >"$tree/chatmail-slot.txt"
+        files+=(boot-tree/slot-a boot-tree/slot-b boot-tree/chatmail-slot.txt)
         ;;
     qemu)
         # QEMU loads the kernel itself; the boot partition keeps the settings and reset flag.

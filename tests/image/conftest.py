@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from twin import RUN_TOOLS, build, build_tools, missing_tools, need  # noqa: E402
+from twin import GUEST_DOMAIN, RUN_TOOLS, build, build_tools, missing_tools, need  # noqa: E402
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,3 +45,10 @@ def twin_builds(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
         return built[arch]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def account() -> tuple[str, str]:
+    """A fresh address on the twin; the relay creates the account at its first login."""
+    name = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(9))
+    return f"{name}@[{GUEST_DOMAIN}]", secrets.token_urlsafe(18)

@@ -61,6 +61,27 @@ def test_every_pi_board_runs_the_hardware_process() -> None:
         assert "BR2_PACKAGE_CHATMAIL_HWCTL" in contract.selected(defconfig), defconfig.name
 
 
+# RAUC with its D-Bus service (the relay's update code and `rauc status mark-good` talk to it)
+# and JSON output (the relay reads `rauc info` and `rauc status`); the host tool signs bundles.
+UPDATE_OPTIONS = ("BR2_PACKAGE_RAUC", "BR2_PACKAGE_RAUC_DBUS", "BR2_PACKAGE_RAUC_JSON",
+                  "BR2_PACKAGE_HOST_RAUC")  # fmt: skip
+
+
+def test_every_pi_board_can_update_and_try_the_new_slot_once() -> None:
+    for defconfig in PI_DEFCONFIGS:
+        on = contract.selected(defconfig)
+        assert [o for o in UPDATE_OPTIONS if o not in on] == [], defconfig.name
+    board = contract.TREE / "board" / "rpi"
+    assert "CONFIG_BLK_DEV_LOOP=y" in (board / "linux.fragment").read_text().split()
+    # The firmware's try-once switch: config.txt's [tryboot] section names the new slot.
+    lines = [line.strip() for line in (board / "config.txt").read_text().splitlines()]
+    tryboot = lines.index("[tryboot]")
+    assert lines[tryboot + 1] == "include chatmail-tryboot.txt"
+    assert "include chatmail-slot.txt" in lines[:tryboot]
+    cmdline = (board / "cmdline.txt").read_text().split()
+    assert "root=PARTUUID=43484154-02" in cmdline and "rauc.slot=A" in cmdline
+
+
 @pytest.mark.parametrize("defconfig", DEFCONFIGS, ids=lambda p: p.name)
 def test_defconfigs_use_the_toolchain_the_offline_facts_describe(defconfig: Path) -> None:
     on, _ = contract.defconfig_symbols(defconfig)

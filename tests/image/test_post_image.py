@@ -46,36 +46,70 @@ def binaries(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return bin_dir
 
 
-def partitions(image: Path) -> list[dict]:
+def partition_table(image: Path) -> dict:
     dump = subprocess.run(["sfdisk", "-J", str(image)], capture_output=True, text=True,
                           check=True).stdout  # fmt: skip
     table = json.loads(dump)["partitiontable"]
     assert table["label"] == "dos"
-    return table["partitions"]
+    return table
 
 
-def test_three_partitions_on_4_mib_boundaries(binaries: Path) -> None:
-    parts = partitions(binaries / "sdcard.img")
-    assert [p["type"] for p in parts] == ["c", "83", "83"]
+def partitions(image: Path) -> list[dict]:
+    return partition_table(image)["partitions"]
+
+
+def test_boot_two_root_slots_and_data_on_4_mib_boundaries(binaries: Path) -> None:
+    table = partition_table(binaries / "sdcard.img")
+    parts = table["partitions"]
+    assert [p["type"] for p in parts] == ["c", "83", "83", "83"]
     assert parts[0].get("bootable") is True
+    assert parts[1]["size"] == parts[2]["size"]  # any update fits either slot
+    # The fixed disk signature gives the PARTUUIDs (43484154-02, -03) that
+    # /etc/rauc/system.conf names.
+    assert table["id"] == "0x43484154"
     for p in parts:
         assert p["start"] % SECTORS_PER_4MIB == 0
         assert p["size"] % SECTORS_PER_4MIB == 0
 
 
-def test_boot_partition_holds_firmware_kernel_and_device_tree(binaries: Path) -> None:
+def boot_files(binaries: Path, folder: str) -> set[str]:
     start = partitions(binaries / "sdcard.img")[0]["start"] * 512
     listing = subprocess.run(
-        ["mdir", "-b", "-i", f"{binaries / 'sdcard.img'}@@{start}", "::/"],
+        ["mdir", "-b", "-i", f"{binaries / 'sdcard.img'}@@{start}", f"::/{folder}"],
         capture_output=True, text=True, check=True,
         env=dict(os.environ, MTOOLS_SKIP_CHECK="1"),
     ).stdout  # fmt: skip
-    names = {Path(line.strip()).name for line in listing.splitlines()}
-    assert {"start4.elf", "fixup4.dat", "config.txt", "cmdline.txt", "Image",
-            "bcm2711-rpi-4-b.dtb", "overlays"} <= names  # fmt: skip
+    return {Path(line.strip()).name for line in listing.splitlines()}
 
 
-def test_root_is_the_squashfs_and_data_an_empty_labelled_f2fs(binaries: Path) -> None:
+def boot_text(binaries: Path, path: str) -> str:
+    start = partitions(binaries / "sdcard.img")[0]["start"] * 512
+    return subprocess.run(
+        ["mtype", "-i", f"{binaries / 'sdcard.img'}@@{start}", f"::/{path}"],
+        capture_output=True, text=True, check=True,
+        env=dict(os.environ, MTOOLS_SKIP_CHECK="1"),
+    ).stdout  # fmt: skip
+
+
+def test_boot_partition_holds_firmware_and_each_slots_kernel_and_device_tree(
+    binaries: Path,
+) -> None:
+    assert {"start4.elf", "fixup4.dat", "config.txt", "chatmail-slot.txt", "slot-a",
+            "slot-b"} <= boot_files(binaries, "")  # fmt: skip
+    assert {"cmdline.txt", "Image", "bcm2711-rpi-4-b.dtb", "overlays"} <= boot_files(
+        binaries, "slot-a"
+    )
+    # The firmware starts slot A until an update commits B (boot-slot's files, config.txt).
+    assert boot_text(binaries, "chatmail-slot.txt").strip() == "os_prefix=slot-a/"
+    config = boot_text(binaries, "config.txt")
+    assert "include chatmail-slot.txt" in config
+    assert config.index("[tryboot]") < config.index("include chatmail-tryboot.txt")
+    for slot, partuuid in (("a", "43484154-02"), ("b", "43484154-03")):
+        cmdline = boot_text(binaries, f"slot-{slot}/cmdline.txt").split()
+        assert f"root=PARTUUID={partuuid}" in cmdline and f"rauc.slot={slot.upper()}" in cmdline
+
+
+def test_slot_a_is_the_squashfs_and_data_an_empty_labelled_f2fs(binaries: Path) -> None:
     image = binaries / "sdcard.img"
     parts = partitions(image)
     root_offset = parts[1]["start"] * 512
@@ -83,7 +117,7 @@ def test_root_is_the_squashfs_and_data_an_empty_labelled_f2fs(binaries: Path) ->
         f.seek(root_offset)
         assert f.read(4) == b"hsqs"
     probe = subprocess.run(
-        ["blkid", "-p", "-O", str(parts[2]["start"] * 512), "-o", "export", str(image)],
+        ["blkid", "-p", "-O", str(parts[3]["start"] * 512), "-o", "export", str(image)],
         capture_output=True, text=True,
     ).stdout  # fmt: skip
     assert "TYPE=f2fs" in probe and "LABEL=chatmail-data" in probe

@@ -10,24 +10,19 @@ from __future__ import annotations
 
 import base64
 import imaplib
-import secrets
-import smtplib
-import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from twin import ARCHES, GUEST_DOMAIN, Twin
+from twin import ARCHES, BOOT_TIMEOUT, GUEST_DOMAIN, Twin, inbox, insecure_context, send
 
 from hwctl import epd
-from tests.federation.mail import encrypted
 from tests.hwctl.panel import scan, sent_frame
 
 # Build and boots take minutes on a loaded 2-core machine: more than the suite's default timeout.
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(1500)]
-BOOT_TIMEOUT = 300
 
 
 @pytest.fixture(scope="module", params=ARCHES)
@@ -48,35 +43,6 @@ def twin(
         machine.kill()
 
 
-@pytest.fixture(scope="module")
-def account() -> tuple[str, str]:
-    """A fresh address; the relay creates the account at its first login."""
-    name = "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(9))
-    return f"{name}@[{GUEST_DOMAIN}]", secrets.token_urlsafe(18)
-
-
-def insecure_context() -> ssl.SSLContext:
-    # LAN mode: the relay's certificate is self-signed for the guest's private address.
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-def inbox(twin: Twin, addr: str, password: str) -> list[bytes]:
-    with imaplib.IMAP4_SSL(
-        "127.0.0.1", twin.ports[993], ssl_context=insecure_context(), timeout=30
-    ) as imap:
-        imap.login(addr, password)
-        imap.select("INBOX")
-        _, data = imap.search(None, "ALL")
-        bodies = []
-        for num in data[0].split():
-            _, parts = imap.fetch(num, "(RFC822)")
-            bodies.append(parts[0][1])
-        return bodies
-
-
 def test_relay_answers_smtp_imap_and_http(twin: Twin) -> None:
     assert twin.answer(25, b"220 ").startswith(b"220 "), twin.diagnostics()
     assert twin.answer(587, b"220 ").startswith(b"220 ")
@@ -86,15 +52,15 @@ def test_relay_answers_smtp_imap_and_http(twin: Twin) -> None:
     assert http.startswith(b"HTTP/1.1 200"), http
 
 
-def test_root_is_read_only_and_data_is_the_third_partition(twin: Twin) -> None:
+def test_root_is_slot_a_read_only_and_data_is_the_fourth_partition(twin: Twin) -> None:
     root = twin.check("findmnt -n -o SOURCE,FSTYPE,OPTIONS /").split()
     assert root[:2] == ["/dev/vda2", "squashfs"] and "ro" in root[2].split(",")
     assert twin.run("touch /etc/probe").returncode != 0
     data = twin.check("findmnt -n -o SOURCE,FSTYPE,OPTIONS /data").split()
-    assert data[:2] == ["/dev/vda3", "f2fs"] and "noatime" in data[2].split(",")
+    assert data[:2] == ["/dev/vda4", "f2fs"] and "noatime" in data[2].split(",")
     # First boot grew the 64 MiB data partition of the image to the end of the 1 GiB card.
     disk, start, size = (
-        int(twin.check(f"cat /sys/block/vda/{f}")) for f in ("size", "vda3/start", "vda3/size")
+        int(twin.check(f"cat /sys/block/vda/{f}")) for f in ("size", "vda4/start", "vda4/size")
     )
     assert disk - (start + size) < 16 * 2048  # sectors: less than 16 MiB left unused
     assert size > 256 * 2048
@@ -135,11 +101,7 @@ def test_message_accepted_before_power_cut_is_there_after_reboot(
     twin: Twin, account: tuple[str, str]
 ) -> None:
     addr, password = account
-    with smtplib.SMTP("127.0.0.1", twin.ports[587], timeout=60) as smtp:
-        smtp.starttls(context=insecure_context())
-        smtp.login(addr, password)
-        refused = smtp.sendmail(addr, [addr], encrypted(addr, [addr], "before the power cut"))
-    assert refused == {}
+    send(twin, addr, password, "before the power cut")
     twin.kill()  # no shutdown, no sync: the 250 must have meant "on flash"
     twin.start()
     twin.wait_agent()
@@ -174,7 +136,7 @@ def test_holding_the_button_resets_the_relay(twin: Twin, account: tuple[str, str
     assert pressed.returncode == 0, pressed.stdout + pressed.stderr
     wait_for_new_identity(twin, before)  # the relay wiped its data at restart
     assert inbox(twin, addr, password) == []  # mail from before the reset is gone
-    assert twin.check("findmnt -n -o SOURCE /data").strip() == "/dev/vda3"
+    assert twin.check("findmnt -n -o SOURCE /data").strip() == "/dev/vda4"
 
 
 def test_factory_reset_flag_on_the_card_wipes_all_of_data(twin: Twin) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import imaplib
+import json
 import os
 import shutil
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,6 +31,7 @@ GUEST_PORTS = {25: "smtp", 465: "submissions", 587: "submission", 143: "imap", 9
                80: "http", 443: "https"}  # fmt: skip
 DISK_SIZE = 1 << 30  # the card: bigger than the image, so first boot grows /data
 GUEST_DOMAIN = "10.0.2.15"  # QEMU user networking always leases this address
+BOOT_TIMEOUT = 300  # seconds from QEMU's start to the relay's greeting, on a loaded machine
 
 
 def missing_tools(tools: tuple[str, ...]) -> list[str]:
@@ -58,6 +63,26 @@ def need(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+def qmp(path: Path, command: str, arguments: dict) -> object:
+    """One command over QEMU's machine protocol; raises with QEMU's error text."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(30)
+        s.connect(str(path))
+        stream = s.makefile("rw")
+        json.loads(stream.readline())  # the greeting
+        for request in ({"execute": "qmp_capabilities"},
+                        {"execute": command, "arguments": arguments}):  # fmt: skip
+            stream.write(json.dumps(request) + "\n")
+            stream.flush()
+            while True:
+                answer = json.loads(stream.readline())
+                if "event" not in answer:
+                    break
+            if "error" in answer:
+                raise RuntimeError(f"QMP {request['execute']}: {answer['error']['desc']}")
+        return answer["return"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -76,6 +101,8 @@ class Twin:
         os.truncate(self.disk, disk_size)
         self.ports = {guest: free_port() for guest in GUEST_PORTS}
         self.agent = GuestAgent(str(workdir / "agent.sock"))
+        self.qmp_path = workdir / "qmp.sock"
+        self.sticks = 0
         self.process: subprocess.Popen | None = None
         self.boots = 0
         self.started_at = 0.0
@@ -94,6 +121,7 @@ class Twin:
             TWIN_DISK=str(self.disk),
             TWIN_SERIAL=str(self.serial_log),
             TWIN_AGENT=self.agent.path,
+            TWIN_QMP=str(self.qmp_path),
         )
         self.started_at = time.monotonic()
         self.process = subprocess.Popen(
@@ -148,6 +176,16 @@ class Twin:
             time.sleep(1)
         raise TimeoutError(f"relay not answering SMTP after {timeout}s\n{self.diagnostics()}")
 
+    def plug_usb_stick(self, image: Path) -> None:
+        """Plug a USB stick holding `image` into the running machine (QMP hot-plug)."""
+        self.sticks += 1
+        name = f"stick{self.sticks}"
+        qmp(self.qmp_path, "blockdev-add", {
+            "node-name": name, "driver": "raw",
+            "file": {"driver": "file", "filename": str(image)},
+        })  # fmt: skip
+        qmp(self.qmp_path, "device_add", {"driver": "usb-storage", "drive": name, "id": name})
+
     def run(self, script: str, *, timeout: float = 60) -> Completed:
         return self.agent.run(script, timeout=timeout)
 
@@ -193,3 +231,35 @@ class Twin:
                                "systemctl --failed --no-pager")  # fmt: skip
             parts.append("journal:\n" + journal.stdout)
         return "\n".join(parts)
+
+
+def insecure_context() -> ssl.SSLContext:
+    # LAN mode: the relay's certificate is self-signed for the guest's private address.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def send(twin: Twin, addr: str, password: str, text: str) -> None:
+    """An encrypted message to oneself, submitted like a client does (587, STARTTLS)."""
+    from tests.federation.mail import encrypted  # not for bench/, which imports this module
+
+    with smtplib.SMTP("127.0.0.1", twin.ports[587], timeout=60) as smtp:
+        smtp.starttls(context=insecure_context())
+        smtp.login(addr, password)
+        assert smtp.sendmail(addr, [addr], encrypted(addr, [addr], text)) == {}
+
+
+def inbox(twin: Twin, addr: str, password: str) -> list[bytes]:
+    with imaplib.IMAP4_SSL(
+        "127.0.0.1", twin.ports[993], ssl_context=insecure_context(), timeout=30
+    ) as imap:
+        imap.login(addr, password)
+        imap.select("INBOX")
+        _, data = imap.search(None, "ALL")
+        bodies = []
+        for num in data[0].split():
+            _, parts = imap.fetch(num, "(RFC822)")
+            bodies.append(parts[0][1])
+        return bodies

@@ -1,12 +1,14 @@
 # Shared helpers for the early-boot scripts (sourced, POSIX sh).
 #
-# The card layout is fixed: partition 1 = boot (FAT), 2 = root (read-only), 3 = data (f2fs).
+# The card layout is fixed: partition 1 = boot (FAT), 2 and 3 = the root slots A and B
+# (read-only; an update writes the one not running, image/genimage-*.cfg.in), 4 = data (f2fs).
 # Devices are found from the disk that holds the root file system, never by a name such as
 # /dev/mmcblk0, so the same scripts work on every Pi, on USB boot and in the QEMU twin.
 
 BOOT_PART=1
-ROOT_PART=2
-DATA_PART=3
+ROOT_A_PART=2
+ROOT_B_PART=3
+DATA_PART=4
 DATA_LABEL=chatmail-data
 BOOT_MNT=/run/chatmail/boot
 RESET_FLAG=chatmail-factory-reset
