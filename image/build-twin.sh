@@ -118,8 +118,7 @@ printf '%s\n' IMAGE_ID=chatmail-relay-appliance "IMAGE_VERSION=$version" >>"$roo
 if [ -n "${RAUC_KEYRING:-}" ]; then
     cp "$RAUC_KEYRING" "$root/etc/rauc/keyring.pem"
 else
-    "$here/dev-keys.sh" "$out/dev-keys"
-    cp "$out/dev-keys/ca.cert.pem" "$root/etc/rauc/keyring.pem"
+    cp "$("$here/make-bundle.sh" --dev-keyring "$out/dev-keys")" "$root/etc/rauc/keyring.pem"
 fi
 echo chatmail >"$root/etc/hostname"
 : >"$root/etc/machine-id"
@@ -136,12 +135,13 @@ grep '^enable ' "$root/usr/lib/systemd/system-preset/80-chatmail.preset" |
         fi
     done
 # No display, LEDs or button in a VM: hwctl runs its simulators, writing frames to RAM, and
-# tests press the simulated button with `python3 -m hwctl press --sim /run/hwctl-sim`.
+# tests press the simulated button with `python3 -m hwctl press --sim /run/hwctl-sim`. USB
+# sticks are real (QEMU plugs them in): hwctl handles them as on the Pi.
 mkdir -p "$root/usr/lib/systemd/system/chatmail-hwctl.service.d"
 cat >"$root/usr/lib/systemd/system/chatmail-hwctl.service.d/twin-simulators.conf" <<'EOF'
 [Service]
 ExecStart=
-ExecStart=python3 -m hwctl run --sim /run/hwctl-sim --config /data/relay/relay.toml
+ExecStart=python3 -m hwctl run --sim /run/hwctl-sim --usb --config /data/relay/relay.toml
 EOF
 # Debian enables services the appliance does not want running on every boot.
 chroot "$root" systemctl disable --quiet apt-daily.timer apt-daily-upgrade.timer \

@@ -20,7 +20,6 @@ from twin import BOOT_TIMEOUT, REPO, Twin, inbox, need, send
 
 pytestmark = [pytest.mark.qemu, pytest.mark.timeout(1800)]
 MAKE_BUNDLE = REPO / "image" / "make-bundle.sh"
-DEV_KEYS = REPO / "image" / "dev-keys.sh"
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +74,8 @@ def bundle(build: Path, workdir: Path, version: str, *, keys: Path | None = None
            broken: bool = False) -> Path:  # fmt: skip
     keys = keys or build / "dev-keys"
     out = workdir / f"update-{version}.raucb"
-    env = dict(os.environ, RAUC_CERT=str(keys / "signing.cert.pem"),
-               RAUC_KEY=str(keys / "signing.key.pem"))  # fmt: skip
+    env = dict(os.environ, RAUC_CERT=str(keys / "dev-signing.cert.pem"),
+               RAUC_KEY=str(keys / "dev-signing.key.pem"))  # fmt: skip
     made = subprocess.run(
         [str(MAKE_BUNDLE), str(out), str(root_image(build, workdir, version, broken=broken)),
          version],
@@ -126,7 +125,8 @@ def test_a_bundle_signed_with_another_key_is_refused(
     addr, password = account
     send(twin, addr, password, "before any update")
     other_keys = tmp_path / "other-keys"
-    subprocess.run([str(DEV_KEYS), str(other_keys)], check=True)
+    subprocess.run([str(MAKE_BUNDLE), "--dev-keyring", str(other_keys)], check=True,
+                   capture_output=True)  # fmt: skip
     foreign = bundle(build, tmp_path, "0.9.0", keys=other_keys)
     twin.plug_usb_stick(stick(tmp_path, foreign))
     wait_for(lambda: "failed" in update_state(twin), 300, "the refusal", twin)
