@@ -8,7 +8,7 @@ progress and message is what the admin status shows, so the display can follow. 
 
 1. the bundle is copied or downloaded into `<data_dir>/update/bundle.raucb` (RAUC leases the file,
    which only its owner may; the size is bounded by `max_bundle_size`, a download's SHA-256 must
-   be the manifest's);
+   be the manifest's); one already in that folder (hwctl's copy from a stick) is moved;
 2. `rauc info` checks the signature against the system's keyring and reads the manifest; the
    bundle is refused unless its compatible is the system's and its version newer than the one
    running (the booted slot's bundle, or the relay's own version on a freshly flashed card);
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import subprocess
 from dataclasses import asdict, dataclass
@@ -124,7 +125,7 @@ class Updater:
             await self._download(app, *wanted, bundle)
         else:
             self.state.state = "installing"
-            await _copy(source.path, bundle, config.max_bundle_size)
+            await _take(source.path, bundle, config.max_bundle_size)
         await self._install(app, bundle)
 
     async def _check_manifest(self, app: App, source: FromManifest) -> tuple[str, str] | None:
@@ -238,11 +239,17 @@ def _bundle_path(app: App) -> Path:
     return app.config.data_dir / "update" / "bundle.raucb"
 
 
-async def _copy(source: Path, target: Path, max_size: int) -> None:
-    """Copy a bundle from a stick or a path the admin named, bounded, in a worker thread."""
+async def _take(source: Path, target: Path, max_size: int) -> None:
+    """Make `target` the bundle: one hwctl put into the update folder is moved there, one
+    anywhere else copied (bounded, in a worker thread)."""
 
-    def copy() -> None:
+    def take() -> None:
         try:
+            if source.parent == target.parent:
+                if source.stat().st_size > max_size:
+                    raise UpdateError(f"{source}: bigger than {max_size} bytes")
+                os.replace(source, target)
+                return
             with open(source, "rb") as src, open(target, "wb") as dst:
                 copied = 0
                 while chunk := src.read(COPY_CHUNK):
@@ -253,7 +260,7 @@ async def _copy(source: Path, target: Path, max_size: int) -> None:
         except OSError as e:
             raise UpdateError(f"{source}: cannot be read: {e.strerror or e}") from None
 
-    await trio.to_thread.run_sync(copy)
+    await trio.to_thread.run_sync(take)
 
 
 async def _reboot(command: str) -> None:
