@@ -5,12 +5,15 @@ leaves both slots as they were."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 import trio
 
 from hwctl.admin_client import AdminError, connect
+from relay.config import to_toml
 from tests.helpers import RelayServer
 from tests.update.raucsys import SLOT_SIZE, RaucSystem
 
@@ -109,3 +112,26 @@ async def test_bad_parameters_are_refused(
             with pytest.raises(AdminError, match=message):
                 await admin.call("update_install", **params)
         assert (await admin.call("update_status"))["state"] == "idle"
+
+
+async def test_the_relay_command_installs_and_tells_the_state(
+    relay_server: RelayServer, rauc_system: RaucSystem, tmp_path: Any
+) -> None:
+    config_file = tmp_path / "relay.toml"
+    config_file.write_text(to_toml(relay_server.config))
+    bundle, root = rauc_system.make_bundle("cli", "1.4")
+
+    def relay(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "relay", *args, "--config", str(config_file)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    done = await trio.to_thread.run_sync(relay, "update", "install", str(bundle))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("installed 1.4 ("), done.stdout
+    assert rauc_system.slot(1)[: len(root)] == root
+    status = await trio.to_thread.run_sync(relay, "update", "status")
+    assert status.stdout.startswith("installed 1.4"), status.stdout
+    older, _ = rauc_system.make_bundle("older", "0.0.5")
+    refused = await trio.to_thread.run_sync(relay, "update", "install", str(older))
+    assert refused.returncode == 1
+    assert refused.stdout.splitlines()[-1].startswith("failed 0.0.5 (bundle refused: version")
