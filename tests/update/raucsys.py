@@ -126,7 +126,17 @@ class RaucSystem:
         subprocess.run(["umount", "-R", str(self.dir / "mnt")], capture_output=True, timeout=30)
 
 
-def start(directory: Path) -> RaucSystem:
+def permissive_bus(socket: Path) -> str:
+    return BUS_CONFIG.format(socket=socket)
+
+
+def start(
+    directory: Path,
+    *,
+    socket: Path | None = None,
+    bus_config: Callable[[Path], str] = permissive_bus,
+) -> RaucSystem:
+    """The bus listens at `socket` (default: in `directory`) with `bus_config(socket)`."""
     need(bool(shutil.which("rauc")), "needs rauc (Debian package rauc)")
     need(bool(shutil.which("dbus-daemon")), "needs dbus-daemon (Debian package dbus)")
     need(os.geteuid() == 0, "rauc mounts bundles on loop devices: needs root")
@@ -144,8 +154,8 @@ def start(directory: Path) -> RaucSystem:
     _script(directory / "boot-backend", BOOT_BACKEND.format(dir=directory))
     conf = directory / "system.conf"
     conf.write_text(SYSTEM_CONF.format(compatible=COMPATIBLE, dir=directory, keyring=keyring))
-    socket = directory / "bus.socket"
-    (directory / "bus.conf").write_text(BUS_CONFIG.format(socket=socket))
+    socket = socket or directory / "bus.socket"
+    (directory / "bus.conf").write_text(bus_config(socket))
     bus = f"unix:path={socket}"
     env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": bus}
     system = RaucSystem(
