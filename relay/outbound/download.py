@@ -8,7 +8,7 @@ whose message names the URL and the problem: HTTP status, size, timeout, TLS, co
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -30,7 +30,11 @@ class DownloadError(Exception):
 async def fetch_bytes(url: str, ca_file: str, max_size: int) -> bytes:
     """A small document (the manifest), whole."""
     body = bytearray()
-    await _get(url, ca_file, max_size, body.extend, lambda done, total: None)
+
+    async def keep(data: bytes) -> None:
+        body.extend(data)
+
+    await _get(url, ca_file, max_size, keep, lambda done, total: None)
     return bytes(body)
 
 
@@ -41,13 +45,15 @@ async def fetch_to_file(
     target: Path,
     progress: Callable[[int, int | None], None],
 ) -> str:
-    """Stream `url` into `target`; returns its SHA-256 (hex). `progress(done, total)`."""
-    digest = hashlib.sha256()
-    with open(target, "wb") as f:
+    """Stream `url` into `target`; returns its SHA-256 (hex). `progress(done, total)`.
 
-        def write(data: bytes) -> None:
+    Writes go through worker threads: an SD card that stalls must not stall the relay."""
+    digest = hashlib.sha256()
+    async with await trio.open_file(target, "wb") as f:
+
+        async def write(data: bytes) -> None:
             digest.update(data)
-            f.write(data)
+            await f.write(data)
 
         await _get(url, ca_file, max_size, write, progress)
     return digest.hexdigest()
@@ -57,7 +63,7 @@ async def _get(
     url: str,
     ca_file: str,
     max_size: int,
-    sink: Callable[[bytes], object],
+    sink: Callable[[bytes], Awaitable[None]],
     progress: Callable[[int, int | None], None],
 ) -> None:
     for _ in range(MAX_REDIRECTS + 1):
@@ -72,7 +78,7 @@ async def _get_once(
     url: str,
     ca_file: str,
     max_size: int,
-    sink: Callable[[bytes], object],
+    sink: Callable[[bytes], Awaitable[None]],
     progress: Callable[[int, int | None], None],
 ) -> str | None:
     """Fetch one URL into sink; a redirect's Location instead, for the caller to follow."""
@@ -110,7 +116,7 @@ async def _get_once(
                     return fields[b"location"].decode("ascii", "replace")
                 if event.status_code != 200:
                     raise DownloadError(f"{url}: HTTP {event.status_code} {event.reason.decode()}")
-                if b"content-length" in fields:
+                if b"content-length" in fields:  # h11 checked that it is a number
                     total = int(fields[b"content-length"])
                     if total > max_size:
                         raise DownloadError(f"{url}: {total} bytes is more than {max_size}")
@@ -118,7 +124,7 @@ async def _get_once(
                 done += len(event.data)
                 if done > max_size:
                     raise DownloadError(f"{url}: more than {max_size} bytes")
-                sink(event.data)
+                await sink(event.data)
                 progress(done, total)
             elif isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
                 if total is not None and done != total:

@@ -107,12 +107,19 @@ class Updater:
         async for source in self._receive:
             try:
                 await self._update(app, source)
-            except (UpdateError, RaucError, DownloadError, OSError) as e:
-                message = str(e) if not isinstance(e, OSError) else f"{e.strerror or e}"
-                self.state.state, self.state.message = "failed", message
-                app.log.warning("update-failed", error=message)
+            except (UpdateError, RaucError, DownloadError, ValueError) as e:
+                self._failed(app, str(e))
+            except OSError as e:  # the data disk: full, read-only, gone
+                self._failed(app, f"{e.filename or 'data disk'}: {e.strerror or e}")
+            except Exception as e:  # the worker must outlive any one update
+                app.log.exception("update-crashed", e)
+                self._failed(app, f"internal error: {e}")
             finally:
                 _remove(_bundle_path(app))
+
+    def _failed(self, app: App, message: str) -> None:
+        self.state.state, self.state.message = "failed", message
+        app.log.warning("update-failed", error=message)
 
     async def _update(self, app: App, source: Source) -> None:
         config = app.config.update
