@@ -131,14 +131,12 @@ class Updater:
                 return
             await self._download(app, *wanted, bundle)
         else:
-            self.state.state = "installing"
             await _take(source.path, bundle, config.max_bundle_size)
         await self._install(app, bundle)
 
     async def _check_manifest(self, app: App, source: FromManifest) -> tuple[str, str] | None:
         """(bundle URL, sha256) if the manifest offers a newer version, else None (idle)."""
         config = app.config.update
-        self.state.state = "downloading"
         body = await fetch_bytes(source.url, config.ca_file, MAX_MANIFEST)
         offered, bundle_url, sha256 = parse_manifest(source.url, body)
         self.state.version = offered
