@@ -21,6 +21,8 @@ from hwctl.leds import Leds
 
 INFO_SECONDS = 30.0  # how long the info (or proxy) page stays before the invite comes back
 STATUS_EVERY = 60.0  # health poll for the LEDs and the status line
+UPDATE_EVERY = 2.0  # the poll while an update downloads or installs, for its progress
+UPDATE_RUNNING = ("downloading", "installing")
 RECONNECT_MAX = 10.0
 UNREACHABLE_AFTER = 30.0  # only then tell it on the panel: a restart should not cost a refresh
 RESET_WAITS_FOR_RELAY = 60.0  # a reset asked for while the relay is (re)starting waits for it
@@ -32,7 +34,7 @@ class State:
     invite_url: str | None = None
     invite_addr: str | None = None
     proxy_url: str | None = None  # the relay's ss:// link while its Shadowsocks port is on
-    screen: str = "none"  # invite | info | proxy | countdown | message
+    screen: str = "none"  # invite | info | proxy | countdown | message | update
     resetting: bool = False
 
 
@@ -45,6 +47,7 @@ class Controller:
         self.client: AdminClient | None = None
         self.connected = trio.Event()
         self.info_scope = trio.CancelScope()
+        self.status_wanted = trio.Event()  # set: poll the status now, not at the next interval
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -95,7 +98,9 @@ class Controller:
 
     async def _poll_status(self) -> None:
         while True:
-            await trio.sleep(STATUS_EVERY)
+            with trio.move_on_after(UPDATE_EVERY if self.updating else STATUS_EVERY):
+                await self.status_wanted.wait()
+            self.status_wanted = trio.Event()
             await self._refresh_status()
             if self.state.screen == "invite":
                 await self._show_invite()
@@ -104,9 +109,30 @@ class Controller:
         assert self.client is not None
         self.state.status = await self.client.call("status")
         await self._leds_for_health()
+        await self._follow_update()
+
+    @property
+    def updating(self) -> bool:
+        return (self.state.status.get("update") or {}).get("state") in UPDATE_RUNNING
+
+    def update_started(self) -> None:
+        """An update was handed to the relay (USB): follow it from the next status on."""
+        self.status_wanted.set()
+
+    async def _follow_update(self) -> None:
+        """While an update runs the update screen shows its progress; its outcome stays until
+        the next button press (or the reboot into the new version)."""
+        update = self.state.status.get("update") or {}
+        phase = update.get("state")
+        if phase in UPDATE_RUNNING or (
+            phase in ("installed", "failed") and self.state.screen == "update"
+        ):
+            self.state.screen = "update"
+            await self.leds.show({"installed": "busy", "failed": "error"}.get(phase, "updating"))
+            await self.display.show(screens.render_update(self.display.size, update), "update")
 
     async def _leds_for_health(self) -> None:
-        if self.state.screen == "countdown" or self.state.resetting:
+        if self.state.screen in ("countdown", "update") or self.state.resetting:
             return
         health = self.state.status.get("health", {}).get("state", "error")
         if health == "ok" and not netinfo.has_network():

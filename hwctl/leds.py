@@ -32,6 +32,7 @@ PATTERNS = {
         Pattern("error", 100, 100, "relay unreachable or a hardware fault"),
         Pattern("reset_countdown", 50, 50, "button held: factory reset when the countdown ends"),
         Pattern("busy", 250, 750, "copying data to or from a USB drive"),
+        Pattern("updating", 1000, 250, "downloading or installing an update: keep the power on"),
         Pattern("off", 0, 0, "no power to hwctl"),
     )
 }

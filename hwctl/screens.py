@@ -222,3 +222,35 @@ def render_message(size: tuple[int, int], title: str, lines: list[str]) -> Image
     _text(draw, (6, 6), title, _font(18), BLACK)
     _text_column(image, 6, [(line, 12) for line in lines], top=34)
     return image
+
+
+UPDATE_TITLES = {
+    "downloading": "Downloading update",
+    "installing": "Installing update",
+    "installed": "Update installed",
+    "failed": "Update failed",
+}
+
+
+def render_update(size: tuple[int, int], update: dict) -> Image.Image:
+    """An update from the relay's admin status: what happens, a progress bar while it runs,
+    then the outcome (rebooting into the new version, or why it failed)."""
+    state = str(update.get("state", ""))
+    version = str(update.get("version") or "")
+    image = Image.new("1", size, WHITE)
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    _text(draw, (6, 6), UPDATE_TITLES.get(state, "Update"), _font(18), BLACK)
+    lines = [(f"Version {version}" if version else "", 12)]
+    if state in ("downloading", "installing"):
+        percent = max(0, min(100, int(update.get("progress") or 0)))
+        top, bottom = h // 2, h // 2 + 14
+        draw.rectangle((6, top, w - 7, bottom), outline=BLACK, width=2)
+        draw.rectangle((8, top + 2, 8 + (w - 17) * percent // 100, bottom - 2), fill=BLACK)
+        _text(draw, (6, bottom + 4), f"{percent}%  Do not unplug the power.", _font(11), BLACK)
+    elif state == "installed":
+        lines += [("Restarting into it...", 12), ("Mail is back in a few minutes.", 12)]
+    else:
+        lines += [("The box keeps running as before.", 12), (str(update.get("message", "")), 11)]
+    _text_column(image, 6, lines, top=34)
+    return image

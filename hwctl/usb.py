@@ -1,5 +1,11 @@
 """USB drives: a RELAYDATA drive takes over the data store, a RELAYBACKUP drive gets an
-encrypted identity backup; anything else is ignored.
+encrypted identity backup, a RELAYUPDATE drive's update bundle is installed; anything else is
+ignored.
+
+An update: the drive is mounted read-only, its one `*.raucb` copied (size bounded) into the
+relay's update folder and given to the relay's user (RAUC leases the file, which only its owner
+may), the drive unmounted (it may be pulled from then on), and the relay asked to install it;
+the controller then follows the relay's update state on the display and the LEDs.
 
 Moving the data: the relay is stopped, the data directory copied onto the drive, every file read
 back and compared, and only then the drive is marked and chosen as /data for the next boot (the
@@ -16,14 +22,19 @@ import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import trio
 
 from hwctl import backup
+from hwctl.admin_client import AdminError
 
 DATA_LABEL = "RELAYDATA"
 BACKUP_LABEL = "RELAYBACKUP"
+UPDATE_LABEL = "RELAYUPDATE"
+MAX_BUNDLE = 1 << 30  # the relay's default [update] max_bundle_size
+STICK_BUNDLE = "update/usb.raucb"  # in the data dir; the relay takes it over from there
 RELAY_UNIT = "chatmail-relay.service"
 MARKER = ".relay-data"  # written last on a data drive: its presence means the copy is complete
 DEFAULT_SWITCH_FILE = Path("/boot/chatmail-data-device")  # read by the boot-time data mount
@@ -43,7 +54,8 @@ class Drive:
         """data, backup, or None for drives hwctl must leave alone."""
         if self.bus != "usb" or not self.fs_type:
             return None
-        return {DATA_LABEL: "data", BACKUP_LABEL: "backup"}.get(self.label.upper())
+        roles = {DATA_LABEL: "data", BACKUP_LABEL: "backup", UPDATE_LABEL: "update"}
+        return roles.get(self.label.upper())
 
 
 def drive_from_udev(device) -> Drive:
@@ -61,8 +73,9 @@ def drive_from_udev(device) -> Drive:
 class System:
     """The privileged operations, behind one small interface so tests can fake them."""
 
-    def mount(self, devnode: str, target: Path) -> None:
-        subprocess.run(["mount", "-o", "noatime", devnode, str(target)], check=True)
+    def mount(self, devnode: str, target: Path, *, read_only: bool = False) -> None:
+        options = "ro,noatime" if read_only else "noatime"
+        subprocess.run(["mount", "-o", options, devnode, str(target)], check=True)
 
     def unmount(self, target: Path) -> None:
         # Lazy: a yanked drive cannot be unmounted cleanly, but must not block us.
@@ -80,6 +93,28 @@ class System:
 
 class CopyError(Exception):
     pass
+
+
+class UpdateDriveError(Exception):
+    """What is wrong with an update drive, said for the display."""
+
+
+def take_bundle(mount: Path, data_dir: Path) -> Path:
+    """Copy the drive's one bundle into the data dir, owned by the data dir's owner."""
+    bundles = sorted(p for p in mount.glob("*.raucb") if p.is_file())
+    if len(bundles) != 1:
+        found = "no .raucb file" if not bundles else f"{len(bundles)} .raucb files"
+        raise UpdateDriveError(f"{found} on the drive")
+    if bundles[0].stat().st_size > MAX_BUNDLE:
+        raise UpdateDriveError(f"{bundles[0].name} is too big")
+    owner = data_dir.stat()
+    target = data_dir / STICK_BUNDLE
+    target.parent.mkdir(mode=0o700, exist_ok=True)
+    os.chown(target.parent, owner.st_uid, owner.st_gid)
+    with open(bundles[0], "rb") as fin, open(target, "wb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+    os.chown(target, owner.st_uid, owner.st_gid)
+    return target
 
 
 def file_digest(path: Path) -> str:
@@ -141,6 +176,8 @@ class DriveHandler:
         try:
             if drive.role == "data":
                 await self.adopt_data_drive(drive)
+            elif drive.role == "update":
+                await self.install_update(drive)
             else:
                 await self.write_backup(drive)
         finally:
@@ -193,6 +230,26 @@ class DriveHandler:
             await self.controller.notice("error", "Backup failed", [str(e)[:40]])
             return
         await self.controller.notice("healthy", "Backup written", ["Restore code:", code])
+
+    async def install_update(self, drive: Drive) -> None:
+        await self.controller.notice(
+            "updating", "Update found", ["Reading the drive...", "Do not unplug."]
+        )
+        try:
+            with tempfile.TemporaryDirectory(prefix="hwctl-usb-") as mnt:
+                mount = Path(mnt)
+                await trio.to_thread.run_sync(
+                    partial(self.system.mount, drive.devnode, mount, read_only=True)
+                )
+                try:
+                    bundle = await trio.to_thread.run_sync(take_bundle, mount, self.data_dir)
+                finally:
+                    await trio.to_thread.run_sync(self.system.unmount, mount)
+            await self.controller.admin_call("update_install", path=str(bundle))
+        except (OSError, subprocess.CalledProcessError, UpdateDriveError, AdminError) as e:
+            await self.controller.notice("error", "Update not started", [str(e)[:40]])
+            return
+        self.controller.update_started()
 
 
 async def watch_usb(controller, data_dir: Path, switch_file: Path = DEFAULT_SWITCH_FILE) -> None:

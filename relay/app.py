@@ -17,6 +17,7 @@ import trio
 from relay.config import Config
 from relay.core.accounts import Accounts
 from relay.core.admin.state import AdminState
+from relay.core.update.updater import Updater
 from relay.events import EventHub
 from relay.iroh.relay import Hub as IrohHub
 from relay.log import Logger
@@ -71,6 +72,7 @@ class App:
     # it. Answers {"applied", "restart_required", "error"}.
     reload: Callable[[], Awaitable[dict[str, Any]]] = field(default=lambda: _no_reload())
     shadowsocks: Shadowsocks = field(default_factory=Shadowsocks)  # salts seen, counters
+    update: Updater = field(default_factory=Updater)  # the one update worker and its state
     _body_budget: ByteBudget = field(default_factory=lambda: ByteBudget(0))
     _send_rate: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_send_rate))
     _new_accounts: ReloadableGCRA = field(default_factory=lambda: ReloadableGCRA(_new_account_rate))

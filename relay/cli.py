@@ -1,10 +1,11 @@
-"""The `relay` command: init, serve, check-config, config, queue, db, status, admin-token, dns,
-invite."""
+"""The `relay` command: init, serve, check-config, config, queue, db, update, status,
+admin-token, dns, invite."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -113,6 +114,19 @@ def _parser(serve: Command | None) -> argparse.ArgumentParser:
     q.add_argument("--dsn", help="connection string (default: store.dsn of the config)")
     q.add_argument("--config", type=Path)
     q.set_defaults(command=cmd_db_migrate)
+
+    p = sub.add_parser("update", help="install a signed update bundle, or see how one goes")
+    update = p.add_subparsers(required=True)
+    q = update.add_parser(
+        "install",
+        help="install a .raucb file, or what the update manifest at an https:// URL offers",
+    )
+    q.add_argument("source", metavar="PATH|URL")
+    q.add_argument("--config", type=Path)
+    q.set_defaults(command=cmd_update_install)
+    q = update.add_parser("status", help="the update state: idle, downloading, installing, ...")
+    q.add_argument("--config", type=Path)
+    q.set_defaults(command=cmd_update_status)
 
     for name, func, text in (
         ("dns", cmd_dns, "print the DNS records to set for this relay"),
@@ -299,6 +313,52 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 1
     print(status_text(status), end="")
     return 0
+
+
+UPDATE_POLL = 0.5
+
+
+def cmd_update_install(args: argparse.Namespace) -> int:
+    """Start the install on the running relay and follow it to its end."""
+    source = args.source
+    params = {"url": source} if "://" in source else {"path": str(Path(source).resolve())}
+    config = load_or_embedded(args.config)
+    try:
+        state = admin_call.call(config.data_dir, "update_install", params)
+        last = None
+        while True:
+            line = update_line(state)
+            if line != last:
+                print(line, flush=True)
+                last = line
+            if state["state"] not in ("downloading", "installing"):
+                return 0 if state["state"] in ("installed", "idle") else 1
+            time.sleep(UPDATE_POLL)
+            state = admin_call.call(config.data_dir, "update_status")
+    except (admin_call.NotRunning, admin_call.Refused, OSError, ValueError) as e:
+        print(f"relay update install: {e}", file=sys.stderr)
+        return 1
+
+
+def cmd_update_status(args: argparse.Namespace) -> int:
+    config = load_or_embedded(args.config)
+    try:
+        state = admin_call.call(config.data_dir, "update_status")
+    except (admin_call.NotRunning, admin_call.Refused, OSError, ValueError) as e:
+        print(f"relay update status: {e}", file=sys.stderr)
+        return 1
+    print(update_line(state))
+    return 0
+
+
+def update_line(state: dict[str, object]) -> str:
+    """One line for an update state: "installing 2.3 40% Checking bundle done."."""
+    parts = [str(state.get("state")), str(state.get("version") or "")]
+    if state.get("state") in ("downloading", "installing"):
+        parts += [f"{state.get('progress', 0)}%", str(state.get("step") or "")]
+    if state.get("message"):
+        parts.append(f"({state['message']})")
+    return " ".join(part for part in parts if part)
 
 
 def cmd_admin_token(args: argparse.Namespace) -> int:

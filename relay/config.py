@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
+import shlex
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -23,6 +24,7 @@ SIZE_KEY_SUFFIXES = ("_size", "_space", "_bytes_in_flight")  # these may be give
 STORE_BACKENDS = ("embedded", "postgresql")
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,63}")  # used with fullmatch
 SHADOWSOCKS_CIPHERS = ("chacha20-ietf-poly1305", "aes-256-gcm", "aes-128-gcm")
+MIN_UPDATE_INTERVAL = 3600  # an update server is asked at most hourly
 
 
 class ConfigError(Exception):
@@ -208,6 +210,18 @@ class Store:
 
 
 @dataclass(frozen=True)
+class Update:
+    """Signed RAUC update bundles (relay/core/update, docs/updates.md); url "" = no polling."""
+
+    url: str = ""  # https:// URL of the update manifest (JSON), checked every check_interval
+    check_interval: int = 86400  # seconds between checks of url, at least MIN_UPDATE_INTERVAL
+    max_bundle_size: int = 1 << 30  # a bigger download or copy is refused
+    ca_file: str = ""  # extra CA certificates trusted for url (tests, a private server)
+    reboot_command: str = "systemctl reboot"  # run after an install; the image may use tryboot
+    rauc: str = "rauc"  # the rauc binary
+
+
+@dataclass(frozen=True)
 class Config:
     mail_domain: str
     data_dir: Path
@@ -225,6 +239,7 @@ class Config:
     shadowsocks: Shadowsocks = field(default_factory=Shadowsocks)
     webimap: WebIMAP = field(default_factory=WebIMAP)
     store: Store = field(default_factory=Store)
+    update: Update = field(default_factory=Update)
     source: Path | None = None  # the file this was read from, for reloads
 
     # Cached: a Config never changes (a reload makes a new one), and every recipient of every
@@ -480,6 +495,7 @@ def _check_semantics(config: Config) -> None:
     _check_shadowsocks(config)
     _check_webimap(config.webimap)
     _check_store(config.store)
+    _check_update(config.update)
     ret = config.retention
     for name in ("delete_mails_after", "delete_large_after", "delete_inactive_users_after"):
         if getattr(ret, name) < 1:
@@ -524,6 +540,26 @@ def _check_store(store: Store) -> None:
         raise ConfigError(
             f"store.node_name: letters, digits, '.', '_' and '-' only, got {store.node_name!r}"
         )
+
+
+def _check_update(update: Update) -> None:
+    if update.url and not (update.url.startswith("https://") and len(update.url) > 8):
+        raise ConfigError(f"update.url: must be an https:// URL or empty, got {update.url!r}")
+    if update.check_interval < MIN_UPDATE_INTERVAL:
+        raise ConfigError(
+            f"update.check_interval: must be at least {MIN_UPDATE_INTERVAL} seconds,"
+            f" got {update.check_interval}"
+        )
+    if update.max_bundle_size < 1 << 20:
+        raise ConfigError("update.max_bundle_size: must be at least 1M")
+    try:
+        reboot = shlex.split(update.reboot_command)
+    except ValueError as e:
+        raise ConfigError(f"update.reboot_command: not a command line: {e}") from None
+    if not reboot:
+        raise ConfigError("update.reboot_command: must not be empty")
+    if not update.rauc.strip():
+        raise ConfigError("update.rauc: must not be empty")
 
 
 def _check_iroh(iroh: Iroh) -> None:

@@ -31,6 +31,7 @@ from relay.core.admin.reset import apply_pending_factory_reset
 from relay.core.admin.token import ensure_token
 from relay.core.push import run_push
 from relay.core.shared_secrets import sync_shared
+from relay.core.update.updater import run_update_poll
 from relay.durable import make_dirs
 from relay.imap import session as imap
 from relay.iroh.where import plain_listener_wanted as iroh_listener_wanted
@@ -70,6 +71,12 @@ async def run_turn(
     await serve_turn(app.config, app.log, task_status=task_status)
 
 
+async def run_updater(
+    app: App, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    await app.update.run(app, task_status=task_status)
+
+
 async def handle_shadowsocks(stream: trio.abc.Stream, peer: Peer, app: App, service: str) -> None:
     """A connection to the Shadowsocks port; what it asks for is served by that service here."""
     registry = app.services
@@ -97,6 +104,9 @@ SERVICES = [
     Service("push", "task", run=run_push),
     Service("acme", "task", run=run_certificate_keeper),
     Service("turn", "task", run=run_turn),
+    # Never stopped by a reload: an install must not be cut off halfway.
+    Service("update", "task", run=run_updater),
+    Service("update-poll", "task", run=run_update_poll),
     Service("iroh", "tcp", "none", web.handle, web.TOO_MANY_CONNECTIONS),
     # Beyond the per-IP cap it closes without a word, as it does for anything it refuses.
     Service("shadowsocks", "tcp", "none", handle_shadowsocks),
@@ -115,7 +125,9 @@ class Listening:
 def enabled_services(config: Config) -> dict[str, int | None]:
     """The services this configuration runs, in start order, with the port of each listener."""
     wanted: dict[str, int | None] = dict(config.listen.services())
-    wanted |= {"admin": None, "outbound": None}
+    wanted |= {"admin": None, "outbound": None, "update": None}
+    if config.update.url:
+        wanted["update-poll"] = None
     if config.push.url:
         wanted["push"] = None
     if config.tls.mode == "acme":
@@ -251,6 +263,7 @@ LIVE_SERVICES: dict[str, Callable[[Config, Config], bool]] = {
     "turn": lambda old, new: old.turn != new.turn,
     "iroh": lambda old, new: old.iroh != new.iroh,
     "shadowsocks": lambda old, new: old.shadowsocks.port != new.shadowsocks.port,
+    "update-poll": lambda old, new: old.update != new.update,
 }
 
 

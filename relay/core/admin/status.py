@@ -65,6 +65,7 @@ async def status(app: App) -> dict[str, Any]:
         "iroh": app.iroh.status(),
         "shadowsocks": app.shadowsocks.status(_port(app, "shadowsocks")),
         "ports": config.listen.services(),
+        "update": app.update.status(),
     }
 
 

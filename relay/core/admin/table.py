@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from relay.core.admin import accounts, local, records, settings, status
+from relay.core.admin import accounts, local, records, settings, status, update
 from relay.core.admin.errors import AdminError
 
 if TYPE_CHECKING:
@@ -46,8 +46,7 @@ async def _overview(app: App, body: dict[str, Any]) -> Any:
         "registration": await settings.registration(app, body),
         "jit": await settings.jit(app, body),
         "services": {
-            name: await settings.get_service(app, body, name)
-            for name in settings.SERVICE_KEYS
+            name: await settings.get_service(app, body, name) for name in settings.SERVICE_KEYS
         },
         "federation": await settings.federation(app, body),
         "settings": await settings.all_settings(app, body),
@@ -99,6 +98,8 @@ OPS = [
     Op("POST", "/admin/factory-reset", _factory_reset, name="factory_reset", local_only=True),
     Op("GET", "/admin/identity", _identity_export, name="identity_export", local_only=True),
     Op("POST", "/admin/identity", local.identity_import, name="identity_import", local_only=True),
+    Op("GET", "/admin/update", update.update_status, name="update_status"),
+    Op("POST", "/admin/update", update.update_install, name="update_install", local_only=True),
 ]
 BY_NAME = {op.name: op for op in OPS if op.name}
 
