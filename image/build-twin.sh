@@ -85,7 +85,7 @@ packages=(
     "linux-image-$arch" initramfs-tools
     python3 python3-pip
     f2fs-tools fdisk util-linux dosfstools
-    rauc
+    rauc rauc-service
     # test access only in the twin: commands through a virtio port, never on a Pi image
     qemu-guest-agent
 )
@@ -120,6 +120,9 @@ if [ -n "${RAUC_KEYRING:-}" ]; then
 else
     cp "$("$here/make-bundle.sh" --dev-keyring "$out/dev-keys")" "$root/etc/rauc/keyring.pem"
 fi
+# RAUC's example D-Bus policy lets every user install; the image has only its own
+# (overlay/usr/share/dbus-1/system.d/chatmail-rauc.conf: root and the relay).
+rm -f "$root/usr/share/dbus-1/system.d/de.pengutronix.rauc.conf"
 echo chatmail >"$root/etc/hostname"
 : >"$root/etc/machine-id"
 ln -sf /run/systemd/resolve/stub-resolv.conf "$root/etc/resolv.conf"

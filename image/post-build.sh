@@ -17,6 +17,10 @@ touch "$target/usr/lib/clock-epoch"
 # Mount points on the read-only root (the overlay's .empty files are not copied).
 mkdir -p "$target/data" "$target/boot"
 
+# RAUC's example D-Bus policy lets every user install updates; the image has only its own
+# (overlay/usr/share/dbus-1/system.d/chatmail-rauc.conf: root and the relay).
+rm -f "$target/usr/share/dbus-1/system.d/de.pengutronix.rauc.conf"
+
 # systemd-resolved's stub resolver for the relay's DNS lookups (federation, DKIM).
 ln -sf ../run/systemd/resolve/stub-resolv.conf "$target/etc/resolv.conf"
 

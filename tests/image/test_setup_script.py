@@ -183,3 +183,23 @@ def test_a_change_the_relay_would_refuse_leaves_relay_toml_as_it_was(
     assert setup.relay_config() == 0
     assert relay_toml.read_bytes() == before
     assert "acme needs a DNS name" in capsys.readouterr().err
+
+
+def test_the_relay_asks_the_system_for_the_reboot_after_an_update(
+    setup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The relay cannot reboot as its own user: its reboot command creates the file that
+    chatmail-update-reboot.path watches. An operator's own command stays."""
+    relay_toml = tmp_path / "data" / "relay" / "relay.toml"
+    with_address(monkeypatch, setup, "192.168.1.20")
+    setup.relay_config()
+    request = tmp_path / "data" / "relay" / "update" / "reboot-requested"
+    assert relay_config.load(relay_toml).update.reboot_command == f"touch {request}"
+    unit = (SCRIPT.parents[2] / "lib/systemd/system/chatmail-update-reboot.path").read_text()
+    assert "PathExists=/data/relay/update/reboot-requested" in unit.splitlines()
+
+    relay_toml.write_text(
+        relay_toml.read_text().replace(f'"touch {request}"', '"systemctl reboot"')
+    )
+    setup.relay_config()
+    assert relay_config.load(relay_toml).update.reboot_command == "systemctl reboot"
