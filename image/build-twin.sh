@@ -85,7 +85,7 @@ packages=(
     "linux-image-$arch" initramfs-tools
     python3 python3-pip
     f2fs-tools fdisk util-linux dosfstools
-    rauc rauc-service
+    rauc rauc-service squashfs-tools
     # test access only in the twin: commands through a virtio port, never on a Pi image
     qemu-guest-agent
 )

@@ -17,6 +17,17 @@ touch "$target/usr/lib/clock-epoch"
 # Mount points on the read-only root (the overlay's .empty files are not copied).
 mkdir -p "$target/data" "$target/boot"
 
+# The update keyring (docs/updates.md): the release CA's certificate from
+# CHATMAIL_RAUC_KEYRING; without it a development CA made next to the build (never in the
+# image), and the image accepts only bundles signed with that development key.
+keyring=${CHATMAIL_RAUC_KEYRING:-}
+if [ -z "$keyring" ]; then
+    here=$(cd "$(dirname "$0")" && pwd)
+    keyring=$("$here/make-bundle.sh" --dev-keyring "${BASE_DIR:-$target/..}/dev-keys")
+    echo "post-build.sh: no CHATMAIL_RAUC_KEYRING: this image trusts the development key $keyring" >&2
+fi
+install -D -m 0644 "$keyring" "$target/etc/rauc/keyring.pem"
+
 # RAUC's example D-Bus policy lets every user install updates; the image has only its own
 # (overlay/usr/share/dbus-1/system.d/chatmail-rauc.conf: root and the relay).
 rm -f "$target/usr/share/dbus-1/system.d/de.pengutronix.rauc.conf"

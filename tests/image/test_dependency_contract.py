@@ -62,9 +62,10 @@ def test_every_pi_board_runs_the_hardware_process() -> None:
 
 
 # RAUC with its D-Bus service (the relay's update code and `rauc status mark-good` talk to it)
-# and JSON output (the relay reads `rauc info` and `rauc status`); the host tool signs bundles.
+# and JSON output (the relay reads `rauc info` and `rauc status`), unsquashfs (RAUC reads a
+# bundle's manifest with it); the host tool signs bundles.
 UPDATE_OPTIONS = ("BR2_PACKAGE_RAUC", "BR2_PACKAGE_RAUC_DBUS", "BR2_PACKAGE_RAUC_JSON",
-                  "BR2_PACKAGE_HOST_RAUC")  # fmt: skip
+                  "BR2_PACKAGE_SQUASHFS", "BR2_PACKAGE_HOST_RAUC")  # fmt: skip
 
 
 def test_every_pi_board_can_update_and_try_the_new_slot_once() -> None:
