@@ -253,12 +253,14 @@ class DriveHandler:
 
 
 async def watch_usb(controller, data_dir: Path, switch_file: Path = DEFAULT_SWITCH_FILE) -> None:
-    """Follow udev partition events and hand USB drives to the DriveHandler, one at a time."""
+    """Follow udev block events and hand USB drives to the DriveHandler, one at a time: file
+    systems on a partition, and on a whole stick without a partition table (as `mkfs.vfat
+    /dev/sdX` makes them; the disk of a partitioned stick carries no file system, no role)."""
     import pyudev
 
     context = pyudev.Context()
     monitor = pyudev.Monitor.from_netlink(context)
-    monitor.filter_by("block", device_type="partition")
+    monitor.filter_by("block")
     monitor.start()
     handler = DriveHandler(controller, data_dir, System(), switch_file)
     while True:

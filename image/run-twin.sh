@@ -35,9 +35,10 @@ boot_start=$(sfdisk -d "$disk" | grep -m1 -o 'start= *[0-9]*' | tr -dc 0-9)
 fat="$disk@@$((boot_start * 512))"
 slot_in() { { mtype -i "$fat" "::$1" 2>/dev/null || true; } | sed -n 's|^os_prefix=slot-\([ab]\)/\r*$|\1|p'; }
 slot=$(slot_in chatmail-tryboot.txt)
+how=committed
 if [ -n "$slot" ]; then
     mdel -i "$fat" ::chatmail-tryboot.txt
-    echo "twin firmware: trying root slot $slot, once" >&2
+    how="tried once"
 else
     slot=$(slot_in chatmail-slot.txt)
 fi
@@ -45,6 +46,7 @@ case "$slot" in
     b) slot=B root=/dev/vda3 ;;
     *) slot=A root=/dev/vda2 ;;
 esac
+echo "twin firmware: root slot $slot ($how)" >&2
 cmdline="$(sed "s|root=/dev/vda2|root=$root|" "$dir/cmdline.txt") rauc.slot=$slot"
 case "$(cat "$dir/arch" 2>/dev/null || echo amd64)" in
     amd64) qemu=(qemu-system-x86_64) ;;
