@@ -194,6 +194,11 @@ def read_terminal_qr(text: str, workdir: Path) -> list[str]:
                     image.paste(0, (left, top, left + scale, top + scale))
     path = workdir / "terminal-qr.png"
     image.save(path)
+    return zbar_read(path)
+
+
+def zbar_read(path: Path) -> list[str]:
+    """The codes zbarimg reads in an image file, one per line."""
     result = subprocess.run(
         [require_tool("zbarimg"), "--raw", "-q", str(path)],
         capture_output=True, text=True, timeout=30,

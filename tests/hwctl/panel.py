@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import struct
-import subprocess
 from pathlib import Path
 
 from PIL import Image
 
 from hwctl import epd
 from hwctl.simpanel import picture_from_ram
-from tests.helpers import require_tool
+from tests.helpers import zbar_read
 
 
 def records(stream: bytes) -> list[tuple[str, bytes]]:
@@ -48,8 +47,4 @@ def scan(picture: Image.Image, workdir: Path) -> list[str]:
     big.paste(picture.resize((picture.width * 4, picture.height * 4), Image.NEAREST), (40, 40))
     path = workdir / "scanned.png"
     big.save(path)
-    decoded = subprocess.run(
-        [require_tool("zbarimg"), "--raw", "-q", str(path)],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
-    return decoded.stdout.split()
+    return zbar_read(path)
