@@ -63,7 +63,7 @@ def assert_linear(make: Callable[[int], object], run: Callable[[object], object]
     while n < limit and _seconds_per_run(run, make(n), 1) < MIN_RUN:
         n *= 2
     loops = max(1, int(MIN_SECONDS / _seconds_per_run(run, make(n), 1)))
-    for _attempt in range(3):  # measured again before calling it quadratic (a loaded CI box)
+    for _attempt in range(5):  # measured again before calling it quadratic (a loaded CI box)
         times = [
             _seconds_per_run(run, make(size), max(1, loops // factor))
             for size, factor in ((n, 1), (2 * n, 2), (4 * n, 4))
