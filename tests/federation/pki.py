@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,12 @@ class ScratchCA:
         )
         self.path = self.directory / "ca.pem"
         self.path.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def server_context(self, names: list[str]) -> ssl.SSLContext:
+        """A TLS server context with a certificate for `names` issued by this CA."""
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*self.issue(names))
+        return context
 
     def issue(self, names: list[str]) -> tuple[Path, Path]:
         """A server certificate for `names` (the first is the subject); returns (cert, key)."""

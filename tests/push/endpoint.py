@@ -3,7 +3,6 @@ recording every POST and answering what the test says (200, 410, 500, or hanging
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -34,9 +33,7 @@ class Endpoint:
 
     def __post_init__(self) -> None:
         self.ca = ScratchCA(self.directory)
-        cert, key = self.ca.issue(["localhost"])
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(cert, key)
+        self.context = self.ca.server_context(["localhost"])
         self.arrived = trio.Condition()
 
     @property

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import trio
 
 from relay.config import Config, Update
 from tests.helpers import make_config
+from tests.update.fileserver import FileServer
 from tests.update.raucsys import RaucSystem, start
 
 
@@ -32,3 +34,13 @@ def update_section(rauc_system: RaucSystem) -> Update:
 @pytest.fixture
 def relay_config(tmp_path: Path, update_section: Update) -> Config:
     return dataclasses.replace(make_config(tmp_path / "data"), update=update_section)
+
+
+@pytest.fixture
+async def file_server(tmp_path: Path) -> AsyncIterator[FileServer]:
+    """The local HTTPS server of manifests and bundles (tests/update/fileserver.py)."""
+    server = FileServer(tmp_path / "web")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        yield server
+        nursery.cancel_scope.cancel()

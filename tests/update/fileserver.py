@@ -3,7 +3,6 @@ answers 404 for anything else; records each requested path."""
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,9 +21,7 @@ class FileServer:
 
     def __post_init__(self) -> None:
         self.ca = ScratchCA(self.directory)
-        cert, key = self.ca.issue(["localhost"])
-        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self.context.load_cert_chain(cert, key)
+        self.context = self.ca.server_context(["localhost"])
 
     def url(self, path: str) -> str:
         return f"https://localhost:{self.port}{path}"

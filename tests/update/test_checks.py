@@ -4,7 +4,6 @@ the local HTTPS file server."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -54,38 +53,29 @@ def test_manifests_are_checked() -> None:
             parse_manifest(url, body)
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[FileServer]:
-    server = FileServer(tmp_path / "web")
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        yield server
-        nursery.cancel_scope.cancel()
-
-
-async def test_downloads_are_bounded_and_checked(server: FileServer, tmp_path: Path) -> None:
+async def test_downloads_are_bounded_and_checked(file_server: FileServer, tmp_path: Path) -> None:
     data = bytes(range(256)) * 4096  # 1 MiB
-    server.files["/b.raucb"] = data
-    ca = str(server.ca.path)
+    file_server.files["/b.raucb"] = data
+    ca = str(file_server.ca.path)
     target = tmp_path / "b.raucb"
     seen: list[tuple[int, int | None]] = []
     got = await fetch_to_file(
-        server.url("/b.raucb"), ca, len(data), target, lambda d, t: seen.append((d, t))
+        file_server.url("/b.raucb"), ca, len(data), target, lambda d, t: seen.append((d, t))
     )
     assert got == hashlib.sha256(data).hexdigest() and target.read_bytes() == data
     assert seen[-1] == (len(data), len(data))
     with pytest.raises(DownloadError, match="is more than 1000"):
-        await fetch_to_file(server.url("/b.raucb"), ca, 1000, target, lambda d, t: None)
+        await fetch_to_file(file_server.url("/b.raucb"), ca, 1000, target, lambda d, t: None)
     with pytest.raises(DownloadError, match="HTTP 404"):
-        await fetch_bytes(server.url("/missing.json"), ca, 1000)
+        await fetch_bytes(file_server.url("/missing.json"), ca, 1000)
     with pytest.raises(DownloadError, match="certificate verify failed"):
-        await fetch_bytes(server.url("/b.raucb"), "", len(data))  # not in the system store
+        await fetch_bytes(file_server.url("/b.raucb"), "", len(data))  # not in the system store
     with pytest.raises(DownloadError, match="not an https:// URL"):
-        await fetch_bytes(f"http://localhost:{server.port}/b.raucb", ca, len(data))
+        await fetch_bytes(f"http://localhost:{file_server.port}/b.raucb", ca, len(data))
 
 
 async def test_a_silent_server_times_out(
-    server: FileServer, monkeypatch: pytest.MonkeyPatch
+    file_server: FileServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(download, "IDLE_TIMEOUT", 0.5)
     listener = await trio.open_tcp_listeners(0, host="127.0.0.1")
@@ -93,11 +83,11 @@ async def test_a_silent_server_times_out(
     async with trio.open_nursery() as nursery:
 
         async def hold(stream: trio.SocketStream) -> None:
-            tls = trio.SSLStream(stream, server.context, server_side=True)
+            tls = trio.SSLStream(stream, file_server.context, server_side=True)
             await tls.do_handshake()
             await trio.sleep_forever()
 
         nursery.start_soon(trio.serve_listeners, hold, listener)
         with trio.fail_after(10), pytest.raises(DownloadError, match="timed out"):
-            await fetch_bytes(f"https://localhost:{port}/m.json", str(server.ca.path), 1000)
+            await fetch_bytes(f"https://localhost:{port}/m.json", str(file_server.ca.path), 1000)
         nursery.cancel_scope.cancel()

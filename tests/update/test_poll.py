@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,15 +15,6 @@ from relay.config import Update
 from tests.helpers import RelayServer
 from tests.update.fileserver import FileServer
 from tests.update.raucsys import RaucSystem
-
-
-@pytest.fixture
-async def file_server(tmp_path: Path) -> AsyncIterator[FileServer]:
-    server = FileServer(tmp_path / "web")
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        yield server
-        nursery.cancel_scope.cancel()
 
 
 @pytest.fixture
