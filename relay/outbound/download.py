@@ -16,6 +16,7 @@ import h11
 import trio
 
 from relay.outbound.connect import TransportError, client_context, open_connection, start_tls
+from relay.outbound.http_client import host_header
 
 IDLE_TIMEOUT = 60.0  # seconds without a byte from the server
 MAX_REDIRECTS = 5
@@ -87,7 +88,6 @@ async def _get_once(
         raise DownloadError(f"{url}: not an https:// URL")
     host, port = parts.hostname, parts.port or 443
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    name = f"[{host}]" if ":" in host else host
     try:
         stream = await start_tls(
             await open_connection((host,), port), client_context(True, ca_file), host
@@ -96,7 +96,7 @@ async def _get_once(
         raise DownloadError(f"{url}: {e}") from None
     try:
         conn = h11.Connection(our_role=h11.CLIENT)
-        headers = [("Host", name if port == 443 else f"{name}:{port}"), ("Connection", "close")]
+        headers = [("Host", host_header(host, port)), ("Connection", "close")]
         await stream.send_all(
             conn.send(h11.Request(method="GET", target=target, headers=headers))
             + conn.send(h11.EndOfMessage())

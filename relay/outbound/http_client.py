@@ -56,7 +56,7 @@ async def post_mxdeliv(
     with trio.move_on_after(REQUEST_TIMEOUT):
         stream = await start_tls(await open_connection(addresses, port), ctx, host)
         try:
-            return await _exchange(stream, _host_header(host, port), sender, recipients, body)
+            return await _exchange(stream, host_header(host, port), sender, recipients, body)
         except (trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError) as e:
             raise TransportError(f"HTTPS to {host}: {e or type(e).__name__}") from None
         finally:
@@ -64,7 +64,8 @@ async def post_mxdeliv(
     raise TransportError(f"HTTPS to {host}: no answer within {REQUEST_TIMEOUT:.0f} s")
 
 
-def _host_header(host: str, port: int) -> str:
+def host_header(host: str, port: int) -> str:
+    """The Host header for host:port (an IPv6 literal bracketed, port 443 left out)."""
     name = f"[{host}]" if ":" in host else host
     return name if port == 443 else f"{name}:{port}"
 
