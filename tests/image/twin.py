@@ -167,14 +167,26 @@ class Twin:
         return reply
 
     def wait_ready(self, timeout: float = 300) -> float:
-        """Wait for the relay's SMTP greeting; returns seconds since QEMU started."""
+        """Wait until every service of the relay listens; returns the seconds from QEMU's start
+        to the first SMTP greeting (the boot figure)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self._check_alive()
             if self.banner(25, timeout=5).startswith(b"220"):
-                return time.monotonic() - self.started_at
+                greeted = time.monotonic() - self.started_at
+                self.wait_relay_active(max(deadline - time.monotonic(), 60))
+                return greeted
             time.sleep(1)
         raise TimeoutError(f"relay not answering SMTP after {timeout}s\n{self.diagnostics()}")
+
+    def wait_relay_active(self, timeout: float = 120) -> None:
+        """Wait for the relay's READY=1, sent once all its listeners are open: SMTP starts
+        first, so its greeting can come seconds before IMAP listens on an emulated machine."""
+        deadline = time.monotonic() + timeout
+        while self.run("systemctl is-active chatmail-relay").stdout.strip() != "active":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"relay not active after {timeout}s\n{self.diagnostics()}")
+            time.sleep(2)
 
     def plug_usb_stick(self, image: Path) -> None:
         """Plug a USB stick holding `image` into the running machine (QMP hot-plug)."""
