@@ -23,8 +23,12 @@ INFO_SECONDS = 30.0  # how long the info (or proxy) page stays before the invite
 STATUS_EVERY = 60.0  # health poll for the LEDs and the status line
 UPDATE_EVERY = 2.0  # the poll while an update downloads or installs, for its progress
 UPDATE_RUNNING = ("downloading", "installing")
+UPDATE_OUTCOMES = ("installed", "failed", "rolled-back")
+UPDATE_LEDS = {"installed": "busy", "failed": "error", "rolled-back": "degraded"}
 RECONNECT_MAX = 10.0
 UNREACHABLE_AFTER = 30.0  # only then tell it on the panel: a restart should not cost a refresh
+START_REFUSED = "start-refused.txt"  # in the relay's data directory, beside admin.sock
+MAX_NOTE_LINES, MAX_NOTE_LINE = 4, 60
 RESET_WAITS_FOR_RELAY = 60.0  # a reset asked for while the relay is (re)starting waits for it
 
 
@@ -36,6 +40,7 @@ class State:
     proxy_url: str | None = None  # the relay's ss:// link while its Shadowsocks port is on
     screen: str = "none"  # invite | info | proxy | countdown | message | update
     resetting: bool = False
+    rollback_shown: bool = False  # the relay's news of a rolled-back update, shown once
 
 
 class Controller:
@@ -90,9 +95,7 @@ class Controller:
             if not self.state.resetting:
                 await self.leds.show("error")
                 if time.monotonic() - down_since > UNREACHABLE_AFTER:
-                    await self._show_message(
-                        "Relay not running", ["Mail is not being served.", "Retrying..."]
-                    )
+                    await self._show_relay_down()
             await trio.sleep(backoff)
             backoff = min(RECONNECT_MAX, backoff * 2)
 
@@ -121,14 +124,17 @@ class Controller:
 
     async def _follow_update(self) -> None:
         """While an update runs the update screen shows its progress; its outcome stays until
-        the next button press (or the reboot into the new version)."""
+        the next button press (or the reboot into the new version). An update the relay found
+        rolled back at its start is shown the same way, once."""
         update = self.state.status.get("update") or {}
         phase = update.get("state")
+        news = phase == "rolled-back" and not self.state.rollback_shown
         if phase in UPDATE_RUNNING or (
-            phase in ("installed", "failed") and self.state.screen == "update"
+            phase in UPDATE_OUTCOMES and (self.state.screen == "update" or news)
         ):
+            self.state.rollback_shown |= news
             self.state.screen = "update"
-            await self.leds.show({"installed": "busy", "failed": "error"}.get(phase, "updating"))
+            await self.leds.show(UPDATE_LEDS.get(phase, "updating"))
             await self.display.show(screens.render_update(self.display.size, update), "update")
 
     async def _leds_for_health(self) -> None:
@@ -232,6 +238,19 @@ class Controller:
         if self.client is None:
             raise AdminError("relay not connected")
         return await self.client.call(method, **params)
+
+    async def _show_relay_down(self) -> None:
+        """Why mail is not served: the relay's own words when it refused to start (its
+        start-refused.txt, relay/start_refusal.py), else that it is being retried."""
+        try:
+            note = (self.admin_path.parent / START_REFUSED).read_text(errors="replace")
+        except OSError:
+            await self._show_message(
+                "Relay not running", ["Mail is not being served.", "Retrying..."]
+            )
+            return
+        lines = [line[:MAX_NOTE_LINE] for line in note.splitlines()[:MAX_NOTE_LINES]]
+        await self._show_message("Relay stopped", lines)
 
     async def _back_to_invite(self, scope: trio.CancelScope) -> None:
         with scope:

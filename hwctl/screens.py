@@ -229,12 +229,14 @@ UPDATE_TITLES = {
     "installing": "Installing update",
     "installed": "Update installed",
     "failed": "Update failed",
+    "rolled-back": "Update rolled back",
 }
 
 
 def render_update(size: tuple[int, int], update: dict) -> Image.Image:
     """An update from the relay's admin status: what happens, a progress bar while it runs,
-    then the outcome (rebooting into the new version, or why it failed)."""
+    then the outcome (rebooting into the new version, why it failed, or that it was rolled
+    back)."""
     state = str(update.get("state", ""))
     version = str(update.get("version") or "")
     image = Image.new("1", size, WHITE)
@@ -250,6 +252,9 @@ def render_update(size: tuple[int, int], update: dict) -> Image.Image:
         _text(draw, (6, bottom + 4), f"{percent}%  Do not unplug the power.", _font(11), BLACK)
     elif state == "installed":
         lines += [("Restarting into it...", 12), ("Mail is back in a few minutes.", 12)]
+    elif state == "rolled-back":
+        lines += [("It did not start well, so the box", 12), ("went back to the version before.", 12),
+                  ("Nothing was lost.", 12)]  # fmt: skip
     else:
         lines += [("The box keeps running as before.", 12), (str(update.get("message", "")), 11)]
     _text_column(image, 6, lines, top=34)

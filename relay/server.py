@@ -42,7 +42,10 @@ from relay.outbound import run_outbound
 from relay.services import Service, ServiceRegistry
 from relay.shadowsocks import service as shadowsocks
 from relay.smtp import session as smtp
+from relay.start_refusal import clear as clear_start_refusal
+from relay.start_refusal import refuse as refuse_start
 from relay.store import open_store
+from relay.store.compat import StoreTooNew
 from relay.tls import TLSError, TLSManager
 from relay.turn.service import built_in_wanted, serve_turn
 from relay.web import server as web
@@ -181,6 +184,7 @@ async def _serve(
         log.warning("factory-reset-applied", data_dir=config.data_dir)
     tls = TLSManager(config)
     async with open_store(config, log) as store, trio.open_nursery() as nursery:
+        clear_start_refusal(config.data_dir)  # the store it refused opens now
         app = running.app = App(config=config, store=store, tls=tls, log=log)
         registry = app.services = ServiceRegistry(app, nursery, SERVICES)
         app.reload = partial(reload, app)
@@ -316,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    restart = True
+    restart, exit_status = True, 0
     while restart:  # a factory reset or restored identity restarts the relay in-process
         config = cli.load_or_embedded(args.config)
         log = Logger(no_log=config.privacy.no_log)
@@ -330,7 +334,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         except* RestartRequested:
             log.warning("restarting")
             restart = True
-    return 0
+        except* StoreTooNew as refused:
+            too_new = refused.exceptions[0]
+            assert isinstance(too_new, StoreTooNew)
+            exit_status = refuse_start(config.data_dir, str(too_new), too_new.panel)
+    return exit_status
 
 
 class _OnReady(trio.TaskStatus[Listening]):

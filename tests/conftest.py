@@ -8,15 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import trio
 
 from relay.config import Config
-from relay.log import Logger
-from tests.helpers import (
-    RelayServer,
-    in_ci,
-    make_config,
-)
+from tests.helpers import RelayServer, in_ci, make_config, serving
 
 pytest_plugins = ["tests.pg"]  # the pg_server and pg_dsn fixtures
 STORE_BACKENDS = ("embedded", "postgresql")
@@ -85,14 +79,6 @@ def relay_config(tmp_path: Path) -> Config:
 @pytest.fixture
 async def relay_server(relay_config: Config) -> AsyncIterator[RelayServer]:
     """A relay serving every listener in this test's trio loop."""
-    from relay.server import serve
-
-    async with trio.open_nursery() as nursery:
-        listening = await nursery.start(
-            lambda task_status: serve(
-                relay_config, log=Logger(level="warning"), task_status=task_status
-            )
-        )
-        yield RelayServer(config=relay_config, app=listening.app)
-        nursery.cancel_scope.cancel()
+    async with serving(relay_config) as relay:
+        yield relay
 

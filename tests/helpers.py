@@ -10,6 +10,8 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from relay import config as config_mod
 from relay.app import App
 from relay.config import Config, Iroh, Listen, Push, Turn
 from relay.core.passwords import hash_password
+from relay.log import Logger
 from relay.store import Delivery, DeliveryOutcome, MailStore
 
 SERVICES = ("smtp", "submissions", "submission", "imaps", "imap", "https", "http")
@@ -98,6 +101,19 @@ class Reachable:
 class RelayServer(Reachable):
     config: Config
     app: App
+
+
+@asynccontextmanager
+async def serving(config: Config) -> AsyncIterator[RelayServer]:
+    """A relay serving every listener in the caller's trio loop, stopped at the end."""
+    from relay.server import serve
+
+    async with trio.open_nursery() as nursery:
+        listening = await nursery.start(
+            lambda task_status: serve(config, log=Logger(level="warning"), task_status=task_status)
+        )
+        yield RelayServer(config=config, app=listening.app)
+        nursery.cancel_scope.cancel()
 
 
 @dataclass

@@ -228,3 +228,28 @@ async def test_a_stopped_relay_can_start_again_in_the_same_process(tmp_path: Pat
                 snapshot = await store.snapshot(addr, "INBOX")
                 assert len(snapshot.messages) == 1  # closed cleanly, reopened with its data
             nursery.cancel_scope.cancel()
+
+
+def test_a_store_from_a_newer_relay_is_refused_with_a_reason_and_no_restart_asked(
+    tmp_path: Path,
+) -> None:
+    """After a rolled-back update whose store this version cannot read (relay/store/compat.py):
+    a clear reason on stderr and for the panel, and exit 65, which the appliance's unit does not
+    restart; a start that succeeds again removes the panel's note."""
+    config = make_config(tmp_path / "data")
+    stop_relay_process(start_relay_process(config, tmp_path / "relay.toml"))  # the store exists
+    marker = config.data_dir / "store" / "FORMAT"
+    marker.write_text('{"format": 99, "readable_by": 98}')
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "relay", "serve", "--config", str(tmp_path / "relay.toml")],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert refused.returncode == 65, refused.stderr
+    assert "written by a newer relay (store format 99" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    note = config.data_dir / "start-refused.txt"
+    assert note.read_text().splitlines()[0] == "The data is from a newer"
+    marker.write_text('{"format": 1, "readable_by": 1}')  # the newer version took it back
+    stop_relay_process(start_relay_process(config, tmp_path / "relay.toml"))
+    assert not note.exists()

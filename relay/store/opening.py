@@ -8,7 +8,7 @@ from pathlib import Path
 
 from relay.durable import fsync_directory, make_dirs
 
-from . import index
+from . import compat, index
 from .segments import SegmentLog
 from .types import StoreError
 from .writer import Database
@@ -29,7 +29,9 @@ def lock_directory(directory: Path) -> int:
 
 
 def recover(directory: Path, segment_size: int) -> tuple[Database, SegmentLog, int, int]:
-    """Open the index and the log, and apply every complete batch the index has not seen."""
+    """Open the index and the log, and apply every complete batch the index has not seen;
+    refuses (StoreTooNew) a store a newer relay wrote in a format this one cannot read."""
+    compat.claim(directory)
     conn = index.connect(directory / "index.sqlite")
     fsync_directory(directory)  # SQLite syncs the directory for its journals, not the database
     seglog = SegmentLog(directory / "segments", segment_size=segment_size)

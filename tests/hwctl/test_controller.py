@@ -10,13 +10,14 @@ from pathlib import Path
 import trio
 
 from hwctl import controller as controller_mod
-from hwctl import epd
+from hwctl import epd, screens
 from hwctl.controller import Controller
 from hwctl.display import Display, PngBackend
 from hwctl.leds import Leds, SimLed
 from relay import admin
 from relay.config import Shadowsocks
 from relay.core.admin import status as admin_status
+from relay.core.update.updater import UpdateState
 from relay.shadowsocks.link import proxy_url
 from tests.helpers import free_ports, require_tool
 from tests.hwctl.fakes import running_app
@@ -158,3 +159,51 @@ async def test_without_shadowsocks_a_second_press_keeps_the_info_page(tmp_path) 
             await trio.sleep(0.3)
             assert display.current[1] == "info" and ctl.state.proxy_url is None
             nursery.cancel_scope.cancel()
+
+
+async def test_a_rolled_back_update_is_shown_once_until_a_press(tmp_path, monkeypatch) -> None:
+    """The relay started on the old slot after a failed try says so (relay/core/update/trial.py);
+    the panel shows it instead of the invite, with the LED on degraded, until someone presses."""
+    monkeypatch.setattr(controller_mod, "INFO_SECONDS", 0.5)
+    async with running_app(tmp_path) as app:
+        app.update.state = UpdateState(
+            state="rolled-back", version="1.0.1", message="1.0.1 did not come up healthy"
+        )
+        ctl, display, led = setup(app, tmp_path)
+        levels_send, levels = trio.open_memory_channel(8)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(admin.serve_admin, app, ctl.admin_path)
+            nursery.start_soon(ctl.run, levels)
+            await wait_until(lambda: display.current and display.current[1] == "update")
+            expected = screens.render_update(display.size, app.update.status())
+            assert display.current[0].tobytes() == expected.tobytes()
+            assert patterns(led)[-1] == "degraded"
+            await press(levels_send)
+            await wait_until(lambda: screens_drawn(tmp_path)[-2:] == ["info", "invite"])
+            ctl.update_started()  # another status poll: the news is not shown a second time
+            await trio.sleep(0.5)
+            assert display.current[1] == "invite"
+            assert patterns(led)[-1] == "healthy"
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_relay_that_refused_to_start_is_explained_on_the_panel(
+    tmp_path, monkeypatch
+) -> None:
+    """No relay answers, and it left its reason (relay/start_refusal.py): the panel says that,
+    not only that it is being retried."""
+    monkeypatch.setattr(controller_mod, "UNREACHABLE_AFTER", 0.0)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    lines = ["The data is from a newer", "version of the relay.", "Nothing was changed."]
+    (data_dir / "start-refused.txt").write_text("".join(f"{line}\n" for line in lines))
+    display = Display(PngBackend(tmp_path / "frames", epd.PANELS["2in13_v4"]))
+    led = SimLed()
+    ctl = Controller(data_dir / "admin.sock", display, Leds([led]))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ctl.run, trio.open_memory_channel(1)[1])
+        await wait_until(lambda: display.current and display.current[1] == "message")
+        expected = screens.render_message(display.size, "Relay stopped", lines)
+        assert display.current[0].tobytes() == expected.tobytes()
+        assert patterns(led)[-1] == "error"
+        nursery.cancel_scope.cancel()

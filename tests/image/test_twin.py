@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import imaplib
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -124,6 +125,36 @@ def wait_for_new_identity(twin: Twin, old: str) -> None:
             break
         assert time.monotonic() < deadline, twin.diagnostics()
         time.sleep(3)
+    twin.wait_relay_active(BOOT_TIMEOUT)
+
+
+def test_a_store_it_cannot_read_stops_the_relay_without_a_reboot_loop(twin: Twin) -> None:
+    """A relay on data a newer version made unreadable to it (after a rollback: both slots share
+    /data) exits 65 (relay/start_refusal.py); the unit does not restart it, so its start limit
+    does not reboot the box into the same refusal again and again."""
+    marker = "/data/relay/store/FORMAT"
+    saved = twin.check(f"cat {marker}")
+    too_new = json.dumps({"format": 99, "readable_by": 98})
+    twin.check(f"echo '{too_new}' > {marker}")
+    twin.run("systemctl restart --no-block chatmail-relay")
+
+    def state() -> tuple[str, ...]:
+        return tuple(
+            twin.check(f"systemctl show -P {name} chatmail-relay").strip()
+            for name in ("ActiveState", "ExecMainStatus", "NRestarts")
+        )
+
+    deadline = time.monotonic() + 120
+    while state()[:2] != ("failed", "65"):
+        assert time.monotonic() < deadline, f"{state()}\n{twin.diagnostics()}"
+        time.sleep(2)
+    stopped = state()
+    time.sleep(10)  # RestartSec is 3 s: a restart would have come
+    assert state() == stopped
+    journal = twin.check("journalctl -b -u chatmail-relay -n 50 --no-pager")
+    assert "written by a newer relay (store format 99" in journal
+    twin.check(f"printf '%s' '{saved}' > {marker}")  # the newer version's data taken back
+    twin.check("systemctl reset-failed chatmail-relay && systemctl start --no-block chatmail-relay")
     twin.wait_relay_active(BOOT_TIMEOUT)
 
 

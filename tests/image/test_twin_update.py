@@ -144,6 +144,7 @@ def test_an_update_from_a_usb_stick_runs_after_one_reboot_with_mail_intact(
     twin.plug_usb_stick(stick(tmp_path, bundle(build, tmp_path, "0.2.0")))
     reboot_by_itself(twin)  # installed into slot B, then the relay asked for the reboot
     assert (root_device(twin), version(twin)) == ("/dev/vda3", "0.2.0")
+    assert update_state(twin).startswith("updated 0.2.0")
     # The new slot commits itself once its relay is healthy; from then on every boot is B.
     wait_for(lambda: running_slot(twin) == "B", 360, "the commit of slot B", twin)
     assert [b"multipart/encrypted" in m for m in inbox(twin, addr, password)] == [True]
@@ -166,6 +167,27 @@ def test_an_update_whose_relay_cannot_start_rolls_back_by_itself(
     reboot_by_itself(twin, timeout=900)
     assert (root_device(twin), version(twin), running_slot(twin)) == ("/dev/vda3", "0.2.0", "B")
     assert len(inbox(twin, addr, password)) == 2
+    told = update_state(twin)  # the relay on the old slot says what became of 0.3.0
+    assert told.startswith("rolled-back 0.3.0") and "back on 0.2.0" in told, told
+
+
+def test_a_try_file_left_from_an_earlier_boot_is_over(twin: Twin) -> None:
+    """What the Pi firmware leaves after a failed try (it applies [tryboot] once, but keeps the
+    file): boot-slot takes the committed slot for the next boot's again; a try written in this
+    boot stays."""
+    committed = running_slot(twin)
+    other = "A" if committed == "B" else "B"
+    boot_slot = "/usr/libexec/chatmail/boot-slot"
+    mount = twin.check("/usr/libexec/chatmail/bootpart mount").strip()
+    twin.check(
+        f"printf '# boot 0-an-earlier-boot\\nos_prefix=slot-{other.lower()}/\\n'"
+        f" > {mount}/chatmail-tryboot.txt && /usr/libexec/chatmail/bootpart umount"
+    )
+    assert twin.check(f"{boot_slot} get-primary").strip() == committed
+    twin.check(f"{boot_slot} set-primary {other}")
+    assert twin.check(f"{boot_slot} get-primary").strip() == other
+    twin.check(f"{boot_slot} set-primary {committed}")
+    assert twin.check(f"{boot_slot} get-primary").strip() == committed
 
 
 def test_a_power_cut_during_an_install_leaves_the_old_slot_booting(

@@ -2,7 +2,8 @@
 
 A private D-Bus system bus (dbus-daemon with a permissive policy on a unix socket here), the
 real `rauc service` on it with a system.conf like the appliance's: two raw root slots
-rootfs.0/rootfs.1 (plain files), booted from rootfs.0 (`--override-boot-slot`), a custom
+rootfs.0/rootfs.1 (plain files), booted from rootfs.0 (`--override-boot-slot`; `boot("B")`
+restarts the service as a reboot into rootfs.1 would), a custom
 bootloader backend (a shell script keeping the primary slot and each slot's good/bad state in
 files here), and the development CA of image/make-bundle.sh as keyring. Bundles are made by
 image/make-bundle.sh itself. `rauc` is a wrapper the relay's `[update] rauc` points at: it
@@ -86,6 +87,7 @@ class RaucSystem:
     keys: Path  # the development CA and signing pair (make-bundle.sh's DEV_KEYS_DIR)
     rauc: Path  # the wrapper for [update] rauc
     reboot: Path  # the recorder for [update] reboot_command
+    bus: str  # the private system bus's address
     processes: list[subprocess.Popen[bytes]]
 
     @property
@@ -114,6 +116,29 @@ class RaucSystem:
             env=env, check=True, capture_output=True, timeout=120,
         )  # fmt: skip
         return out, root
+
+    def boot(self, bootname: str) -> None:
+        """(Re)start the RAUC service as the system booted from slot `bootname` sees it."""
+        if len(self.processes) > 1:  # the bus stays, the service of the last boot goes
+            service = self.processes.pop()
+            service.terminate()
+            service.wait(timeout=10)
+        env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": self.bus}
+        with open(self.dir / "rauc-service.log", "ab") as log:
+            self.processes.append(
+                subprocess.Popen(
+                    ["rauc", "service", f"--conf={self.dir / 'system.conf'}",
+                     f"--override-boot-slot={bootname}"],
+                    env=env, stdout=log, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+            )
+        _wait(
+            lambda: (
+                subprocess.run([str(self.rauc), "status"], capture_output=True, timeout=10)
+                .returncode == 0
+            ),
+            "rauc service did not answer on the bus",
+        )  # fmt: skip
 
     def stop(self) -> None:
         for process in reversed(self.processes):
@@ -157,12 +182,12 @@ def start(
     socket = socket or directory / "bus.socket"
     (directory / "bus.conf").write_text(bus_config(socket))
     bus = f"unix:path={socket}"
-    env = {**os.environ, "DBUS_SYSTEM_BUS_ADDRESS": bus}
     system = RaucSystem(
         dir=directory,
         keys=keys,
         rauc=directory / "rauc",
         reboot=directory / "reboot",
+        bus=bus,
         processes=[],
     )
     try:
@@ -174,30 +199,12 @@ def start(
             )  # fmt: skip
         )
         _wait(lambda: socket.exists(), "dbus-daemon did not open its socket")
-        log = open(directory / "rauc-service.log", "wb")  # noqa: SIM115 (the service keeps it)
-        system.processes.append(
-            subprocess.Popen(
-                ["rauc", "service", f"--conf={conf}", "--override-boot-slot=A"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        )
-        log.close()
         _script(
             system.rauc,
             f'#!/bin/sh\nDBUS_SYSTEM_BUS_ADDRESS="{bus}" exec rauc --conf="{conf}" "$@"\n',
         )
         _script(system.reboot, f'#!/bin/sh\necho "$@" >> "{directory}/reboots"\n')
-        _wait(
-            lambda: (
-                subprocess.run(
-                    [str(system.rauc), "status"], capture_output=True, timeout=10
-                ).returncode
-                == 0
-            ),
-            "rauc service did not answer on the bus",
-        )
+        system.boot("A")
     except BaseException:
         system.stop()
         raise

@@ -12,7 +12,9 @@ progress and message is what the admin status shows, so the display can follow. 
 2. `rauc info` checks the signature against the system's keyring and reads the manifest; the
    bundle is refused unless its compatible is the system's and its version newer than the one
    running (the booted slot's bundle, or the relay's own version on a freshly flashed card);
-3. `rauc install` writes the inactive slot and makes it the next boot; then `reboot_command`.
+3. `rauc install` writes the inactive slot and makes it the next boot; the update is recorded
+   (relay.core.update.trial), then `reboot_command` runs. The relay started after that reboot
+   says whether the update runs or was rolled back.
 
 The "update-poll" service (only while url is set) asks the manifest at start and then every
 check_interval; a manifest offering nothing newer costs no download. A failure is retried at
@@ -34,7 +36,7 @@ from urllib.parse import urljoin
 
 import trio
 
-from relay.core.update import rauc
+from relay.core.update import rauc, trial
 from relay.core.update.rauc import RaucError
 from relay.outbound.download import DownloadError, fetch_bytes, fetch_to_file
 
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
 MAX_MANIFEST = 64 * 1024
 COPY_CHUNK = 1 << 20
 REBOOT_TIMEOUT = 60.0
+OUTCOME_TIMEOUT = 30.0
 BUSY = ("downloading", "installing")
 
 
@@ -57,7 +60,8 @@ class UpdateBusy(Exception):
 
 @dataclass
 class UpdateState:
-    state: str = "idle"  # idle | downloading | installing | installed | failed
+    # idle | downloading | installing | installed | failed; after a reboot: updated | rolled-back
+    state: str = "idle"
     progress: int = 0  # percent of the current step (download, install)
     step: str = ""  # what rauc is doing now
     version: str = ""  # the bundle's (or the manifest's) version
@@ -103,6 +107,8 @@ class Updater:
 
     async def run(self, app: App, *, task_status: trio.TaskStatus[None]) -> None:
         """The worker: one update after the other, for as long as the relay runs."""
+        with trio.move_on_after(OUTCOME_TIMEOUT):  # a hung RAUC must not hold the relay back
+            await self._report_last_install(app)
         task_status.started()
         async for source in self._receive:
             try:
@@ -116,6 +122,23 @@ class Updater:
                 self._failed(app, f"internal error: {e}")
             finally:
                 _remove(_bundle_path(app))
+
+    async def _report_last_install(self, app: App) -> None:
+        """After a reboot, what became of the update installed before it (trial.py)."""
+        directory = _bundle_path(app).parent
+        tried = trial.load(directory)
+        if tried is None:
+            return
+        try:
+            system = await rauc.system_status(app.config.update.rauc)
+        except RaucError as e:
+            app.log.warning("update-outcome-unknown", error=str(e))
+            return
+        found = trial.outcome(tried, running_version(system), trial.current_boot_id())
+        self.state = UpdateState(state=found.state, version=tried.version, message=found.message)
+        if found.state == "rolled-back":
+            app.log.warning("update-rolled-back", version=tried.version)
+            trial.remove(directory)
 
     def _failed(self, app: App, message: str) -> None:
         self.state.state, self.state.message = "failed", message
@@ -173,6 +196,7 @@ class Updater:
             self.state.progress, self.state.step = percent, step
 
         await rauc.install(config.rauc, bundle, progress)
+        trial.record(bundle.parent, info.version, running_version(system))
         self.state.state, self.state.progress = "installed", 100
         self.state.message = f"{info.version} installed, rebooting into it"
         app.log.warning("update-installed", version=info.version)
