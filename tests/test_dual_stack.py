@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from relay.config import Config
-from tests.helpers import RelayServer, make_config, record_throttle_delays
+from tests.helpers import RelayServer, make_config, record_throttle_delays, serving
 from tests.smtp.session_helpers import PASSWORD, encrypted, in_thread, inbox
 
 
@@ -74,19 +74,12 @@ async def smtp_greets(host: str, port: int) -> bool:
 async def test_other_listen_addresses_answer_where_they_say(
     tmp_path: Path, addresses: list[str], answers_on: set[str]
 ) -> None:
-    from relay.log import Logger
-    from relay.server import serve
-
     config = make_config(tmp_path / "data")
     listen = dataclasses.replace(config.listen, address=addresses)
     config = dataclasses.replace(config, listen=listen)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(
-            lambda task_status: serve(config, log=Logger(level="warning"), task_status=task_status)
-        )
+    async with serving(config):
         answered = {host for host in ("127.0.0.1", "::1") if await smtp_greets(host, listen.smtp)}
-        assert answered == answers_on
-        nursery.cancel_scope.cancel()
+    assert answered == answers_on
 
 
 async def test_the_per_ip_cap_counts_a_mapped_ipv4_client_by_its_ipv4_address(

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from relay.config import Iroh, Metadata
 from relay.iroh import frames
 from relay.iroh.where import relay_url
-from tests.helpers import client_context, free_ports, make_config
+from tests.helpers import client_context, free_ports, make_config, serving
 from tests.iroh.client import RelayClient
 from tests.web.client import raw_exchange
 
@@ -128,23 +128,16 @@ async def test_oversize_frame_ends_the_connection(relay_server):
 
 
 async def test_connections_per_ip_are_capped(tmp_path):
-    from relay.log import Logger
-    from relay.server import serve
-
     (port,) = free_ports(1)
     config = make_config(tmp_path / "data", iroh=Iroh(port=port, max_connections_per_ip=2))
-    async with trio.open_nursery() as nursery:
-        listening = await nursery.start(
-            lambda task_status: serve(config, log=Logger(level="warning"), task_status=task_status)
-        )
+    async with serving(config) as relay:
         keep = [await RelayClient.connect("127.0.0.1", port) for _ in range(2)]
         with trio.fail_after(5):
-            while len(listening.app.iroh.clients) < 2:
+            while len(relay.app.iroh.clients) < 2:
                 await trio.sleep(0.01)
             third = await RelayClient.connect("127.0.0.1", port)
             assert (await third.frame()).type == frames.HEALTH
         assert keep
-        nursery.cancel_scope.cancel()
 
 
 async def test_probes(relay_server):

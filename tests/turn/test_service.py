@@ -17,6 +17,7 @@ import trio
 from relay.config import Turn
 from relay.turn import stun
 from relay.turn.credentials import SECRET_FILE, mint
+from tests.helpers import serving
 from tests.turn.util import read_turn_metadata, turn_config
 
 HOST = "127.0.0.1"
@@ -155,17 +156,8 @@ async def test_wrong_secret_and_expired_username_get_401(relay_server):
 
 
 async def test_loopback_peers_are_refused_unless_allowed(tmp_path):
-    from relay.log import Logger
-    from relay.server import serve
-
     config = turn_config(tmp_path / "data", allow_loopback_peers=False)
-    async with trio.open_nursery() as nursery:
-        listening = await nursery.start(
-            lambda task_status: serve(config, log=Logger(level="error"), task_status=task_status)
-        )
-        from tests.helpers import RelayServer
-
-        relay = RelayServer(config=config, app=listening.app)
+    async with serving(config) as relay:
         host, port, username, password = (await read_turn_metadata(relay)).decode().split(":")
         client = UdpTurnClient((host, int(port)), username, password, config.mail_domain)
         await client.bind()
@@ -186,14 +178,9 @@ async def test_loopback_peers_are_refused_unless_allowed(tmp_path):
             stun.CREATE_PERMISSION, [(stun.XOR_PEER_ADDRESS, stun.xor_address(imaps, txid))], txid
         )
         assert stun.parse_error_code(reply.get(stun.ERROR_CODE)) == 403
-        nursery.cancel_scope.cancel()
 
 
 async def test_port_off_and_external_server(tmp_path):
-    from relay.log import Logger
-    from relay.server import serve
-    from tests.helpers import RelayServer
-
     for turn, expect in (
         (Turn(port=0), None),
         (Turn(external="turn.example.org:3478", secret="north"), "turn.example.org:3478:"),
@@ -202,14 +189,10 @@ async def test_port_off_and_external_server(tmp_path):
         import dataclasses
 
         config = dataclasses.replace(config, turn=turn)
-        async with trio.open_nursery() as nursery:
-            listening = await nursery.start(
-                lambda task_status, c=config: serve(
-                    c, log=Logger(level="error"), task_status=task_status
-                )
-            )
-            assert "turn" not in listening.services.running
-            value = await read_turn_metadata(RelayServer(config=config, app=listening.app))
+        async with serving(config) as relay:
+            assert relay.app.services is not None
+            assert "turn" not in relay.app.services.running
+            value = await read_turn_metadata(relay)
             if expect is None:
                 assert value is None
             else:
@@ -221,7 +204,6 @@ async def test_port_off_and_external_server(tmp_path):
                         hmac.new(b"north", username.encode(), hashlib.sha1).digest()
                     ).decode()
                 )
-            nursery.cancel_scope.cancel()
 
 
 async def test_admin_status_reports_the_turn_server(relay_server):
