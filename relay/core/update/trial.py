@@ -68,7 +68,8 @@ def load(directory: Path) -> Trial | None:
 
 
 def remove(directory: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
+    """Gone, or left to be told once more where the data disk takes no change (read-only)."""
+    with contextlib.suppress(OSError):
         (directory / RECORD).unlink()
 
 

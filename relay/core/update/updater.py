@@ -196,7 +196,8 @@ class Updater:
             self.state.progress, self.state.step = percent, step
 
         await rauc.install(config.rauc, bundle, progress)
-        trial.record(bundle.parent, info.version, running_version(system))
+        with contextlib.suppress(OSError):  # a disk that cannot take it costs only the report
+            trial.record(bundle.parent, info.version, running_version(system))
         self.state.state, self.state.progress = "installed", 100
         self.state.message = f"{info.version} installed, rebooting into it"
         app.log.warning("update-installed", version=info.version)
