@@ -12,7 +12,8 @@ versions never see) and raises READABLE_BY only where it cannot. A relay of form
 - opens a newer store whose `readable_by` is at most FORMAT, and leaves the marker as it is;
 - refuses a store it cannot read (StoreTooNew), before it reads or writes a byte of it: an
   older relay replaying records it does not know would take them for a torn tail and cut the
-  log there. A store without a marker was made before markers: format 1.
+  log there. A store without a marker was made before markers: format 1; an empty marker (a
+  cut on a disk that lies about fsync) counts as none. Anything else unreadable is refused.
 
 The marker is written only when it changes (at an upgrade), so an idle store writes nothing.
 """
@@ -41,11 +42,18 @@ def claim(directory: Path) -> None:
     """Check that this relay may open the store in `directory`, and mark it as its own."""
     path = directory / MARKER
     try:
-        found = json.loads(path.read_bytes())
-        written, readable_by = int(found["format"]), int(found["readable_by"])
+        raw = path.read_bytes()
     except FileNotFoundError:
-        written, readable_by = 1, 1
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        raw = b""
+    except OSError as e:
+        raise StoreError(f"{path} cannot be read ({e}): the store is left as it is") from None
+    # Empty: made before markers, or its rename reached the disk and its bytes did not (a disk
+    # that lies about fsync, cut right after the marker was made).
+    unmarked = not raw.strip()
+    try:
+        found = {"format": 1, "readable_by": 1} if unmarked else json.loads(raw)
+        written, readable_by = int(found["format"]), int(found["readable_by"])
+    except (ValueError, KeyError, TypeError) as e:
         raise StoreError(f"{path} cannot be read ({e}): the store is left as it is") from None
     if readable_by > FORMAT:
         raise StoreTooNew(
@@ -54,6 +62,6 @@ def claim(directory: Path) -> None:
             " Start the newer version again (install its update once more) or restore a backup:"
             " nothing has been changed"
         )
-    if written < FORMAT or not path.exists():
+    if unmarked or written < FORMAT:
         marker = {"format": FORMAT, "readable_by": READABLE_BY}
         write_atomically(path, json.dumps(marker).encode())

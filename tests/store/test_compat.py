@@ -87,3 +87,11 @@ async def test_an_unreadable_marker_is_refused_not_overwritten(tmp_path: Path) -
     with pytest.raises(StoreError, match="FORMAT cannot be read"):
         await bodies(tmp_path / "data")
     assert (store_dir / "FORMAT").read_text() == '{"format": 3'
+
+
+async def test_an_empty_marker_counts_as_none(tmp_path: Path) -> None:
+    """What a disk that lies about fsync leaves after a cut right after the marker was made."""
+    store_dir = await a_store_with_mail(tmp_path / "data")
+    (store_dir / "FORMAT").write_bytes(b"")
+    assert await bodies(tmp_path / "data") == [b"written before the update"]
+    assert marker(store_dir) == {"format": FORMAT, "readable_by": READABLE_BY}
