@@ -42,18 +42,13 @@ def claim(directory: Path) -> None:
     """Check that this relay may open the store in `directory`, and mark it as its own."""
     path = directory / MARKER
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raw = b""
-    except OSError as e:
-        raise StoreError(f"{path} cannot be read ({e}): the store is left as it is") from None
-    # Empty: made before markers, or its rename reached the disk and its bytes did not (a disk
-    # that lies about fsync, cut right after the marker was made).
-    unmarked = not raw.strip()
-    try:
+        raw = path.read_bytes() if path.exists() else b""
+        # Empty: made before markers, or its rename reached the disk and its bytes did not (a
+        # disk that lies about fsync, cut right after the marker was made).
+        unmarked = not raw.strip()
         found = {"format": 1, "readable_by": 1} if unmarked else json.loads(raw)
         written, readable_by = int(found["format"]), int(found["readable_by"])
-    except (ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise StoreError(f"{path} cannot be read ({e}): the store is left as it is") from None
     if readable_by > FORMAT:
         raise StoreTooNew(

@@ -30,9 +30,14 @@ async def wait_until(predicate, timeout: float = 10) -> None:
 
 
 def setup(app, tmp_path: Path):
+    return controller_for(app.config.data_dir, tmp_path)
+
+
+def controller_for(data_dir: Path, tmp_path: Path):
+    """A controller of the relay whose data directory is `data_dir`, drawing PNGs in tmp_path."""
     display = Display(PngBackend(tmp_path / "frames", epd.PANELS["2in13_v4"]))
     led = SimLed()
-    ctl = Controller(app.config.data_dir / "admin.sock", display, Leds([led]))
+    ctl = Controller(data_dir / "admin.sock", display, Leds([led]))
     return ctl, display, led
 
 
@@ -197,9 +202,7 @@ async def test_a_relay_that_refused_to_start_is_explained_on_the_panel(
     data_dir.mkdir()
     lines = ["The data is from a newer", "version of the relay.", "Nothing was changed."]
     (data_dir / "start-refused.txt").write_text("".join(f"{line}\n" for line in lines))
-    display = Display(PngBackend(tmp_path / "frames", epd.PANELS["2in13_v4"]))
-    led = SimLed()
-    ctl = Controller(data_dir / "admin.sock", display, Leds([led]))
+    ctl, display, led = controller_for(data_dir, tmp_path)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ctl.run, trio.open_memory_channel(1)[1])
         await wait_until(lambda: display.current and display.current[1] == "message")
