@@ -83,10 +83,17 @@ def qmp(path: Path, command: str, arguments: dict) -> object:
         return answer["return"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Distinct host ports that were free a moment ago: bound all at once, since a port
+    bound and closed one at a time can come back from the kernel for the next one."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 class Twin:
@@ -99,7 +106,7 @@ class Twin:
         self.disk = workdir / "card.img"
         shutil.copyfile(build_dir / "disk.img", self.disk)
         os.truncate(self.disk, disk_size)
-        self.ports = {guest: free_port() for guest in GUEST_PORTS}
+        self.ports = dict(zip(GUEST_PORTS, free_ports(len(GUEST_PORTS)), strict=True))
         self.agent = GuestAgent(str(workdir / "agent.sock"))
         self.qmp_path = workdir / "qmp.sock"
         self.sticks = 0
@@ -210,7 +217,8 @@ class Twin:
         """Pull the plug: SIGKILL to QEMU, no shutdown inside the guest."""
         if self.process is None:
             return
-        os.killpg(self.process.pid, signal.SIGKILL)
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
         self.process = None
 
