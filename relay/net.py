@@ -3,7 +3,8 @@ they may take.
 
 - `Peer`: the client's address as the services see it; `peer_of()` names an IPv4 client on a
   dual-stack socket (::ffff:a.b.c.d) by its IPv4 address, so it is one client on either socket.
-- `open_listeners()`: the TCP listeners of one `[listen] address`; "::" is dual-stack.
+- `open_listeners()`: the TCP listeners of one `[listen] address`; "::" is dual-stack
+  (`serves_ipv4_too()`: unless an IPv4 address is configured besides it).
 - `Admission`: one per-IP connection cap summed over every service (SMTP, IMAP, HTTP, ...), so a
   single address cannot hold `max_connections_per_ip` connections on each of them, and the
   per-account cap of logged-in sessions.
@@ -53,14 +54,20 @@ def peer_of(sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> Peer:
     return Peer(ip=proxy_protocol.client_ip(ipaddress.ip_address(sockaddr[0])), port=sockaddr[1])
 
 
+def serves_ipv4_too(address: str, all_addresses: Sequence[str]) -> bool:
+    """Whether `address` of `[listen] address` also serves IPv4 clients: the unspecified IPv6
+    address "::" does, unless an IPv4 address is configured besides it (that one's own socket
+    serves IPv4 then, and the two would collide)."""
+    wildcard = ipaddress.ip_address(address) == ipaddress.IPv6Address("::")  # "0::0" too
+    return wildcard and all(ipaddress.ip_address(a).version == 6 for a in all_addresses)
+
+
 async def open_listeners(
     address: str, port: int, *, all_addresses: Sequence[str]
 ) -> list[trio.SocketListener]:
-    """Listen on `address`. The unspecified IPv6 address "::" takes IPv4 clients too
-    (IPV6_V6ONLY off, which trio turns on for every IPv6 socket) unless an IPv4 address is
-    configured besides it: that one's own socket serves IPv4 then, and the two would collide."""
-    wildcard = ipaddress.ip_address(address) == ipaddress.IPv6Address("::")  # "0::0" too
-    if not wildcard or any(ipaddress.ip_address(a).version == 4 for a in all_addresses):
+    """Listen on `address`; where it `serves_ipv4_too()`, one socket takes both families
+    (IPV6_V6ONLY off, which trio turns on for every IPv6 socket)."""
+    if not serves_ipv4_too(address, all_addresses):
         return await trio.open_tcp_listeners(port, host=address)
     sock = trio.socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     try:

@@ -1,4 +1,5 @@
-"""The TURN server's sockets: one UDP listener per listen address on `[turn] port`, one UDP relay
+"""The TURN server's sockets: one UDP listener per listen address on `[turn] port` (and an
+IPv4 one beside "::" where that serves IPv4 too, `udp_addresses()`), one UDP relay
 socket per allocation from `[turn] relay_ports`, all driven by one `TurnEngine` in one trio task
 per socket.
 
@@ -16,6 +17,7 @@ import ipaddress
 import random
 import socket
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import trio
 
 from relay.config import Config
 from relay.log import Logger
+from relay.net import serves_ipv4_too
 
 from .credentials import load_or_create_secret
 from .engine import Close, Limits, Send, TurnEngine
@@ -224,6 +227,14 @@ def outgoing_address(version: int) -> str | None:
             return None
 
 
+def udp_addresses(addresses: Sequence[str]) -> list[str]:
+    """The addresses TURN's UDP sockets bind. Where "::" serves IPv4 too, as it does for TCP,
+    IPv4 gets its own "0.0.0.0" socket beside the IPv6-only one: IPv4 clients then keep their
+    IPv4 source address and get an IPv4 relayed address, never a mapped ::ffff: one."""
+    extra = ["0.0.0.0"] if any(serves_ipv4_too(a, addresses) for a in addresses) else []
+    return [*addresses, *extra]
+
+
 def built_in_wanted(config: Config) -> bool:
     return config.turn.enabled and bool(config.turn.port) and not config.turn.external
 
@@ -241,7 +252,7 @@ async def serve_turn(
     socks: list[tuple[Address, trio.socket.SocketType]] = []
     port = config.turn.port
     try:
-        for address in config.listen.address:
+        for address in udp_addresses(config.listen.address):
             version = ipaddress.ip_address(address).version
             sock = trio.socket.socket(
                 socket.AF_INET if version == 4 else socket.AF_INET6, socket.SOCK_DGRAM

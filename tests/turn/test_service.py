@@ -5,8 +5,10 @@ datagrams to a UDP peer and back, by Send/Data indications and by ChannelData.""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
+import ipaddress
 import os
 import struct
 import time
@@ -31,12 +33,24 @@ def relay_config(tmp_path):
 class UdpTurnClient:
     def __init__(self, server, username: str, password: str, realm: str) -> None:
         self.server, self.username, self.password, self.realm = server, username, password, realm
-        self.sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        self.v6 = ":" in server[0]
+        family = trio.socket.AF_INET6 if self.v6 else trio.socket.AF_INET
+        self.sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
         self.nonce = b""
         self.n = 0
 
     async def bind(self) -> None:
-        await self.sock.bind((HOST, 0))
+        await self.sock.bind(("::1" if self.v6 else HOST, 0))
+
+    async def allocate(self) -> tuple[str, int]:
+        """The relayed transport address of a new UDP allocation, of the client's own family
+        (an IPv6 client asks for it: RFC 6156 makes IPv4 the default)."""
+        attrs = [(stun.REQUESTED_TRANSPORT, bytes([17, 0, 0, 0]))]
+        if self.v6:
+            attrs.append((stun.REQUESTED_ADDRESS_FAMILY, bytes([2, 0, 0, 0])))
+        reply = await self.request(stun.ALLOCATE, attrs)
+        assert reply.cls == stun.SUCCESS, reply
+        return stun.parse_xor_address(reply.get(stun.XOR_RELAYED_ADDRESS), reply.txid)
 
     def key(self) -> bytes:
         return stun.long_term_key(self.username, self.realm, self.password)
@@ -178,6 +192,19 @@ async def test_loopback_peers_are_refused_unless_allowed(tmp_path):
             stun.CREATE_PERMISSION, [(stun.XOR_PEER_ADDRESS, stun.xor_address(imaps, txid))], txid
         )
         assert stun.parse_error_code(reply.get(stun.ERROR_CODE)) == 403
+
+
+async def test_the_ipv6_wildcard_takes_ipv4_clients_as_the_tcp_services_do(tmp_path):
+    config = turn_config(tmp_path / "data")
+    config = dataclasses.replace(config, listen=dataclasses.replace(config.listen, address=["::"]))
+    async with serving(config) as relay:
+        _, port, username, password = (await read_turn_metadata(relay)).decode().split(":")
+        for host in (HOST, "::1"):
+            client = UdpTurnClient((host, int(port)), username, password, config.mail_domain)
+            await client.bind()
+            relayed_host, _ = await client.allocate()
+            assert ipaddress.ip_address(relayed_host).version == (6 if client.v6 else 4)
+            client.sock.close()
 
 
 async def test_port_off_and_external_server(tmp_path):
