@@ -1,5 +1,5 @@
 """mDNS announcements: <hostname>.local plus the invite page, IMAP and submission services,
-at the box's IPv4 (A) and IPv6 (AAAA) addresses.
+at the box's IPv4 (A) and IPv6 (AAAA) addresses, answered over IPv4 and IPv6 multicast.
 
 python-zeroconf's synchronous API runs its own asyncio loop in a thread, so it lives beside trio;
 its blocking calls go through trio.to_thread. Addresses are re-checked every few seconds (DHCP
@@ -52,6 +52,15 @@ class Announcement:
         return infos
 
 
+def responder() -> Zeroconf:
+    """A responder on IPv4 and IPv6 multicast (224.0.0.251 and ff02::fb), so phones that ask
+    over either find the box; IPv4 only where the kernel has no IPv6."""
+    try:
+        return Zeroconf(ip_version=IPVersion.All)
+    except OSError:
+        return Zeroconf(ip_version=IPVersion.V4Only)
+
+
 class Announcer:
     """Owns one Zeroconf instance; every method blocks (call through trio.to_thread)."""
 
@@ -67,7 +76,7 @@ class Announcer:
         # interface addresses the instance saw at start, so reusing it after a change can
         # leave it deaf. Closing the old one sends goodbyes for the stale records.
         self.close()
-        self.zc = Zeroconf(ip_version=IPVersion.V4Only)
+        self.zc = responder()
         self.infos = announcement.service_infos()
         for info in self.infos:
             self.zc.register_service(info, allow_name_change=True)

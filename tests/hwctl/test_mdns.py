@@ -1,7 +1,8 @@
 """mDNS seen from another machine: hwctl announces in one network namespace, a zeroconf browser
 in a second one (joined by a veth pair; nothing leaves this machine) resolves the services (at
 the box's IPv4 and IPv6 addresses) and the host name, sees the re-announcement after an address
-change, and the goodbyes at shutdown.
+change, and the goodbyes at shutdown. A second browser asks over IPv6 multicast only, as a phone
+on an IPv6-only network does.
 """
 
 from __future__ import annotations
@@ -30,11 +31,15 @@ NET6 = "fd77:251:77::"  # the same, for IPv6 (a unique local prefix)
 
 BROWSER = r"""
 import json, sys, time
-from zeroconf import AddressResolverIPv4, IPVersion, ServiceBrowser, ServiceStateChange, Zeroconf
+from zeroconf import (
+    AddressResolverIPv4, AddressResolverIPv6, IPVersion, ServiceBrowser, ServiceStateChange,
+    Zeroconf,
+)
 
-host, duration = sys.argv[1], float(sys.argv[2])
+host, duration, version = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 types = ["_http._tcp.local.", "_imaps._tcp.local.", "_submissions._tcp.local."]
-zc = Zeroconf(ip_version=IPVersion.V4Only)
+zc = Zeroconf(ip_version=IPVersion.V6Only if version == "6" else IPVersion.V4Only)
+Resolver = AddressResolverIPv6 if version == "6" else AddressResolverIPv4
 seen = []
 
 def on_change(zeroconf, service_type, name, state_change):
@@ -55,7 +60,7 @@ while time.monotonic() < end:
                 record.update(addresses=info.parsed_addresses(), port=info.port,
                               server=info.server, txt=props)
         print(json.dumps(record), flush=True)
-    resolver = AddressResolverIPv4(host + ".local.")
+    resolver = Resolver(host + ".local.")
     if resolver.request(zc, 1000):
         addresses = sorted(resolver.parsed_addresses())
         if addresses != last.get("host"):
@@ -100,6 +105,18 @@ def reader(proc: subprocess.Popen, out: queue.Queue) -> None:
         out.put(json.loads(line))
 
 
+def browse(namespace: str, hostname: str, version: str, procs: list) -> queue.Queue:
+    """A browser over IPv4 or IPv6 multicast in `namespace`; its events arrive on the queue."""
+    command = [sys.executable, "-c", BROWSER, hostname, "90", version]
+    browser = subprocess.Popen(
+        ["ip", "netns", "exec", namespace, *command], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    procs.append(browser)
+    out: queue.Queue = queue.Queue()
+    threading.Thread(target=reader, args=(browser, out), daemon=True).start()
+    return out
+
+
 def wait_events(out: queue.Queue, seen: list[dict], predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate(seen):
@@ -135,16 +152,9 @@ def test_browser_in_another_namespace_resolves_services_host_and_changes(
         hwctl_cmd += ["--admin-socket", str(sock), "--mdns", "--hostname", hostname]
         hwctl = subprocess.Popen(["ip", "netns", "exec", ns_box, *hwctl_cmd], cwd=ROOT)
         procs.append(hwctl)
-        browser = subprocess.Popen(
-            ["ip", "netns", "exec", ns_phone, sys.executable, "-c", BROWSER, hostname, "90"],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        procs.append(browser)
-        out: queue.Queue = queue.Queue()
-        threading.Thread(target=reader, args=(browser, out), daemon=True).start()
+        out, out6 = (browse(ns_phone, hostname, version, procs) for version in "46")
         seen: list[dict] = []
+        seen6: list[dict] = []
 
         def resolved(address: str):
             def check(events: list[dict]) -> bool:
@@ -158,6 +168,10 @@ def test_browser_in_another_namespace_resolves_services_host_and_changes(
         # ...at the box's IPv6 address too (AAAA), not only at its IPv4 one
         wait_events(out, seen, resolved(f"{NET6}1"), 15, "services with the IPv6 address")
         wait_events(out, seen, lambda ev: any(e["event"] == "host" for e in ev), 15, "host name")
+        # ...and to a phone that asks over IPv6 multicast only
+        wait_events(out6, seen6, resolved(f"{NET6}1"), 30, "services asked over IPv6")
+        wait_events(out6, seen6, lambda ev: any(e["event"] == "host" for e in ev), 15, "AAAA")
+        assert f"{NET6}1" in [e for e in seen6 if e["event"] == "host"][0]["addresses"]
         ports = {e["type"]: e["port"] for e in seen if "port" in e}
         assert ports == {
             "_http._tcp.local.": config.listen.http,
