@@ -81,4 +81,3 @@ async def relay_server(relay_config: Config) -> AsyncIterator[RelayServer]:
     """A relay serving every listener in this test's trio loop."""
     async with serving(relay_config) as relay:
         yield relay
-

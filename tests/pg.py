@@ -121,7 +121,10 @@ def running_server(root: Path, *, durable: bool = False) -> Iterator[PgServer]:
 
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    need(server_binaries() is not None, "PostgreSQL is not installed (tests/system-packages.txt: postgresql)")
+    need(
+        server_binaries() is not None,
+        "PostgreSQL is not installed (tests/system-packages.txt: postgresql)",
+    )
     try:
         import psycopg  # noqa: F401
     except ImportError:

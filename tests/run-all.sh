@@ -18,6 +18,7 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e '.[test,postgresql]'
 
-.venv/bin/ruff check relay hwctl tests bench
+.venv/bin/ruff check relay hwctl tests bench image
+.venv/bin/ruff format --check --quiet relay hwctl tests bench image
 .venv/bin/mypy  # relay/, configured in pyproject.toml
 exec .venv/bin/pytest "$@"

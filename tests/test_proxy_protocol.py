@@ -62,7 +62,10 @@ def v2_tcp6(src: str, sport: int, dst: str = "2001:db8::1", dport: int = 25) -> 
         (v2_tcp6("::ffff:203.0.113.9", 7), Address("203.0.113.9", 7)),
         # TLVs after the addresses (HAProxy's ALPN, unique id, ...) are skipped
         (v2_tcp4("198.51.100.7", 1) + b"", Address("198.51.100.7", 1)),
-        (v2(1, 0x11, bytes(12), tlvs=b"\x01\x00\x02h2" + b"\x05\x00\x03abc"), Address("0.0.0.0", 0)),
+        (
+            v2(1, 0x11, bytes(12), tlvs=b"\x01\x00\x02h2" + b"\x05\x00\x03abc"),
+            Address("0.0.0.0", 0),
+        ),
         (v2(0, 0x00, b""), None),  # LOCAL: a health check, no client
         (v2(0, 0x11, bytes(12)), None),  # LOCAL ignores the addresses it carries
         (v2(1, 0x00, b""), None),  # UNSPEC
@@ -70,9 +73,7 @@ def v2_tcp6(src: str, sport: int, dst: str = "2001:db8::1", dport: int = 25) -> 
         (v2(1, 0x12, bytes(12)), None),  # UDP over IPv4
     ],
 )
-def test_a_header_names_the_client_and_its_length(
-    header: bytes, source: Address | None
-) -> None:
+def test_a_header_names_the_client_and_its_length(header: bytes, source: Address | None) -> None:
     client_bytes = b"EHLO client.example\r\n"
     assert parse(header + client_bytes) == ProxyHeader(len(header), source)
 
@@ -171,7 +172,9 @@ async def smtp_via_balancer(relay_server: RelayServer) -> AsyncIterator:
         await stream.aclose()
 
 
-@pytest.mark.parametrize("make_header", [v2_tcp4, lambda ip, port: v1("TCP4", ip, BALANCER, port, 25)])
+@pytest.mark.parametrize(
+    "make_header", [v2_tcp4, lambda ip, port: v1("TCP4", ip, BALANCER, port, 25)]
+)
 async def test_the_per_ip_cap_counts_the_client_the_header_names(
     smtp_via_balancer, make_header
 ) -> None:

@@ -180,6 +180,7 @@ class DeliveryOutcome:
 @dataclass(slots=True)
 class Mailbox:
     """A mailbox row, as both backends read it (internal to the store)."""
+
     id: int
     addr: str
     name: str

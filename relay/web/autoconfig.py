@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from relay.app import App
 
 
-
 def servers(config: Config) -> list[tuple[str, str, int, str]]:
     """(direction, type, port, socketType) for every enabled client port, implicit TLS first."""
     listen = config.listen

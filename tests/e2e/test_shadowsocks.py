@@ -27,7 +27,9 @@ def relay_config(tmp_path, request):
     from relay.config import Shadowsocks
 
     (port,) = free_ports(1)
-    return make_config(tmp_path / "relay-data", shadowsocks=Shadowsocks(port=port, cipher=request.param))
+    return make_config(
+        tmp_path / "relay-data", shadowsocks=Shadowsocks(port=port, cipher=request.param)
+    )
 
 
 def admin(relay: LiveRelay, method: str) -> dict[str, Any]:

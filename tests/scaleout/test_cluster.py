@@ -199,7 +199,11 @@ async def test_a_node_killed_under_load_loses_no_acknowledged_message(cluster: C
             await wait_until(lambda: _at_least(acknowledged, killed_at + 40), timeout=60)
         finally:
             stop.set()  # the senders end with their current message
-            print(f"{len(acknowledged)} acknowledged, {len(refused)} refused:", refused[:3], refused[-2:])
+            print(
+                f"{len(acknowledged)} acknowledged, {len(refused)} refused:",
+                refused[:3],
+                refused[-2:],
+            )
 
     inbox = await trio.to_thread.run_sync(
         lambda: fetch_inbox(cluster, recipient, count=len(acknowledged))

@@ -80,7 +80,9 @@ async def test_pending_push_items_go_to_one_node(nodes: list[MailStore], clock: 
     alice = addr("alice0001")
     assert await make_account(one, alice, PASSWORD)
     await one.set_metadata(alice, "/private/devicetoken", "tok1 tok2")
-    delivery = Delivery("", (alice,), b"Subject: x\r\n\r\n", push_tokens=("/private/devicetoken", split))
+    delivery = Delivery(
+        "", (alice,), b"Subject: x\r\n\r\n", push_tokens=("/private/devicetoken", split)
+    )
     out = await one.commit_delivery(delivery)
     assert sorted(item.token for item in out.push) == ["tok1", "tok2"]
     # the delivering node sends them; another node starting up does not take them over
@@ -120,7 +122,9 @@ async def test_expiry_runs_only_on_the_node_holding_the_lock(
     assert (await two.expire()).messages == 1
 
 
-async def test_a_lost_listen_connection_wakes_every_watcher(nodes: list[MailStore], pg_dsn: str) -> None:
+async def test_a_lost_listen_connection_wakes_every_watcher(
+    nodes: list[MailStore], pg_dsn: str
+) -> None:
     import psycopg
 
     one, _ = nodes

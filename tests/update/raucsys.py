@@ -127,9 +127,15 @@ class RaucSystem:
         with open(self.dir / "rauc-service.log", "ab") as log:
             self.processes.append(
                 subprocess.Popen(
-                    ["rauc", "service", f"--conf={self.dir / 'system.conf'}",
-                     f"--override-boot-slot={bootname}"],
-                    env=env, stdout=log, stderr=subprocess.STDOUT,
+                    [
+                        "rauc",
+                        "service",
+                        f"--conf={self.dir / 'system.conf'}",
+                        f"--override-boot-slot={bootname}",
+                    ],
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )  # fmt: skip
             )
         _wait(

@@ -173,7 +173,9 @@ def test_a_setting_changed_live_applies_to_the_next_smtp_transaction(
             smtp.sendmail(USER, [USER], b"Subject: big\r\n\r\n" + b"x" * 4000)
     assert refused.value.smtp_code == 552
     reset = admin.ok("POST", "/admin/settings/limits.max_message_size", {"action": "reset"})
-    assert reset["value"] == Config.__dataclass_fields__["limits"].default_factory().max_message_size
+    assert (
+        reset["value"] == Config.__dataclass_fields__["limits"].default_factory().max_message_size
+    )
     assert reset["is_set"] is False
 
 
@@ -234,9 +236,10 @@ def test_quota_and_mail_purges(admin: Admin, relay: RelayProcess) -> None:
     quota = admin.ok("GET", "/admin/quota", {"username": USER})
     assert quota["used_bytes"] > 0 and quota["max_bytes"] == relay.config.limits.max_mailbox_size
     assert admin.ok("POST", "/admin/queue", {"action": "purge_read"})["messages"] == 2
-    assert admin.ok("POST", "/admin/queue", {"action": "purge_user", "username": USER})[
-        "messages"
-    ] == 1
+    assert (
+        admin.ok("POST", "/admin/queue", {"action": "purge_user", "username": USER})["messages"]
+        == 1
+    )
     imap.select("INBOX")
     assert imap.search(None, "ALL")[1] == [b""]
     imap.logout()
@@ -250,9 +253,9 @@ def test_federation_policy_and_rules(admin: Admin, relay: RelayProcess) -> None:
     assert admin.call("POST", "/admin/federation/rules", {"domain": "spam.example"})["status"] == (
         409
     )
-    assert admin.ok("DELETE", "/admin/federation/rules", {"domain": "spam.example"})[
-        "domains"
-    ] == []
+    assert (
+        admin.ok("DELETE", "/admin/federation/rules", {"domain": "spam.example"})["domains"] == []
+    )
     changed = admin.ok("POST", "/admin/settings/federation", {"enabled": False})
     assert changed["enabled"] is False
     assert "enabled = false" in relay.config_path.read_text()
@@ -316,7 +319,6 @@ def test_the_admin_socket_shares_the_table(relay: RelayProcess) -> None:
                 assert answer["result"] == {"status": "open"}
             else:
                 assert answer["result"]["applied"] is True
-
 
 
 def relay_cli(*args: str) -> subprocess.CompletedProcess[str]:

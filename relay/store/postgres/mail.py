@@ -231,8 +231,13 @@ def create_mailbox(tx: Tx, addr: str, name: str, *, subscribed: bool = True) -> 
     tx.execute(
         "INSERT INTO mailboxes(addr, name, uidvalidity, subscribed, special_use)"
         " VALUES (%s, %s, %s, %s, %s)",
-        (addr, name, tx.next_counter("uidvalidity", int(tx.now)), subscribed,
-         rules.special_use(name)),  # fmt: skip
+        (
+            addr,
+            name,
+            tx.next_counter("uidvalidity", int(tx.now)),
+            subscribed,
+            rules.special_use(name),
+        ),  # fmt: skip
     )
 
 

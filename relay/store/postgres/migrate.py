@@ -81,8 +81,16 @@ def _copy(lite: sqlite3.Connection, seglog: SegmentLog, pg: psycopg.Connection) 
         pg.execute(
             "INSERT INTO messages(mailbox, uid, body, size, date, flags, modseq, push)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-            (mailboxes[mailbox], uid, bodies.id(Location(seg, off, size)), size, date, flags,
-             modseq, push),  # fmt: skip
+            (
+                mailboxes[mailbox],
+                uid,
+                bodies.id(Location(seg, off, size)),
+                size,
+                date,
+                flags,
+                modseq,
+                push,
+            ),  # fmt: skip
         )
         copied["messages"] += 1
     for row in lite.execute("SELECT addr, key, value FROM metadata"):
@@ -95,8 +103,17 @@ def _copy(lite: sqlite3.Connection, seglog: SegmentLog, pg: psycopg.Connection) 
         pg.execute(
             "INSERT INTO queue(id, sender, recipients, body, size, created, attempts,"
             " next_attempt, last_error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (qid, sender, rcpts.split("\n"), bodies.id(Location(seg, off, size)), size, created,
-             attempts, at, error),  # fmt: skip
+            (
+                qid,
+                sender,
+                rcpts.split("\n"),
+                bodies.id(Location(seg, off, size)),
+                size,
+                created,
+                attempts,
+                at,
+                error,
+            ),  # fmt: skip
         )
         copied["queue"] += 1
     copied["bodies"] = len(bodies.ids)

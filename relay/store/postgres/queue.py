@@ -26,8 +26,15 @@ def enqueue(tx: Tx, sender: str, recipients: Sequence[str], data: bytes) -> str:
     tx.execute(
         "INSERT INTO queue(id, sender, recipients, body, size, created, next_attempt)"
         " VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (qid, sender, list(recipients), store_body(tx, data), len(data), int(tx.now),
-         int(tx.now)),  # fmt: skip
+        (
+            qid,
+            sender,
+            list(recipients),
+            store_body(tx, data),
+            len(data),
+            int(tx.now),
+            int(tx.now),
+        ),  # fmt: skip
     )
     return qid
 

@@ -70,8 +70,13 @@ class Tx:
         """pg_notify every event (the last step of an operation: delivered at commit)."""
         for addr, change in self.events:
             payload = json.dumps(
-                {"n": self.node, "a": addr, "m": change.mailbox, "k": change.kind,
-                 "u": list(change.uids)}  # fmt: skip
+                {
+                    "n": self.node,
+                    "a": addr,
+                    "m": change.mailbox,
+                    "k": change.kind,
+                    "u": list(change.uids),
+                }  # fmt: skip
             )
             if len(payload.encode()) > MAX_PAYLOAD:  # too many uids: re-read instead
                 payload = json.dumps({"n": self.node, "a": addr, "m": "", "k": "resync", "u": []})
