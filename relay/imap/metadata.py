@@ -21,6 +21,7 @@ from relay.config import Config
 from relay.core.tokens import DEVICETOKEN, add_token, clear_tokens, read_tokens, valid_token
 from relay.iroh.where import relay_url
 from relay.turn.credentials import load_or_create_secret, mint
+from relay.turn.service import ipv4_turn_address
 
 from . import respond
 from .commands import Command, GetMetadata, HandlerTable
@@ -74,14 +75,26 @@ async def turn_value(s: Session) -> str | None:
         port = services.ports.get("turn") if services is not None else None
         if not port:
             return None
-        where = f"{await turn_host(config)}:{port}"
+        host = await turn_host(config)
+        if host is None:
+            return None
+        where = f"{host}:{port}"
     secret = load_or_create_secret(config.data_dir, config.turn.secret)
     username, password = mint(secret, time.time())
     return f"{where}:{username}:{password}"
 
 
-async def turn_host(config: Config) -> str:
-    """The relay's address for TURN, IPv4 first: the client makes one ICE server per address."""
+async def turn_host(config: Config) -> str | None:
+    """The relay's address for TURN, IPv4 first: the client makes one ICE server per address.
+    Never an IPv6 literal: Delta Chat 2.65 makes ICE servers of the IPv6 addresses a name
+    resolves to, but none at all of a literal ("::1:3478:..." or "[::1]:3478:..."). A relay
+    whose address is IPv6 offers the IPv4 address TURN serves instead, or None if it serves
+    none (METADATA NIL then, and the client takes its default TURN server)."""
+    host = await _named_turn_host(config)
+    return ipv4_turn_address(config) if ":" in host else host
+
+
+async def _named_turn_host(config: Config) -> str:
     if config.turn.relay_address:
         return config.turn.relay_address
     if config.is_lan:

@@ -227,6 +227,15 @@ def outgoing_address(version: int) -> str | None:
             return None
 
 
+def ipv4_turn_address(config: Config) -> str | None:
+    """An IPv4 address the TURN port answers on, for a client that cannot use an IPv6 one."""
+    for bind in udp_addresses(config.listen.address):
+        addr = ipaddress.ip_address(bind)
+        if addr.version == 4:
+            return outgoing_address(4) if addr.is_unspecified else bind
+    return None
+
+
 def udp_addresses(addresses: Sequence[str]) -> list[str]:
     """The addresses TURN's UDP sockets bind. Where "::" serves IPv4 too, as it does for TCP,
     IPv4 gets its own "0.0.0.0" socket beside the IPv6-only one: IPv4 clients then keep their

@@ -73,3 +73,14 @@ async def test_metadata_host_is_ipv4_first(tmp_path):
     assert await turn_host(fixed) == "198.51.100.7"
     unknown = dataclasses.replace(base, mail_domain="does-not-exist.invalid")
     assert await turn_host(unknown) == "does-not-exist.invalid"
+
+
+async def test_metadata_host_is_never_an_ipv6_literal(tmp_path):
+    """Delta Chat 2.65 makes no ICE server of an IPv6 literal: an IPv6 relay offers the IPv4
+    address its TURN port answers on, or no TURN server."""
+    lan6 = Config(mail_domain="fd00::2", data_dir=tmp_path, listen=Listen(address=["::1"]))
+    assert await turn_host(lan6) is None
+    both = dataclasses.replace(lan6, listen=Listen(address=["fd00::2", "192.168.1.2"]))
+    assert await turn_host(both) == "192.168.1.2"
+    fixed6 = dataclasses.replace(both, turn=Turn(relay_address="2001:db8::7"))
+    assert await turn_host(fixed6) == "192.168.1.2"
