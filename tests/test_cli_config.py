@@ -17,7 +17,7 @@ import pytest
 from relay import cli, config_edit
 from relay import config as config_mod
 from relay.config import Config, Limits
-from tests.helpers import make_config, start_relay_process, stop_relay_process
+from tests.helpers import client_context, make_config, start_relay_process, stop_relay_process
 
 
 @pytest.fixture
@@ -195,6 +195,7 @@ def test_set_asks_a_running_relay_to_reload(
 def smtp_answer_to_a_big_message(config: Config) -> int:
     """The reply to a 4 KiB message announced with SIZE, as a peer relay would send it."""
     with smtplib.SMTP(config.listen.address[0], config.listen.smtp, timeout=10) as s:
+        s.starttls(context=client_context(config))
         s.ehlo("peer.example")
         code, _ = s.mail("alice@peer.example", ["SIZE=4096"])
         s.rset()

@@ -77,6 +77,7 @@ class SMTPEngine:
         offer_auth: bool = True,
         auth_requires_tls: bool = True,
         require_auth: bool = True,
+        require_tls: bool = False,
     ):
         self.hostname = hostname
         self.max_message_size = max_message_size
@@ -86,6 +87,9 @@ class SMTPEngine:
         self.offer_auth = offer_auth
         self.auth_requires_tls = auth_requires_tls
         self.require_auth = require_auth
+        self.require_tls = (
+            require_tls  # no mail transaction in clear text (MX: Postfix's "encrypt")
+        )
         self.state = State.COMMAND
         self.authenticated: str | None = None  # the username once AUTH succeeded
         self.helo: str | None = None
@@ -320,6 +324,8 @@ class SMTPEngine:
     def _mail(self, arg: str) -> Event | None:
         if self.helo is None:
             return self._error(503, "5.5.1 Error: send HELO/EHLO first")
+        if self.require_tls and not self.tls_active:
+            return self._error(530, "5.7.0 Must issue a STARTTLS command first")
         if self.require_auth and not self.authenticated:
             return self._error(530, "5.7.0 Authentication required")
         if self.mail_from is not None:

@@ -70,6 +70,7 @@ class Session:
             starttls=service != "submissions",
             offer_auth=self.submission,
             require_auth=self.submission,
+            require_tls=service == "smtp",  # other relays too: the official relay's "encrypt"
         )
 
     @property

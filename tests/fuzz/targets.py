@@ -167,7 +167,9 @@ def _smtp_engine(data: bytes, **options: bool) -> None:
 )
 def smtp_engine(data: bytes) -> None:
     _smtp_engine(data, tls_active=True, require_auth=True)
-    _smtp_engine(data, tls_active=False, offer_auth=False, require_auth=False)  # port 25
+    port25 = dict(offer_auth=False, require_auth=False, require_tls=True)
+    _smtp_engine(data, tls_active=False, **port25)  # before STARTTLS
+    _smtp_engine(data, tls_active=True, **port25)  # after it
 
 
 def _read_data(pieces: Iterator[bytes], max_size: int) -> tuple:

@@ -97,6 +97,7 @@ async def test_a_deep_structure_is_refused_on_port_25(relay_server: RelayServer)
 
     def send(data: bytes) -> tuple[int, bytes]:
         with smtplib.SMTP(relay_server.host, relay_server.port("smtp"), timeout=30) as smtp:
+            smtp.starttls(context=relay_server.ssl_client_context())
             smtp.ehlo("mx.example.org")
             try:
                 smtp.sendmail("mailer-daemon@[192.0.2.1]", [bob], data)

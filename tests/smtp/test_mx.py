@@ -57,6 +57,27 @@ async def test_mx_offers_starttls_but_no_auth(relay_server: RelayServer) -> None
     assert refused == (503, b"5.5.1 Error: authentication not enabled")
 
 
+async def test_mail_in_clear_text_is_refused_until_starttls(relay_server: RelayServer) -> None:
+    """As the official relay's Postfix (smtpd_tls_security_level = encrypt): other relays
+    deliver over TLS or not at all, so not even the envelope crosses the network in the clear."""
+    [bob] = await create_accounts(relay_server, "bob000001")
+
+    def run() -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+        client = smtplib.SMTP(relay_server.host, relay_server.port("smtp"), timeout=10)
+        client.ehlo("remote.example")
+        refused = client.mail(REMOTE)
+        client.starttls(context=relay_server.ssl_client_context())
+        client.ehlo("remote.example")
+        accepted = client.mail(REMOTE)
+        client.quit()
+        return refused, accepted
+
+    refused, accepted = await in_thread(run)
+    assert refused == (530, b"5.7.0 Must issue a STARTTLS command first")
+    assert accepted == (250, b"2.1.0 Ok")
+    assert await inbox(relay_server, bob) == []
+
+
 async def test_vrfy_never_tells(relay_server: RelayServer) -> None:
     [bob] = await create_accounts(relay_server, "bob000001")
     queries = [bob, addr(relay_server, "nobody001"), "wrongaddress", "echo"]
