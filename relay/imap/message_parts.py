@@ -10,17 +10,14 @@ from __future__ import annotations
 import re
 from email.header import decode_header, make_header
 from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from email.utils import parsedate_to_datetime
 
 from relay.addresses import parse_addresses
-from relay.mime import Entity, header_params, parse, split_header
+from relay.mime import Entity, header_info, header_params, parse, split_header
 
 from .fetchspec import Section
 from .searchkeys import MessageText
 
-_HEADER_PARSER = BytesHeaderParser(policy=compat32)
 _ENVELOPE_ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
 
 
@@ -221,7 +218,7 @@ def _lines(body: bytes) -> int:
 
 def message_text(data: bytes) -> MessageText:
     body_start = split_header(data)
-    info = _HEADER_PARSER.parsebytes(data[:body_start])
+    info = header_info(data[:body_start])
     headers = [(name, _decoded(str(value))) for name, value in info.items()]
     sent = None
     if info.get("date"):

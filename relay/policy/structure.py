@@ -12,10 +12,8 @@ import binascii
 import re
 from dataclasses import dataclass
 from email.message import Message
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
-from relay.mime import boundary_of
+from relay.mime import boundary_of, header_info
 
 _HEADER_NAME_RE = re.compile(rb"^[!-9;-~]+:")
 
@@ -68,7 +66,7 @@ def parse(data: bytes, *, top_level: bool = True) -> Part:
     for line in head.split(b"\r\n") if head else ():
         if not (_HEADER_NAME_RE.match(line) or line[:1] in (b" ", b"\t")) or line.isspace():
             raise MimeError("a header line is neither a field nor a continuation")
-    headers = BytesHeaderParser(policy=compat32).parsebytes(head + b"\r\n\r\n")
+    headers = header_info(head)
     if len(headers.get_all("Content-Type") or []) > 1:
         raise MimeError("more than one Content-Type field")
     return Part(headers, body)
