@@ -87,9 +87,8 @@ class SMTPEngine:
         self.offer_auth = offer_auth
         self.auth_requires_tls = auth_requires_tls
         self.require_auth = require_auth
-        self.require_tls = (
-            require_tls  # no mail transaction in clear text (MX: Postfix's "encrypt")
-        )
+        # No mail transaction in clear text (MX: Postfix's "encrypt").
+        self.require_tls = require_tls
         self.state = State.COMMAND
         self.authenticated: str | None = None  # the username once AUTH succeeded
         self.helo: str | None = None

@@ -8,6 +8,7 @@ import trio
 import relay.imap.session
 import relay.smtp.session
 from tests.helpers import RelayServer, make_account
+from tests.smtp.test_enhanced_codes import connect
 
 
 async def _trickle_until_closed(stream: trio.abc.Stream, byte: bytes, every: float) -> bytes:
@@ -31,18 +32,6 @@ async def _trickle_until_closed(stream: trio.abc.Stream, byte: bytes, every: flo
             return bytes(received)
 
 
-async def _mx_over_starttls(relay_server: RelayServer) -> trio.SSLStream[trio.SocketStream]:
-    """Port 25 as another relay reaches it: greeting, EHLO, STARTTLS, then TLS."""
-    raw = await trio.open_tcp_stream(relay_server.host, relay_server.port("smtp"))
-    await raw.send_all(b"EHLO peer.example\r\nSTARTTLS\r\n")
-    said = b""
-    while not (b"220 2.0.0 " in said and said.endswith(b"\r\n")):
-        said += await raw.receive_some(4096)
-    tls = trio.SSLStream(raw, relay_server.ssl_client_context(), server_hostname=relay_server.host)
-    await tls.do_handshake()
-    return tls
-
-
 @pytest.mark.parametrize("service", ["smtp", "submission"])
 async def test_smtp_trickled_command_line_is_cut_off(
     relay_server: RelayServer, monkeypatch: pytest.MonkeyPatch, service: str
@@ -63,7 +52,7 @@ async def test_smtp_trickled_data_is_cut_off_long_before_the_command_deadline(
     rcpt = f"bob000001@{relay_server.domain}"
     assert await make_account(relay_server.app.store, rcpt, "correct-horse-1")
     with trio.fail_after(10):
-        stream = await _mx_over_starttls(relay_server)
+        stream = (await connect(relay_server, "smtp", [], hello=None)).stream  # after STARTTLS
         await stream.send_all(
             f"EHLO peer.example\r\nMAIL FROM:<a@peer.example>\r\nRCPT TO:<{rcpt}>\r\n"
             "DATA\r\n".encode()

@@ -237,7 +237,7 @@ def create_mailbox(tx: Tx, addr: str, name: str, *, subscribed: bool = True) -> 
             tx.next_counter("uidvalidity", int(tx.now)),
             subscribed,
             rules.special_use(name),
-        ),  # fmt: skip
+        ),
     )
 
 

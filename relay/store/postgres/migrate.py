@@ -90,7 +90,7 @@ def _copy(lite: sqlite3.Connection, seglog: SegmentLog, pg: psycopg.Connection) 
                 flags,
                 modseq,
                 push,
-            ),  # fmt: skip
+            ),
         )
         copied["messages"] += 1
     for row in lite.execute("SELECT addr, key, value FROM metadata"):
@@ -113,7 +113,7 @@ def _copy(lite: sqlite3.Connection, seglog: SegmentLog, pg: psycopg.Connection) 
                 attempts,
                 at,
                 error,
-            ),  # fmt: skip
+            ),
         )
         copied["queue"] += 1
     copied["bodies"] = len(bodies.ids)

@@ -34,7 +34,7 @@ def enqueue(tx: Tx, sender: str, recipients: Sequence[str], data: bytes) -> str:
             len(data),
             int(tx.now),
             int(tx.now),
-        ),  # fmt: skip
+        ),
     )
     return qid
 

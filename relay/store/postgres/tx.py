@@ -76,7 +76,7 @@ class Tx:
                     "m": change.mailbox,
                     "k": change.kind,
                     "u": list(change.uids),
-                }  # fmt: skip
+                }
             )
             if len(payload.encode()) > MAX_PAYLOAD:  # too many uids: re-read instead
                 payload = json.dumps({"n": self.node, "a": addr, "m": "", "k": "resync", "u": []})
