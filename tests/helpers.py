@@ -10,7 +10,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +33,20 @@ def tcp_socket(host: str) -> socket.socket:
     return socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
 
 
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """Ports that were free a moment ago (bound together so they are distinct)."""
-    socks = []
+def free_ports(count: int, host: str = "127.0.0.1", taken: Collection[int] = ()) -> list[int]:
+    """Ports that were free on `host` a moment ago (bound together so they are distinct).
+
+    `taken`: ports already promised to something that has not bound them on `host` yet (the
+    kernel hands out a port bound on another address of the same machine as free).
+    """
+    socks: list[socket.socket] = []
     try:
-        for _ in range(count):
+        while len(socks) < count:
             s = tcp_socket(host)
             s.bind((host, 0))
+            if s.getsockname()[1] in taken:
+                s.close()
+                continue
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
     finally:

@@ -88,7 +88,9 @@ class Cluster:
             self.nodes.append(ChildRelay(config))
         for node in self.nodes:
             await node.start()
-        extra = free_ports(len(PINNED) * len(self.nodes_at), BALANCER)
+        # Not one of the shared ports: nothing binds those on the balancer's address yet, and
+        # HAProxy would bind two frontends to one port (SO_REUSEPORT) and split its clients.
+        extra = free_ports(len(PINNED) * len(self.nodes_at), BALANCER, self.ports.values())
         frontends = [Frontend(s, p, p, list(self.nodes_at)) for s, p in self.ports.items()]
         for address in self.nodes_at:
             for service in PINNED:
